@@ -1,0 +1,182 @@
+"""Deterministic preprocessing: decode, contour crop, resize, normalise.
+
+Every model is fed through one :class:`PreprocessConfig`. The config travels inside each checkpoint,
+so a model is always fed at inference exactly as it was during training.
+
+Images are handled as 2-D ``uint8`` grayscale arrays until the very last step. MRI slices carry
+grayscale content (the dataset's RGB files have R == G == B), so keeping one channel halves the
+cache and loses nothing; RGB models receive the channel repeated three times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import torch
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+Normalisation = Literal["imagenet", "unit"]
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How raw scans become model input.
+
+    Attributes:
+        img_size: Side of the square model input, in pixels.
+        channels: 3 (grayscale repeated, for ImageNet-style models) or 1.
+        normalize: ``"imagenet"`` (ImageNet mean/std) or ``"unit"`` (values in [0, 1]).
+        crop: Crop to the head with :func:`contour_crop` before resizing.
+    """
+
+    img_size: int = 224
+    channels: int = 3
+    normalize: Normalisation = "imagenet"
+    crop: bool = True
+
+    def __post_init__(self) -> None:
+        if self.img_size < 8:
+            raise ValueError(f"img_size must be at least 8, got {self.img_size}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        if self.normalize not in ("imagenet", "unit"):
+            raise ValueError(f"normalize must be 'imagenet' or 'unit', got {self.normalize!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def replace(self, **changes: Any) -> PreprocessConfig:
+        return PreprocessConfig.from_dict({**self.to_dict(), **changes})
+
+
+def contour_crop(
+    image: np.ndarray,
+    threshold: int = 45,
+    blur: int = 5,
+    iterations: int = 2,
+    min_area_fraction: float = 0.01,
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Crops a grayscale slice to the extreme points of its largest external contour.
+
+    Grayscale, Gaussian blur, binary threshold, erode then dilate (removes speckle), take the
+    largest external contour and crop to its extreme left/right/top/bottom points.
+
+    Args:
+        image: 2-D ``uint8`` array.
+        threshold: Intensity above which a pixel counts as head.
+        blur: Gaussian kernel size (odd).
+        iterations: Erosion and dilation iterations.
+        min_area_fraction: A contour smaller than this share of the image is ignored.
+
+    Returns:
+        The cropped image and its box ``(x0, y0, x1, y1)`` with ``x1``/``y1`` exclusive. When no usable
+        contour is found, the image is returned unchanged with the full-image box.
+    """
+    if image.ndim != 2:
+        raise ValueError(f"contour_crop expects a 2-D grayscale array, got shape {image.shape}")
+    h, w = image.shape
+    full = (0, 0, w, h)
+    smoothed = cv2.GaussianBlur(image, (blur, blur), 0)
+    _, mask = cv2.threshold(smoothed, threshold, 255, cv2.THRESH_BINARY)
+    mask = cv2.erode(mask, None, iterations=iterations)
+    mask = cv2.dilate(mask, None, iterations=iterations)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return image, full
+    largest = max(contours, key=cv2.contourArea)
+    if cv2.contourArea(largest) < min_area_fraction * h * w:
+        return image, full
+    pts = largest.reshape(-1, 2)
+    x0, y0 = int(pts[:, 0].min()), int(pts[:, 1].min())
+    x1, y1 = int(pts[:, 0].max()) + 1, int(pts[:, 1].max()) + 1
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return image, full
+    return image[y0:y1, x0:x1], (x0, y0, x1, y1)
+
+
+def resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Resizes a 2-D array to ``size`` x ``size`` (area interpolation when shrinking)."""
+    h, w = image.shape[:2]
+    if (h, w) == (size, size):
+        return image
+    interp = cv2.INTER_AREA if size < max(h, w) else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interp)
+
+
+def prepare(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """Applies the deterministic part of preprocessing: optional crop, then resize.
+
+    Args:
+        image: 2-D ``uint8`` grayscale array.
+        config: Preprocessing settings.
+
+    Returns:
+        ``uint8`` array of shape ``(img_size, img_size)``; this is what the data cache stores.
+    """
+    if config.crop:
+        image, _ = contour_crop(image)
+    return resize(image, config.img_size)
+
+
+def prepare_with_box(
+    image: np.ndarray, config: PreprocessConfig
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Like :func:`prepare` but also returns the crop box in original pixel coordinates."""
+    h, w = image.shape
+    box = (0, 0, w, h)
+    if config.crop:
+        image, box = contour_crop(image)
+    return resize(image, config.img_size), box
+
+
+def to_tensor(images: np.ndarray, config: PreprocessConfig) -> torch.Tensor:
+    """Converts prepared ``uint8`` images to a normalised float tensor.
+
+    Args:
+        images: ``(H, W)`` or ``(N, H, W)`` ``uint8`` (or float in [0, 255]) array.
+        config: Preprocessing settings (channels and normalisation).
+
+    Returns:
+        ``(C, H, W)`` or ``(N, C, H, W)`` float32 tensor.
+    """
+    single = images.ndim == 2
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+    x = x.unsqueeze(0 if single else 1)
+    if config.channels == 3:
+        x = x.expand(*x.shape[:-3], 3, *x.shape[-2:])
+    if config.normalize == "imagenet":
+        mean, std = _imagenet_stats(config.channels, x.ndim)
+        x = (x - mean) / std
+    return x.contiguous()
+
+
+def _imagenet_stats(channels: int, ndim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if channels == 3:
+        mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+    else:
+        # One-channel models use the luminance-weighted ImageNet statistics.
+        weights = torch.tensor([0.299, 0.587, 0.114])
+        mean = (weights * torch.tensor(IMAGENET_MEAN)).sum().reshape(1)
+        std = (weights * torch.tensor(IMAGENET_STD)).sum().reshape(1)
+    shape = (-1, 1, 1) if ndim == 3 else (1, -1, 1, 1)
+    return mean.reshape(shape), std.reshape(shape)
+
+
+def denormalize(x: torch.Tensor, config: PreprocessConfig) -> np.ndarray:
+    """Inverse of :func:`to_tensor` for display: returns ``uint8`` ``(H, W)`` or ``(N, H, W)``."""
+    x = x.detach().float().cpu()
+    if config.normalize == "imagenet":
+        mean, std = _imagenet_stats(config.channels, x.ndim)
+        x = x * std + mean
+    x = x.mean(dim=-3)
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()

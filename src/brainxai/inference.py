@@ -1,0 +1,119 @@
+"""The one inference path: checkpoint -> preprocessing -> probabilities.
+
+Everything that classifies (evaluation, the analysis service, the web app, benchmarks) goes through
+:class:`Classifier`, so preprocessing is always the checkpoint's own.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from brainxai.data.preprocess import PreprocessConfig, prepare, to_tensor
+from brainxai.training.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CHECKPOINT_NAME = "default"
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when present, else CPU; anything else is passed to ``torch.device``."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def default_checkpoint_path() -> Path:
+    """Path (stem) of the model shipped inside the package."""
+    return Path(str(resources.files("brainxai") / "weights" / DEFAULT_CHECKPOINT_NAME))
+
+
+@dataclass
+class Prediction:
+    """One classification result."""
+
+    label: str
+    index: int
+    probabilities: dict[str, float]
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.label]
+
+
+class Classifier:
+    """A loaded model plus its preprocessing.
+
+    Args:
+        loaded: A restored checkpoint.
+        device: Where to run.
+    """
+
+    def __init__(self, loaded: LoadedCheckpoint, device: str | torch.device = "auto") -> None:
+        self.device = resolve_device(device)
+        self.checkpoint = loaded
+        self.model: nn.Module = loaded.model.to(self.device).eval()
+        self.classes: tuple[str, ...] = tuple(loaded.meta.classes)
+        self.preprocess: PreprocessConfig = loaded.meta.preprocess
+
+    @classmethod
+    def load(cls, checkpoint: str | Path | None = None, device: str | torch.device = "auto") -> Classifier:
+        """Loads a checkpoint, or the shipped default model when ``checkpoint`` is None."""
+        path = Path(checkpoint) if checkpoint is not None else default_checkpoint_path()
+        try:
+            loaded = load_checkpoint(path)
+        except CheckpointError:
+            if checkpoint is None:
+                raise CheckpointError(
+                    "no default model is shipped with this installation "
+                    f"(looked for {path}.safetensors); pass a checkpoint path"
+                ) from None
+            raise
+        return cls(loaded, device=device)
+
+    @property
+    def name(self) -> str:
+        return self.checkpoint.meta.model
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """Crop and resize a 2-D ``uint8`` scan the way this model was trained."""
+        return prepare(image, self.preprocess)
+
+    def tensor(self, prepared: np.ndarray) -> torch.Tensor:
+        """Prepared ``uint8`` image(s) -> normalised tensor on the model's device."""
+        return to_tensor(prepared, self.preprocess).to(self.device)
+
+    @torch.inference_mode()
+    def predict_proba_prepared(self, prepared: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Class probabilities for prepared images ``(N, H, W)``; returns ``(N, C)`` float64."""
+        if prepared.ndim == 2:
+            prepared = prepared[None]
+        out = []
+        for i in range(0, len(prepared), batch_size):
+            logits = self.model(self.tensor(prepared[i : i + batch_size]))
+            out.append(torch.softmax(logits.float(), dim=1).cpu().double().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)))
+
+    def predict(self, images: list[np.ndarray] | np.ndarray) -> list[Prediction]:
+        """Classifies raw 2-D ``uint8`` scans (any size)."""
+        if isinstance(images, np.ndarray) and images.ndim == 2:
+            images = [images]
+        prepared = np.stack([self.prepare(im) for im in images])
+        return [self._to_prediction(p) for p in self.predict_proba_prepared(prepared)]
+
+    def _to_prediction(self, probs: np.ndarray) -> Prediction:
+        idx = int(np.argmax(probs))
+        return Prediction(
+            label=self.classes[idx],
+            index=idx,
+            probabilities={c: float(p) for c, p in zip(self.classes, probs)},
+        )

@@ -1,0 +1,131 @@
+"""A timm-style model registry: ``@register_model`` + ``create_model(name, **kw)``.
+
+Each registered model carries a :class:`ModelConfig` describing how to feed it (input size, channels,
+normalisation) and where explanation methods should look (the CAM target layer). The config is
+attached to every created model as ``model.brainxai_config``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from torch import nn
+
+from brainxai.constants import CLASSES
+from brainxai.data.preprocess import PreprocessConfig
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Static description of a registered model.
+
+    Attributes:
+        name: Registry name.
+        preprocess: How inputs are prepared for this model.
+        target_layer: Dotted path of the module whose activations CAM methods use.
+        stages: Dotted module paths from the classifier head backwards, used by the progressive
+            unfreezing schedule (phase ``i`` trains ``stages[: i + 1]``).
+        classes: Output classes, in order.
+        description: One line for ``brainxai models``.
+        supports_lrp: Whether zennit LRP is meaningful for this architecture.
+    """
+
+    name: str
+    preprocess: PreprocessConfig
+    target_layer: str
+    stages: tuple[str, ...]
+    classes: tuple[str, ...] = CLASSES
+    description: str = ""
+    supports_lrp: bool = True
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+_FACTORIES: dict[str, Callable[..., nn.Module]] = {}
+_CONFIGS: dict[str, ModelConfig] = {}
+
+
+def register_model(config: ModelConfig) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Registers a model factory under ``config.name``.
+
+    The factory is called as ``factory(num_classes=..., pretrained=..., img_size=..., **kwargs)``.
+    """
+
+    def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if config.name in _FACTORIES:
+            raise ValueError(f"model {config.name!r} is already registered")
+        _FACTORIES[config.name] = factory
+        _CONFIGS[config.name] = config
+        return factory
+
+    return decorator
+
+
+def _ensure_builtin_models() -> None:
+    # Importing the package registers the built-in models.
+    import brainxai.models  # noqa: F401
+
+
+def list_models() -> list[str]:
+    """Names of all registered models, sorted."""
+    _ensure_builtin_models()
+    return sorted(_FACTORIES)
+
+
+def get_model_config(name: str) -> ModelConfig:
+    """Returns the registered config for ``name``.
+
+    Raises:
+        KeyError: Unknown model; the message lists the known names.
+    """
+    _ensure_builtin_models()
+    if name not in _CONFIGS:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(_CONFIGS))}")
+    return _CONFIGS[name]
+
+
+def create_model(
+    name: str,
+    *,
+    pretrained: bool = True,
+    num_classes: int | None = None,
+    img_size: int | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Builds a registered model.
+
+    Args:
+        name: Registry name (see :func:`list_models`).
+        pretrained: Start from ImageNet weights where the model has them (falls back to random
+            initialisation with a warning when they are unavailable offline).
+        num_classes: Number of outputs; defaults to the config's class count.
+        img_size: Overrides the config's input size (the returned model's config reflects it).
+        **kwargs: Passed to the factory.
+
+    Returns:
+        The model, with ``brainxai_config`` set to its (possibly adjusted) :class:`ModelConfig`.
+    """
+    config = get_model_config(name)
+    n = num_classes if num_classes is not None else len(config.classes)
+    if img_size is not None and img_size != config.preprocess.img_size:
+        config = replace(config, preprocess=config.preprocess.replace(img_size=img_size))
+    model = _FACTORIES[name](
+        num_classes=n, pretrained=pretrained, img_size=config.preprocess.img_size, **kwargs
+    )
+    model.brainxai_config = config  # type: ignore[assignment]
+    return model
+
+
+def get_submodule(model: nn.Module, path: str) -> nn.Module:
+    """Resolves a dotted module path such as ``"layer4"`` or ``"blocks.15"``."""
+    try:
+        return model.get_submodule(path)
+    except AttributeError as exc:
+        raise KeyError(f"{type(model).__name__} has no submodule {path!r}") from exc
+
+
+def get_target_layer(model: nn.Module) -> nn.Module:
+    """The layer that CAM methods target, from the model's config."""
+    config: ModelConfig = getattr(model, "brainxai_config")
+    return get_submodule(model, config.target_layer)

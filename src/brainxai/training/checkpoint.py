@@ -1,0 +1,189 @@
+"""Checkpoints: weights as safetensors plus a JSON metadata sidecar.
+
+A checkpoint is a pair ``NAME.safetensors`` + ``NAME.json``. The JSON names the model, its classes,
+its preprocessing, the training recipe, metrics, history and a fingerprint of the training data.
+Loading restores the preprocessing, so a model can never be fed differently from how it was trained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from brainxai import __version__
+from brainxai.data.preprocess import PreprocessConfig
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete or inconsistent."""
+
+
+@dataclass
+class CheckpointMeta:
+    """Metadata stored beside the weights."""
+
+    model: str
+    classes: list[str]
+    preprocess: PreprocessConfig
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    recipe: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    dataset_fingerprint: str | None = None
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    brainxai_version: str = __version__
+    dtype: str = "float32"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "model": self.model,
+            "classes": list(self.classes),
+            "preprocess": self.preprocess.to_dict(),
+            "model_kwargs": self.model_kwargs,
+            "recipe": self.recipe,
+            "metrics": self.metrics,
+            "history": self.history,
+            "dataset_fingerprint": self.dataset_fingerprint,
+            "created": self.created,
+            "brainxai_version": self.brainxai_version,
+            "dtype": self.dtype,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckpointMeta:
+        try:
+            return cls(
+                model=data["model"],
+                classes=list(data["classes"]),
+                preprocess=PreprocessConfig.from_dict(data["preprocess"]),
+                model_kwargs=data.get("model_kwargs", {}),
+                recipe=data.get("recipe", {}),
+                metrics=data.get("metrics", {}),
+                history=data.get("history", []),
+                dataset_fingerprint=data.get("dataset_fingerprint"),
+                created=data.get("created", ""),
+                brainxai_version=data.get("brainxai_version", "?"),
+                dtype=data.get("dtype", "float32"),
+            )
+        except KeyError as exc:
+            raise CheckpointError(f"checkpoint metadata lacks required field {exc}") from exc
+
+
+def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
+    """Returns ``(weights, metadata)`` paths for a checkpoint given either file or the stem."""
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_suffix(".safetensors"), p.with_suffix(".json")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Writes a file atomically (temp file + rename) so a crash never leaves it half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta, half: bool = False) -> Path:
+    """Saves weights (safetensors) and metadata (JSON).
+
+    Args:
+        path: Checkpoint stem or either file name.
+        model: The model; its ``state_dict`` is saved.
+        meta: Metadata to store.
+        half: Store floating-point tensors as float16 (halves the size).
+
+    Returns:
+        The weights path.
+    """
+    weights_path, meta_path = checkpoint_paths(path)
+    state = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu().contiguous()
+        if half and v.is_floating_point():
+            v = v.half()
+        state[k] = v
+    meta.dtype = "float16" if half else "float32"
+    weights_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = weights_path.with_name(weights_path.name + ".tmp")
+    save_file(state, str(tmp), metadata={"model": meta.model, "brainxai_version": meta.brainxai_version})
+    os.replace(tmp, weights_path)
+    atomic_write_bytes(meta_path, json.dumps(meta.to_dict(), indent=2).encode())
+    return weights_path
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A model restored from disk with everything needed to feed it."""
+
+    model: nn.Module
+    meta: CheckpointMeta
+    weights_path: Path
+    sha256: str
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        return self.meta.preprocess
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Restores a model from a checkpoint, in eval mode, with float32 weights.
+
+    Raises:
+        CheckpointError: A file is missing or the weights do not fit the named model.
+    """
+    from brainxai.models import create_model  # local: models import data, which imports nothing here
+
+    weights_path, meta_path = checkpoint_paths(path)
+    for p in (weights_path, meta_path):
+        if not p.is_file():
+            raise CheckpointError(f"checkpoint file not found: {p}")
+    meta = CheckpointMeta.from_dict(json.loads(meta_path.read_text()))
+    model = create_model(
+        meta.model,
+        pretrained=False,
+        num_classes=len(meta.classes),
+        img_size=meta.preprocess.img_size,
+        **meta.model_kwargs,
+    )
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights_path)).items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{weights_path} does not match model {meta.model!r}: {exc}") from exc
+    # The checkpoint's preprocessing wins over the registry default.
+    from dataclasses import replace
+
+    model.brainxai_config = replace(model.brainxai_config, preprocess=meta.preprocess, classes=tuple(meta.classes))
+    model.to(device).eval()
+    return LoadedCheckpoint(model=model, meta=meta, weights_path=weights_path, sha256=file_sha256(weights_path))
