@@ -1,0 +1,1 @@
+"""Datasets, preprocessing, augmentation, splits and the duplicate audit."""

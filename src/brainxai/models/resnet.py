@@ -14,7 +14,7 @@ from brainxai.models.registry import ModelConfig, register_model
 
 logger = logging.getLogger(__name__)
 
-_RESNET_STAGES = ("fc", "layer4", "layer3")
+_RESNET_STAGES = (("fc",), ("layer4",), ("layer3",))
 _IMAGENET_224 = PreprocessConfig(img_size=224, channels=3, normalize="imagenet", crop=True)
 
 

@@ -1,0 +1,120 @@
+"""``brainxai analyze`` and ``brainxai demo``: thin wrappers around :mod:`brainxai.service`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from brainxai.cli.app import app, fail
+
+if TYPE_CHECKING:  # pragma: no cover
+    from brainxai.service import BatchItem
+
+
+def _run(items_fn, total: int, out: Path, write_csv: bool) -> None:  # type: ignore[no-untyped-def]
+    """Runs a batch with a progress bar, prints one line per file, writes the CSV, exits 1 on failures."""
+    from tqdm import tqdm
+
+    from brainxai.service import write_summary_csv
+
+    with tqdm(total=total, unit="scan", desc="analysing", file=None, disable=total < 2) as bar:
+
+        def progress(item: BatchItem) -> None:
+            bar.update(1)
+            bar.set_postfix_str(Path(item.file).name[:30])
+
+        items = items_fn(progress)
+    for it in items:
+        if it.ok and it.result is not None:
+            r = it.result
+            target = r.report_pdf or r.report_json
+            typer.echo(f"{it.file}: {r.prediction} ({r.confidence:.1%}) -> {target}")
+    if write_csv:
+        csv_path = write_summary_csv(items, out / "summary.csv")
+        typer.echo(f"summary: {csv_path}")
+    failed = [it for it in items if not it.ok]
+    if failed:
+        typer.secho(f"{len(failed)} of {len(items)} file(s) failed:", fg=typer.colors.RED, err=True)
+        for it in failed:
+            typer.secho(f"  {it.file}: {it.error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
+def _load_service(checkpoint: Path | None, device: str):  # type: ignore[no-untyped-def]
+    from brainxai.service import AnalysisService
+    from brainxai.training.checkpoint import CheckpointError
+
+    try:
+        return AnalysisService(checkpoint, device=device)
+    except CheckpointError as exc:
+        fail(str(exc))
+
+
+@app.command("analyze")
+def analyze_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Scan files (JPEG, PNG, DICOM, NIfTI) or folders of them.")],
+    method: Annotated[str, typer.Option("--method", "-m", help="Explanation method: lrp, gradcam, gradcam++, hirescam, ...")] = "lrp",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder [default: brainxai-output, or the report's folder].")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="PDF path for a single input file.")] = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Skip the PDF (images and JSON only).")] = False,
+    patient_name: Annotated[str | None, typer.Option(help="Patient name for the report.")] = None,
+    patient_id: Annotated[str | None, typer.Option(help="Patient ID for the report.")] = None,
+    patient_age: Annotated[int | None, typer.Option(help="Patient age in years.")] = None,
+    patient_sex: Annotated[str | None, typer.Option(help="Patient sex.")] = None,
+    referring_physician: Annotated[str | None, typer.Option(help="Referring physician.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint [default: the shipped model].")] = None,
+    slice_index: Annotated[int | None, typer.Option("--slice", help="Volume slice to analyse [default: the most suspicious].")] = None,
+    assume_spacing: Annotated[float | None, typer.Option(help="Pixel spacing (mm) to ASSUME when a file has none.")] = None,
+    sequence: Annotated[str | None, typer.Option(help="MR sequence when the file does not say (T1, T2, FLAIR).")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+) -> None:
+    """Analyse scans: prediction, explanation, spatial parameters and a PDF report per file.
+
+    Several files or a folder run as a batch with a summary CSV; a bad file is reported and the batch
+    goes on, and the command exits with status 1 listing the failures.
+    """
+    from brainxai.service import PatientInfo, analyze_batch, collect_inputs
+
+    files = collect_inputs(paths)
+    if not files:
+        fail("no scan files found in " + ", ".join(map(str, paths)))
+    if report is not None and len(files) != 1:
+        fail(f"--report takes a single input file; {len(files)} were given (use --out for batches)")
+    out_dir = out or (report.parent if report is not None else Path("brainxai-output"))
+    patient = PatientInfo(patient_name, patient_id, patient_age, patient_sex, referring_physician)
+    service = _load_service(checkpoint, device)
+    batch = len(files) > 1 or any(p.is_dir() for p in paths)
+
+    def run(progress):  # type: ignore[no-untyped-def]
+        return analyze_batch(
+            service, files, out_dir=out_dir, method=method, patient=patient if patient.to_dict() else None,
+            report=not no_report, report_path=report, progress=progress, slice_index=slice_index,
+            assumed_pixel_spacing_mm=assume_spacing, sequence=sequence,
+        )
+
+    _run(run, len(files), out_dir, write_csv=batch)
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("brainxai-demo"),
+    method: Annotated[str, typer.Option("--method", "-m", help="Explanation method.")] = "lrp",
+    checkpoint: Annotated[Path | None, typer.Option(help="Use this checkpoint instead of the shipped model.")] = None,
+) -> None:
+    """Analyse the sample scans shipped with brainxai (one per class) and write their reports to ./brainxai-demo/."""
+    from brainxai.service import get_service, run_demo, sample_scans
+    from brainxai.training.checkpoint import CheckpointError
+
+    try:
+        get_service(checkpoint)
+    except CheckpointError as exc:
+        fail(str(exc))
+    samples = sample_scans()
+
+    def run(progress):  # type: ignore[no-untyped-def]
+        return run_demo(out, checkpoint=checkpoint, method=method, progress=progress)
+
+    _run(run, len(samples), out, write_csv=True)
+    typer.echo(f"demo reports written to {out}/ (research use only, not a diagnosis)")

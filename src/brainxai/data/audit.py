@@ -1,0 +1,189 @@
+"""Duplicate audit: perceptual-hash near-duplicates within Training and between Testing and Training.
+
+A 64-bit pHash (DCT of a 32x32 grayscale thumbnail, sign of the 8x8 low frequencies against their
+median) changes little under re-encoding, resizing and small intensity changes, so two files whose
+hashes differ in at most ``max_distance`` bits are the same slice (or a neighbouring slice of the
+same patient). Test images with such a twin in Training make a raw test accuracy optimistic; the
+audit writes the list of test images that have none.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import imagehash
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from brainxai.constants import CLASSES
+from brainxai.data.dataset import Sample, discover_samples
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_DISTANCE = 4
+
+
+@dataclass
+class HashedImage:
+    sample: Sample
+    bits: np.ndarray  # (64,) bool
+    size: tuple[int, int]
+
+
+def _hash_one(sample: Sample) -> HashedImage | str:
+    try:
+        with Image.open(sample.path) as img:
+            size = img.size
+            h = imagehash.phash(img.convert("L"))
+        return HashedImage(sample, np.asarray(h.hash, dtype=bool).ravel(), size)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, not fatal
+        return f"{sample.path}: {exc}"
+
+
+def hash_samples(samples: list[Sample], progress: bool = True) -> tuple[list[HashedImage], list[str]]:
+    """pHashes every sample (threads); returns the hashes and the files that failed."""
+    ok: list[HashedImage] = []
+    failed: list[str] = []
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for r in tqdm(pool.map(_hash_one, samples), total=len(samples), desc="hashing", disable=not progress, leave=False):
+            (failed.append(r) if isinstance(r, str) else ok.append(r))
+    return ok, failed
+
+
+def hamming_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise Hamming distances between rows of two boolean bit matrices ``(N, 64)`` and ``(M, 64)``."""
+    a = a.astype(np.float32)
+    b = b.astype(np.float32)
+    # |a xor b| = a.(1-b) + (1-a).b, as two matrix products.
+    return np.rint(a @ (1 - b).T + (1 - a) @ b.T).astype(np.int32)
+
+
+def near_pairs(a: np.ndarray, b: np.ndarray | None, max_distance: int, chunk: int = 2048) -> list[tuple[int, int, int]]:
+    """Index pairs ``(i, j, distance)`` with distance <= max_distance; within ``a`` when ``b`` is None (i < j)."""
+    same = b is None
+    other = a if b is None else b
+    pairs: list[tuple[int, int, int]] = []
+    for start in range(0, len(a), chunk):
+        d = hamming_matrix(a[start : start + chunk], other)
+        ii, jj = np.nonzero(d <= max_distance)
+        for i, j in zip(ii + start, jj):
+            if not same or i < j:
+                pairs.append((int(i), int(j), int(d[i - start, j])))
+    return pairs
+
+
+def audit_dataset(
+    root: str | Path, max_distance: int = DEFAULT_MAX_DISTANCE, progress: bool = True
+) -> dict[str, Any]:
+    """Runs the duplicate audit on ``root`` (holding ``Training/`` and, optionally, ``Testing/``).
+
+    Returns:
+        A JSON-ready dict: counts, near-duplicate pairs within Training and between Testing and
+        Training (paths relative to ``root``, Hamming distance, labels), label conflicts, image-size
+        summary, and ``dedup_test`` (test images with no near-twin in Training).
+    """
+    root = Path(root)
+    train_samples = discover_samples(root / "Training")
+    test_dir = root / "Testing"
+    test_samples = discover_samples(test_dir) if test_dir.is_dir() else []
+    train_h, train_fail = hash_samples(train_samples, progress)
+    test_h, test_fail = hash_samples(test_samples, progress)
+    rel = lambda p: os.path.relpath(p, root)  # noqa: E731
+    tr_bits = np.stack([h.bits for h in train_h]) if train_h else np.zeros((0, 64), bool)
+
+    def pair_record(x: HashedImage, y: HashedImage, d: int) -> dict[str, Any]:
+        return {
+            "a": rel(x.sample.path),
+            "b": rel(y.sample.path),
+            "distance": d,
+            "label_a": x.sample.class_name,
+            "label_b": y.sample.class_name,
+        }
+
+    within = [pair_record(train_h[i], train_h[j], d) for i, j, d in near_pairs(tr_bits, None, max_distance)]
+    cross: list[dict[str, Any]] = []
+    twins: set[int] = set()
+    nearest_hist: dict[str, int] = {}
+    if test_h:
+        te_bits = np.stack([h.bits for h in test_h])
+        for i, j, d in near_pairs(te_bits, tr_bits, max_distance):
+            cross.append(pair_record(test_h[i], train_h[j], d))
+            twins.add(i)
+        # Distance from each test image to its nearest training image: shows where twins end and
+        # merely similar slices begin, which is how max_distance should be chosen.
+        nearest = np.concatenate(
+            [hamming_matrix(te_bits[s : s + 2048], tr_bits).min(axis=1) for s in range(0, len(te_bits), 2048)]
+        )
+        values, counts = np.unique(nearest, return_counts=True)
+        nearest_hist = {str(int(v)): int(c) for v, c in zip(values, counts)}
+    conflicts = [p for p in within + cross if p["label_a"] != p["label_b"]]
+    sizes = [h.size for h in train_h + test_h]
+    size_counts: dict[str, int] = {}
+    for w, h in sizes:
+        size_counts[f"{w}x{h}"] = size_counts.get(f"{w}x{h}", 0) + 1
+    dedup = [rel(h.sample.path) for k, h in enumerate(test_h) if k not in twins]
+    per_class_twins = {c: 0 for c in CLASSES}
+    for k in twins:
+        per_class_twins[test_h[k].sample.class_name] += 1
+    return {
+        "root": str(root),
+        "method": f"64-bit pHash (imagehash.phash); near-duplicate = Hamming distance <= {max_distance}",
+        "max_distance": max_distance,
+        "n_train": len(train_h),
+        "n_test": len(test_h),
+        "unreadable": train_fail + test_fail,
+        "train_near_duplicate_pairs": len(within),
+        "train_images_in_pairs": len({p["a"] for p in within} | {p["b"] for p in within}),
+        "test_with_train_twin": len(twins),
+        "test_with_train_twin_per_class": per_class_twins,
+        "test_nearest_train_distance_histogram": nearest_hist,
+        "label_conflicts": conflicts,
+        "image_sizes": dict(sorted(size_counts.items(), key=lambda kv: -kv[1])),
+        "n_dedup_test": len(dedup),
+        "dedup_test": dedup,
+        "pairs_within_train": within,
+        "pairs_test_train": cross,
+        "_sizes": sizes,
+        "_size_labels": [("train " if k < len(train_h) else "test ") + h.sample.class_name for k, h in enumerate(train_h + test_h)],
+    }
+
+
+def write_audit(report: dict[str, Any], out: str | Path) -> dict[str, Path]:
+    """Writes ``audit.json``, the de-duplicated test list (one path per line) and the size scatter plot.
+
+    Args:
+        report: Output of :func:`audit_dataset`.
+        out: The JSON path; the other files are written beside it.
+    """
+    from brainxai.evaluation.plots import save_figure, size_scatter_figure
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    public = {k: v for k, v in report.items() if not k.startswith("_")}
+    list_path = out.with_name(out.stem + "_dedup_test.txt")
+    plot_path = out.with_name(out.stem + "_sizes.png")
+    public["dedup_test_file"] = list_path.name
+    public["size_plot"] = plot_path.name
+    out.write_text(json.dumps(public, indent=2))
+    list_path.write_text("\n".join(report["dedup_test"]) + "\n")
+    save_figure(size_scatter_figure(report["_sizes"], report["_size_labels"]), str(plot_path))
+    return {"json": out, "dedup_list": list_path, "size_plot": plot_path}
+
+
+def read_subset(path: str | Path) -> list[str]:
+    """Reads a subset file: one relative path per line (blank lines and ``#`` comments ignored).
+
+    Accepts an ``audit.json`` too, taking its ``dedup_test`` list.
+    """
+    p = Path(path)
+    text = p.read_text()
+    if p.suffix == ".json":
+        return list(json.loads(text)["dedup_test"])
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]

@@ -1,0 +1,1 @@
+"""Evaluation: metric functions, plots and result reports."""

@@ -1,0 +1,117 @@
+"""NIfTI decoding: reorient to RAS, cut axial slices in radiological display, choose the slice to analyse."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from brainxai.io.dicom import sequence_from_text
+from brainxai.io.raster import ImageReadError
+from brainxai.io.scan import ScanImage, SliceScorer, pick_slice
+
+logger = logging.getLogger(__name__)
+
+_UNIT_TO_MM = {"mm": 1.0, "meter": 1000.0, "micron": 0.001}
+
+
+def volume_to_uint8(volume: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
+    """Maps a volume to ``uint8`` with one window for all slices, between two percentiles.
+
+    A single window keeps slices comparable, so slice scores reflect anatomy rather than per-slice
+    contrast stretching. The upper percentile is taken over non-zero voxels (so a mostly empty
+    field of view does not lower it) and stops a few hot voxels from darkening everything.
+    """
+    finite = volume[np.isfinite(volume)]
+    body = finite[finite != 0]
+    if body.size == 0:
+        return np.zeros(volume.shape, dtype=np.uint8)
+    lo = float(np.percentile(finite, low))
+    hi = float(np.percentile(body, high))
+    if hi <= lo:
+        hi = lo + 1.0
+    scaled = (np.nan_to_num(volume, nan=lo) - lo) * (255.0 / (hi - lo))
+    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+
+
+def axial_slice(volume_ras: np.ndarray, k: int) -> np.ndarray:
+    """Axial slice ``k`` of a RAS volume, displayed radiologically: anterior at the top, patient right on the left."""
+    return np.ascontiguousarray(volume_ras[:, :, k].T[::-1, ::-1])
+
+
+def read_nifti(
+    data: bytes, name: str, slice_index: int | None = None, scorer: SliceScorer | None = None
+) -> ScanImage:
+    """Decodes an uncompressed NIfTI-1/2 byte string into a :class:`ScanImage` of one axial slice.
+
+    Args:
+        data: The (already decompressed) file content.
+        name: Name for messages and reports.
+        slice_index: Axial slice to use, counted inferior to superior after reorientation to RAS.
+        scorer: Scores candidate slices when ``slice_index`` is None (see :func:`pick_slice`).
+
+    Raises:
+        ImageReadError: Corrupt header, truncated data, unsupported dimensionality or bad slice index.
+    """
+    import nibabel as nib
+
+    try:
+        if len(data) >= 540 and data[4:7] in (b"n+2", b"ni2"):
+            img = nib.Nifti2Image.from_bytes(data)
+        else:
+            img = nib.Nifti1Image.from_bytes(data)
+        img = nib.as_closest_canonical(img)
+        volume = np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as exc:  # nibabel raises assorted errors for broken headers and short data
+        raise ImageReadError(f"{name}: not a readable NIfTI image ({exc})") from exc
+
+    meta: dict[str, Any] = {"plane": "axial", "display_convention": "radiological"}
+    if volume.ndim == 4:
+        if volume.shape[3] > 1:
+            meta["volume_note"] = f"4-D image with {volume.shape[3]} volumes; the first was used"
+        volume = volume[..., 0]
+    elif volume.ndim == 2:
+        volume = volume[:, :, None]
+    if volume.ndim != 3 or min(volume.shape[:2]) < 2:
+        raise ImageReadError(f"{name}: unsupported NIfTI shape {tuple(img.shape)} (need a 3-D volume)")
+    n = volume.shape[2]
+    meta["volume_shape"] = [int(v) for v in volume.shape]
+
+    zooms = [float(z) for z in img.header.get_zooms()[:3]]
+    unit = img.header.get_xyzt_units()[0]
+    factor = _UNIT_TO_MM.get(unit)
+    spacing: tuple[float, float] | None = None
+    if factor is None:
+        meta["spacing_note"] = "spatial units not recorded in the NIfTI header; measurements are in pixels"
+    elif all(z > 0 for z in zooms[:2]):
+        # Rows of the displayed slice run along y (anterior-posterior), columns along x.
+        spacing = (zooms[1] * factor, zooms[0] * factor)
+        meta["slice_thickness_mm"] = zooms[2] * factor if len(zooms) > 2 else None
+
+    volume8 = volume_to_uint8(volume)
+    slices = [axial_slice(volume8, k) for k in range(n)]
+    if slice_index is not None:
+        if not 0 <= slice_index < n:
+            raise ImageReadError(f"{name}: slice {slice_index} requested, the volume has {n} axial slices (0..{n - 1})")
+        chosen = slice_index
+        meta["slice_selection"] = f"axial slice chosen by the user ({n} in the volume)"
+    elif n == 1:
+        chosen = 0
+    else:
+        chosen, how = pick_slice(slices, scorer, name)
+        meta.update(how)
+
+    descrip = img.header.get("descrip")
+    description = descrip.item().decode("latin-1", "replace").strip("\x00 ") if descrip is not None else ""
+    meta["sequence"] = sequence_from_text(description, name)
+    if description:
+        meta["description"] = description
+    return ScanImage(
+        pixels=slices[chosen],
+        pixel_spacing_mm=spacing,
+        format="nifti",
+        source_name=name,
+        slice_index=chosen,
+        meta={k: v for k, v in meta.items() if v is not None},
+    )

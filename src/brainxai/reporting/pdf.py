@@ -1,0 +1,362 @@
+"""The clinician-facing PDF report (ReportLab), built from an analysis result's dictionary.
+
+One or two A4 pages: header with report id and date, a research-use banner, patient and scan details,
+the finding with probability bars, the four images side by side, the ten spatial parameters with their
+methods, guidance, and the model's identity. Every page repeats the disclaimer in its footer.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+import cv2
+import numpy as np
+from reportlab.lib import colors
+from reportlab.lib.enums import TA_RIGHT
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle
+from reportlab.lib.units import mm
+from reportlab.lib.utils import ImageReader
+from reportlab.platypus import Flowable, Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+from brainxai.constants import CLASS_TITLES, DISCLAIMER, NO_TUMOUR
+from brainxai.reporting.guidance import guidance_for
+from brainxai.training.checkpoint import atomic_write_bytes
+
+logger = logging.getLogger(__name__)
+
+#: Order and captions of the report's images; the first key found for each slot is used.
+IMAGE_SLOTS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("original",), "Original"),
+    (("heatmap",), "Heatmap ({method})"),
+    (("outline", "overlay"), "Overlay with outline"),
+    (("mask",), "Relevance mask"),
+)
+
+INK = colors.HexColor("#1f2933")
+MUTED = colors.HexColor("#616e7c")
+RULE = colors.HexColor("#cbd2d9")
+ACCENT = colors.HexColor("#1d4e89")
+BAND = colors.HexColor("#f0f4f8")
+WARN_BG = colors.HexColor("#fff4e0")
+WARN_INK = colors.HexColor("#8a4b00")
+BAR = colors.HexColor("#3e7cb1")
+BAR_TOP = colors.HexColor("#1d4e89")
+
+PAGE_W, PAGE_H = A4
+MARGIN = 15 * mm
+#: ReportLab frames pad their content by 6 pt on each side.
+CONTENT_W = PAGE_W - 2 * MARGIN - 12
+
+
+@lru_cache(maxsize=1)
+def _fonts() -> tuple[str, str]:
+    """Regular and bold font names: DejaVu Sans (ships with matplotlib; covers ², ³, ≈) or Helvetica."""
+    try:
+        import matplotlib
+        from reportlab.pdfbase import pdfmetrics
+        from reportlab.pdfbase.ttfonts import TTFont
+
+        base = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+        pdfmetrics.registerFont(TTFont("BX-Regular", str(base / "DejaVuSans.ttf")))
+        pdfmetrics.registerFont(TTFont("BX-Bold", str(base / "DejaVuSans-Bold.ttf")))
+        pdfmetrics.registerFontFamily("BX-Regular", normal="BX-Regular", bold="BX-Bold")
+        return "BX-Regular", "BX-Bold"
+    except Exception as exc:  # any font problem: fall back to the built-in Type 1 fonts
+        logger.warning("DejaVu Sans not available (%s); using Helvetica", exc)
+        return "Helvetica", "Helvetica-Bold"
+
+
+def _styles() -> dict[str, ParagraphStyle]:
+    regular, bold = _fonts()
+    return {
+        "title": ParagraphStyle("title", fontName=bold, fontSize=15, leading=18, textColor=ACCENT),
+        "subtitle": ParagraphStyle("subtitle", fontName=regular, fontSize=8.5, leading=11, textColor=MUTED),
+        "meta": ParagraphStyle("meta", fontName=regular, fontSize=8, leading=10.5, textColor=MUTED, alignment=TA_RIGHT),
+        "h2": ParagraphStyle("h2", fontName=bold, fontSize=10.5, leading=13, textColor=ACCENT, spaceBefore=7, spaceAfter=3),
+        "body": ParagraphStyle("body", fontName=regular, fontSize=8.5, leading=11, textColor=INK),
+        "small": ParagraphStyle("small", fontName=regular, fontSize=7, leading=8.6, textColor=MUTED),
+        "cell": ParagraphStyle("cell", fontName=regular, fontSize=8, leading=10, textColor=INK),
+        "cellb": ParagraphStyle("cellb", fontName=bold, fontSize=8, leading=10, textColor=INK),
+        "label": ParagraphStyle("label", fontName=regular, fontSize=7.5, leading=9.5, textColor=MUTED),
+        "finding": ParagraphStyle("finding", fontName=bold, fontSize=14, leading=17, textColor=INK),
+        "caption": ParagraphStyle("caption", fontName=regular, fontSize=7.5, leading=9, textColor=MUTED, alignment=1),
+        "warn": ParagraphStyle("warn", fontName=bold, fontSize=8.5, leading=11, textColor=WARN_INK),
+    }
+
+
+def _p(text: Any, style: ParagraphStyle) -> Paragraph:
+    return Paragraph(escape(str(text)), style)
+
+
+class ProbabilityBars(Flowable):
+    """Horizontal bars, one per class, the predicted class darker."""
+
+    def __init__(self, probabilities: Mapping[str, float], predicted: str, width: float, font: tuple[str, str]) -> None:
+        super().__init__()
+        self.items = list(probabilities.items())
+        self.predicted = predicted
+        self.width = width
+        self.row_h = 11.0
+        self.height = self.row_h * len(self.items)
+        self.font = font
+
+    def wrap(self, avail_w: float, avail_h: float) -> tuple[float, float]:
+        return self.width, self.height
+
+    def draw(self) -> None:
+        c = self.canv
+        label_w, value_w = 30 * mm, 14 * mm
+        bar_w = self.width - label_w - value_w
+        for i, (name, p) in enumerate(self.items):
+            y = self.height - (i + 1) * self.row_h + 2
+            top = name == self.predicted
+            c.setFont(self.font[1] if top else self.font[0], 8)
+            c.setFillColor(INK)
+            c.drawString(0, y + 1, CLASS_TITLES.get(name, name))
+            c.setFillColor(BAND)
+            c.rect(label_w, y, bar_w, self.row_h - 4, stroke=0, fill=1)
+            c.setFillColor(BAR_TOP if top else BAR)
+            c.rect(label_w, y, bar_w * max(0.0, min(1.0, float(p))), self.row_h - 4, stroke=0, fill=1)
+            c.setFillColor(INK)
+            c.drawRightString(self.width, y + 1, f"{float(p):.1%}")
+
+
+def _image_flowable(source: Any, box: float) -> Image | None:
+    if source is None:
+        return None
+    if isinstance(source, np.ndarray):
+        arr = source if source.ndim == 2 else cv2.cvtColor(source, cv2.COLOR_RGB2BGR)
+        ok, png = cv2.imencode(".png", arr)
+        if not ok:
+            return None
+        src: Any = io.BytesIO(png.tobytes())
+    else:
+        src = str(source)
+        if not os.path.isfile(src):
+            logger.warning("report image missing: %s", src)
+            return None
+    w, h = ImageReader(src).getSize()
+    if isinstance(src, io.BytesIO):
+        src.seek(0)
+    scale = box / max(w, h)
+    return Image(src, width=w * scale, height=h * scale)
+
+
+def _kv_table(rows: list[tuple[str, str]], styles: dict[str, ParagraphStyle], width: float) -> Table:
+    data = [[_p(k, styles["label"]), _p(v, styles["cell"])] for k, v in rows]
+    t = Table(data, colWidths=[27 * mm, width - 27 * mm])
+    t.setStyle(TableStyle([
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("LEFTPADDING", (0, 0), (-1, -1), 0),
+        ("RIGHTPADDING", (0, 0), (-1, -1), 2),
+        ("TOPPADDING", (0, 0), (-1, -1), 1),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
+    ]))
+    return t
+
+
+def _patient_rows(patient: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    fields = (("name", "Name"), ("patient_id", "Patient ID"), ("age", "Age"), ("sex", "Sex"),
+              ("referring_physician", "Referring physician"))
+    rows = [(label, str(patient[key])) for key, label in fields if patient and patient.get(key) not in (None, "")]
+    return rows or [("", "No patient details were entered.")]
+
+
+def _scan_rows(scan: Mapping[str, Any]) -> list[tuple[str, str]]:
+    spacing = scan.get("pixel_spacing_mm")
+    assumed = scan.get("assumed_pixel_spacing_mm")
+    if spacing:
+        spacing_text = f"{spacing[0]:.3g} x {spacing[1]:.3g} mm (from the file)"
+    elif assumed:
+        spacing_text = f"not in the file; {assumed[0]:.3g} x {assumed[1]:.3g} mm ASSUMED by the user"
+    else:
+        spacing_text = "unknown: not recorded in this format; sizes are given in pixels"
+    shape = scan.get("shape")
+    rows = [
+        ("File", str(scan.get("file", ""))),
+        ("Format", str(scan.get("format", "")).upper()),
+        ("Image size", f"{shape[1]} x {shape[0]} pixels" if shape else "?"),
+        ("Pixel spacing", spacing_text),
+    ]
+    if scan.get("slice_index") is not None:
+        how = scan.get("slice_selection")
+        rows.append(("Slice", f"{scan['slice_index']}" + (f" ({how})" if how else "")))
+    extras = [("modality", "Modality"), ("sequence", "Sequence"), ("plane", "Plane")]
+    rows += [(label, str(scan[key])) for key, label in extras if scan.get(key)]
+    return rows
+
+
+def _footer(canvas: Any, doc: Any, report_id: str) -> None:
+    regular, _ = _fonts()
+    canvas.saveState()
+    canvas.setStrokeColor(RULE)
+    canvas.line(MARGIN, 13 * mm, PAGE_W - MARGIN, 13 * mm)
+    canvas.setFont(regular, 6.8)
+    canvas.setFillColor(MUTED)
+    canvas.drawString(MARGIN, 9.5 * mm, "Research use only, not a diagnosis. Findings must be reviewed by a qualified clinician.")
+    canvas.drawRightString(PAGE_W - MARGIN, 9.5 * mm, f"Report {report_id}  ·  page {doc.page}")
+    canvas.restoreState()
+
+
+def _parameters_table(params: list[Mapping[str, Any]], styles: dict[str, ParagraphStyle]) -> Table:
+    header = [_p(h, styles["cellb"]) for h in ("#", "Parameter", "Result", "Method")]
+    rows = [header]
+    for i, prm in enumerate(params, 1):
+        result = prm.get("text") or f"{prm.get('value')} {prm.get('unit', '')}".strip()
+        rows.append([
+            _p(i, styles["cell"]),
+            _p(prm.get("name", ""), styles["cellb"]),
+            _p(result, styles["cell"]),
+            _p(prm.get("method", ""), styles["small"]),
+        ])
+    t = Table(rows, colWidths=[6 * mm, 36 * mm, 52 * mm, CONTENT_W - 94 * mm], repeatRows=1)
+    t.setStyle(TableStyle([
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("LINEBELOW", (0, 0), (-1, 0), 0.8, ACCENT),
+        ("LINEBELOW", (0, 1), (-1, -1), 0.25, RULE),
+        ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, BAND]),
+        ("LEFTPADDING", (0, 0), (-1, -1), 3),
+        ("RIGHTPADDING", (0, 0), (-1, -1), 3),
+        ("TOPPADDING", (0, 0), (-1, -1), 2.5),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 2.5),
+    ]))
+    return t
+
+
+def build_report(result: Mapping[str, Any], images: Mapping[str, Any]) -> bytes:
+    """Renders the report and returns the PDF bytes (see :func:`write_report`)."""
+    styles = _styles()
+    fonts = _fonts()
+    report_id = str(result.get("id", ""))
+    created = str(result.get("created", ""))
+    prediction = str(result.get("prediction", ""))
+    probabilities: Mapping[str, float] = result.get("probabilities", {})
+    confidence = float(result.get("confidence", probabilities.get(prediction, 0.0)))
+    method = str(result.get("method", ""))
+    story: list[Flowable] = []
+
+    head = Table(
+        [[
+            [_p("brainxai · MRI analysis report", styles["title"]),
+             _p("Explainable brain-tumour classification of a single MRI slice", styles["subtitle"])],
+            Paragraph(f"Report ID: {escape(report_id)}<br/>Date: {escape(created.replace('T', ' '))}", styles["meta"]),
+        ]],
+        colWidths=[CONTENT_W * 0.66, CONTENT_W * 0.34],
+    )
+    head.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0),
+                              ("RIGHTPADDING", (0, 0), (-1, -1), 0), ("LINEBELOW", (0, 0), (-1, 0), 1.2, ACCENT),
+                              ("BOTTOMPADDING", (0, 0), (-1, -1), 5)]))
+    story += [head, Spacer(1, 4)]
+
+    banner = Table([[_p("RESEARCH USE ONLY — NOT A DIAGNOSIS. " + DISCLAIMER, styles["warn"])]], colWidths=[CONTENT_W])
+    banner.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), WARN_BG), ("BOX", (0, 0), (-1, -1), 0.6, WARN_INK),
+                                ("LEFTPADDING", (0, 0), (-1, -1), 6), ("TOPPADDING", (0, 0), (-1, -1), 4),
+                                ("BOTTOMPADDING", (0, 0), (-1, -1), 4)]))
+    story += [banner, Spacer(1, 4)]
+
+    half = (CONTENT_W - 6 * mm) / 2
+    info = Table(
+        [[_p("Patient", styles["h2"]), _p("Scan", styles["h2"])],
+         [_kv_table(_patient_rows(result.get("patient")), styles, half),
+          _kv_table(_scan_rows(result.get("scan", {})), styles, half)]],
+        colWidths=[half + 6 * mm, half],
+    )
+    info.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0),
+                              ("RIGHTPADDING", (0, 0), (-1, -1), 0), ("TOPPADDING", (0, 0), (0, -1), 0)]))
+    story.append(info)
+
+    # Finding
+    tumour = prediction != NO_TUMOUR
+    title = CLASS_TITLES.get(prediction, prediction)
+    verdict = f"Tumour pattern: {title}" if tumour else "No tumour pattern found"
+    conf_param = next((p for p in result.get("spatial_parameters", []) if p.get("key") == "confidence"), None)
+    agreement = (conf_param or {}).get("details", {}).get("agreement")
+    agree_text = f" Agreement between explanation methods: {agreement:.2f} ({result.get('agreement_method', 'see parameter 10')})." \
+        if isinstance(agreement, (int, float)) else ""
+    finding_left = [
+        _p("Finding (model output)", styles["h2"]),
+        _p(verdict, styles["finding"]),
+        _p(f"Type: {title}. Probability {confidence:.1%}. Explanation method: {method.upper()}.{agree_text}", styles["body"]),
+    ]
+    bars = [_p("Class probabilities", styles["h2"]),
+            ProbabilityBars(probabilities, prediction, half, fonts)]
+    finding = Table([[finding_left, bars]], colWidths=[half + 6 * mm, half])
+    finding.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0),
+                                 ("RIGHTPADDING", (0, 0), (-1, -1), 0)]))
+    story += [finding, Spacer(1, 3)]
+
+    # Images side by side
+    cell = (CONTENT_W - 3 * 3 * mm) / 4
+    pics, captions = [], []
+    for keys, caption in IMAGE_SLOTS:
+        src = next((images[k] for k in keys if images.get(k) is not None), None)
+        pics.append(_image_flowable(src, cell) or _p("(not available)", styles["caption"]))
+        captions.append(_p(caption.format(method=method.upper()), styles["caption"]))
+    gallery = Table([pics, captions], colWidths=[cell + 3 * mm] * 3 + [cell])
+    gallery.setStyle(TableStyle([("ALIGN", (0, 0), (-1, -1), "CENTER"), ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+                                 ("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1), 0),
+                                 ("TOPPADDING", (0, 1), (-1, 1), 2)]))
+    note = ("Warm colours mark the pixels that most supported the model's decision. A relevance map is not a "
+            "segmentation: measurements below describe the highlighted region, not a delineated tumour.")
+    story += [_p("Images", styles["h2"]), gallery, Spacer(1, 2), _p(note, styles["small"])]
+
+    # Parameters
+    params = list(result.get("spatial_parameters", []))
+    story += [_p("Spatial parameters", styles["h2"]), _parameters_table(params, styles)]
+    for line in result.get("notes", []) or []:
+        story.append(_p(f"Note: {line}", styles["small"]))
+
+    # Guidance
+    g = guidance_for(prediction, confidence) if prediction in CLASS_TITLES else None
+    if g is not None:
+        block: list[Flowable] = [_p(g.title, styles["h2"]), _p(g.summary, styles["body"]), Spacer(1, 2)]
+        block += [Paragraph(f"•&nbsp;&nbsp;{escape(s)}", styles["body"]) for s in g.steps]
+        block += [Spacer(1, 2), _p(g.caveat, styles["small"])]
+        story.append(KeepTogether(block))
+
+    # Model
+    model = result.get("model", {}) or {}
+    model_rows = [
+        ("Model", f"{model.get('name', '?')} (checkpoint {model.get('checkpoint', '?')}, created {model.get('created', '?')})"),
+        ("Version", f"trained with brainxai {model.get('version', '?')}; report by brainxai {result.get('brainxai_version', '?')}"),
+        ("SHA-256", str(model.get("sha256", "?"))),
+    ]
+    story.append(KeepTogether([_p("Model", styles["h2"]), _kv_table(model_rows, styles, CONTENT_W),
+                               Spacer(1, 4), _p(DISCLAIMER, styles["small"])]))
+
+    buf = io.BytesIO()
+    doc = SimpleDocTemplate(
+        buf, pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=12 * mm, bottomMargin=17 * mm,
+        title=f"brainxai report {report_id}", author="brainxai", subject="Research use only, not a diagnosis",
+    )
+    def on_page(canvas: Any, d: Any) -> None:
+        _footer(canvas, d, report_id)
+
+    doc.build(story, onFirstPage=on_page, onLaterPages=on_page)
+    return buf.getvalue()
+
+
+def write_report(result: Mapping[str, Any], images: Mapping[str, Any], path: str | Path) -> Path:
+    """Writes the PDF report atomically.
+
+    Args:
+        result: An analysis result as a dict (``AnalysisResult.to_dict()``): id, created, prediction,
+            probabilities, confidence, method, spatial_parameters, scan, model, optional patient.
+        images: ``original``, ``heatmap``, ``outline`` (or ``overlay``) and ``mask``, each a PNG path or
+            an RGB/grayscale ``uint8`` array.
+        path: Where to write the PDF.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    atomic_write_bytes(path, build_report(result, images))
+    return path

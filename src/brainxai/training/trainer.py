@@ -1,0 +1,371 @@
+"""The training loop: Adam + cross-entropy, ReduceLROnPlateau, early stopping, checkpoints, resume.
+
+Outputs in ``out``:
+  ``best.safetensors`` + ``best.json``   best-validation-loss checkpoint (the one to use)
+  ``last.pt``                           full state after the last completed epoch (for ``--resume``)
+  ``history.csv`` / ``history.json``    one row per epoch
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from brainxai.constants import CLASSES
+from brainxai.data.augment import default_augmentation
+from brainxai.data.dataset import MRIDataset, decode_samples, discover_samples, fingerprint
+from brainxai.data.preprocess import PreprocessConfig
+from brainxai.data.splits import stratified_split
+from brainxai.inference import resolve_device
+from brainxai.models import create_model
+from brainxai.training.checkpoint import CheckpointMeta, save_checkpoint
+from brainxai.training.schedules import (
+    PROGRESSIVE_EPOCHS,
+    PROGRESSIVE_LRS,
+    Phase,
+    apply_phase,
+    progressive_schedule,
+    set_train_mode,
+    single_schedule,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in the checkpoint as its recipe)."""
+
+    data: str
+    model: str = "efficientnet-lite0"
+    out: str = "runs/train"
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    img_size: int | None = None
+    augment: bool = True
+    hflip: bool = False
+    schedule: Literal["single", "progressive"] = "single"
+    phase_epochs: tuple[int, ...] = PROGRESSIVE_EPOCHS
+    phase_lrs: tuple[float, ...] = PROGRESSIVE_LRS
+    patience: int = 5
+    lr_patience: int = 2
+    lr_factor: float = 0.5
+    val_fraction: float = 0.2
+    seed: int = 0
+    device: str = "auto"
+    pretrained: bool = True
+    cache_dir: str | None = ".cache/brainxai"
+    limit_per_class: int | None = None
+    label_smoothing: float = 0.0
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["phase_epochs"] = list(self.phase_epochs)
+        d["phase_lrs"] = list(self.phase_lrs)
+        return d
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_val_loss: float
+    stopped_early: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_training_folder(data: str | Path) -> Path:
+    """``DIR`` or ``DIR/Training``: accepts the dataset root or its training folder."""
+    p = Path(data)
+    return p / "Training" if (p / "Training").is_dir() else p
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _build_phases(config: TrainConfig, model: nn.Module) -> list[Phase]:
+    if config.schedule == "single":
+        return single_schedule(config.epochs, config.lr)
+    if config.schedule == "progressive":
+        return progressive_schedule(model.brainxai_config, config.phase_epochs, config.phase_lrs)
+    raise ValueError(f"unknown schedule {config.schedule!r}; use 'single' or 'progressive'")
+
+
+def _limit(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    keep = [np.sort(rng.permutation(np.flatnonzero(labels == c))[:per_class]) for c in np.unique(labels)]
+    return np.sort(np.concatenate(keep))
+
+
+def _run_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    desc: str,
+    progress: bool,
+) -> dict[str, float]:
+    """One pass; trains when an optimizer is given. Returns loss, accuracy and timing."""
+    total_loss, correct, n = 0.0, 0, 0
+    data_time = compute_time = 0.0
+    t_mark = time.perf_counter()
+    bar = tqdm(loader, desc=desc, disable=not progress, leave=False)
+    with torch.set_grad_enabled(optimizer is not None):
+        for x, y in bar:
+            t_data = time.perf_counter()
+            data_time += t_data - t_mark
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            if optimizer is not None:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            total_loss += float(loss.detach()) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            n += len(y)
+            t_mark = time.perf_counter()
+            compute_time += t_mark - t_data
+            bar.set_postfix(loss=f"{total_loss / n:.4f}", acc=f"{correct / n:.4f}")
+    return {
+        "loss": total_loss / max(n, 1),
+        "accuracy": correct / max(n, 1),
+        "data_time": data_time,
+        "compute_time": compute_time,
+    }
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_history(out: Path, history: list[dict[str, Any]]) -> None:
+    (out / "history.json").write_text(json.dumps(history, indent=2))
+    if history:
+        tmp = out / "history.csv.tmp"
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
+        os.replace(tmp, out / "history.csv")
+
+
+def train(config: TrainConfig, resume: bool = False) -> TrainResult:
+    """Trains a model as described by ``config``; see the module docstring for outputs.
+
+    Args:
+        config: The run's recipe.
+        resume: Continue from ``out/last.pt`` (the last completed epoch, with optimiser, scheduler
+            and random state) instead of starting afresh.
+    """
+    return Trainer(config, resume=resume).fit()
+
+
+class Trainer:
+    """Stateful trainer; :meth:`fit` runs (or resumes) the whole schedule."""
+
+    def __init__(self, config: TrainConfig, resume: bool = False) -> None:
+        self.config = config
+        self.resume = resume
+        self.out = Path(config.out)
+        self.device = resolve_device(config.device)
+
+    def _data(self, preprocess: PreprocessConfig) -> tuple[MRIDataset, MRIDataset, str, dict[str, Any]]:
+        c = self.config
+        folder = resolve_training_folder(c.data)
+        samples = discover_samples(folder)
+        decoded = decode_samples(samples, preprocess, cache_dir=c.cache_dir, progress=c.progress)
+        images, labels = decoded.images, decoded.labels
+        if c.limit_per_class:
+            keep = _limit(labels, c.limit_per_class, c.seed)
+            images, labels = images[keep], labels[keep]
+        train_idx, val_idx = stratified_split(labels, c.val_fraction, c.seed)
+        augment = default_augmentation(hflip=c.hflip) if c.augment else None
+        train_ds = MRIDataset(images[train_idx], labels[train_idx], preprocess, augment=augment, seed=c.seed)
+        val_ds = MRIDataset(images[val_idx], labels[val_idx], preprocess)
+        info = {
+            "training_folder": str(folder),
+            "n_train": len(train_idx),
+            "n_val": len(val_idx),
+            "skipped_files": [str(p) for p, _ in decoded.failed],
+        }
+        return train_ds, val_ds, fingerprint(decoded.samples, folder), info
+
+    def fit(self) -> TrainResult:
+        c = self.config
+        seed_everything(c.seed)
+        self.out.mkdir(parents=True, exist_ok=True)
+        model = create_model(c.model, pretrained=c.pretrained, img_size=c.img_size).to(self.device)
+        preprocess = model.brainxai_config.preprocess
+        train_ds, val_ds, data_fp, data_info = self._data(preprocess)
+        phases = _build_phases(c, model)
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
+        history: list[dict[str, Any]] = []
+        best_val, best_epoch, epoch = float("inf"), -1, 0
+        start_phase, start_in_phase, bad_epochs = 0, 0, 0
+        optimizer: torch.optim.Optimizer | None = None
+        scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
+        state: dict[str, Any] | None = None
+        last_path = self.out / "last.pt"
+
+        if self.resume and last_path.is_file():
+            state = torch.load(last_path, map_location=self.device, weights_only=False)
+            ignored = {"progress", "device"}
+            old = {k: v for k, v in state["recipe"].items() if k not in ignored}
+            if old != {k: v for k, v in c.to_dict().items() if k not in ignored}:
+                logger.warning("resuming with a recipe that differs from the interrupted run's")
+            model.load_state_dict(state["model"])
+            history, best_val, best_epoch = state["history"], state["best_val"], state["best_epoch"]
+            epoch, start_phase, start_in_phase = state["epoch"], state["phase"], state["epoch_in_phase"]
+            bad_epochs = state["bad_epochs"]
+            logger.info("resuming from epoch %d (phase %d)", epoch, start_phase + 1)
+        elif self.resume:
+            logger.warning("--resume given but %s does not exist; starting afresh", last_path)
+
+        stopped_early = False
+        total_epochs = sum(p.epochs for p in phases)
+        for phase_i in range(start_phase, len(phases)):
+            phase = phases[phase_i]
+            params = apply_phase(model, phase)
+            optimizer = torch.optim.Adam(params, lr=phase.lr)
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="min", factor=c.lr_factor, patience=c.lr_patience
+            )
+            first = start_in_phase if phase_i == start_phase else 0
+            if state is not None and phase_i == start_phase and first > 0:
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+                torch.set_rng_state(state["torch_rng"])
+            if first == 0:
+                bad_epochs = 0
+            phase_best = float("inf") if first == 0 else state["phase_best"]  # type: ignore[index]
+            for e_in_phase in range(first, phase.epochs):
+                if bad_epochs >= c.patience:
+                    break
+                t0 = time.perf_counter()
+                # Per-epoch seeding makes a resumed run draw the same shuffles and dropout masks.
+                torch.manual_seed(c.seed * 100_003 + epoch)
+                train_ds.set_epoch(epoch)
+                gen = torch.Generator().manual_seed(c.seed * 1_000_003 + epoch)
+                train_loader = DataLoader(train_ds, batch_size=c.batch_size, shuffle=True, generator=gen)
+                val_loader = DataLoader(val_ds, batch_size=c.batch_size * 2)
+                set_train_mode(model, phase)
+                tr = _run_epoch(
+                    model, train_loader, self.device, loss_fn, optimizer,
+                    f"epoch {epoch + 1}/{total_epochs} train", c.progress,
+                )
+                model.eval()
+                va = _run_epoch(model, val_loader, self.device, loss_fn, None, f"epoch {epoch + 1} val", c.progress)
+                scheduler.step(va["loss"])
+                lr_now = optimizer.param_groups[0]["lr"]
+                row = {
+                    "epoch": epoch + 1,
+                    "phase": phase.name,
+                    "train_loss": round(tr["loss"], 6),
+                    "train_accuracy": round(tr["accuracy"], 6),
+                    "val_loss": round(va["loss"], 6),
+                    "val_accuracy": round(va["accuracy"], 6),
+                    "lr": phase.lr if e_in_phase == 0 else lr_now,
+                    "time_s": round(time.perf_counter() - t0, 2),
+                    "data_time_s": round(tr["data_time"], 2),
+                }
+                history.append(row)
+                logger.info(
+                    "epoch %d [%s] train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0fs",
+                    epoch + 1, phase.name, tr["loss"], tr["accuracy"], va["loss"], va["accuracy"], row["time_s"],
+                )
+                epoch += 1
+                if va["loss"] < phase_best:
+                    phase_best, bad_epochs = va["loss"], 0
+                else:
+                    bad_epochs += 1
+                if va["loss"] < best_val:
+                    best_val, best_epoch = va["loss"], epoch
+                    self._save_best(model, preprocess, history, data_fp, data_info, row)
+                _write_history(self.out, history)
+                _atomic_torch_save(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "torch_rng": torch.get_rng_state(),
+                        "epoch": epoch,
+                        "phase": phase_i if e_in_phase + 1 < phase.epochs else phase_i + 1,
+                        "epoch_in_phase": e_in_phase + 1 if e_in_phase + 1 < phase.epochs else 0,
+                        "phase_best": phase_best,
+                        "bad_epochs": bad_epochs,
+                        "best_val": best_val,
+                        "best_epoch": best_epoch,
+                        "history": history,
+                        "recipe": c.to_dict(),
+                    },
+                    last_path,
+                )
+            if bad_epochs >= c.patience:
+                stopped_early = True
+                logger.info("early stopping in %s after %d epochs without improvement", phase.name, bad_epochs)
+            state = None
+
+        best_path = self.out / "best"
+        if best_epoch < 0:
+            raise RuntimeError("training ran no epoch; nothing to save")
+        # Refresh the best checkpoint's metadata with the complete history.
+        meta_path = best_path.with_suffix(".json")
+        meta = json.loads(meta_path.read_text())
+        meta["history"] = history
+        meta_path.write_text(json.dumps(meta, indent=2))
+        return TrainResult(
+            checkpoint=best_path.with_suffix(".safetensors"),
+            history=history,
+            best_epoch=best_epoch,
+            best_val_loss=best_val,
+            stopped_early=stopped_early,
+            extra=data_info,
+        )
+
+    def _save_best(
+        self,
+        model: nn.Module,
+        preprocess: PreprocessConfig,
+        history: list[dict[str, Any]],
+        data_fp: str,
+        data_info: dict[str, Any],
+        row: dict[str, Any],
+    ) -> None:
+        meta = CheckpointMeta(
+            model=self.config.model,
+            classes=list(model.brainxai_config.classes or CLASSES),
+            preprocess=preprocess,
+            recipe=self.config.to_dict() | {"device": str(self.device)},
+            metrics={
+                "best_epoch": row["epoch"],
+                "val_loss": row["val_loss"],
+                "val_accuracy": row["val_accuracy"],
+            },
+            history=list(history),
+            dataset_fingerprint=data_fp,
+        )
+        meta.recipe["data_info"] = {k: v for k, v in data_info.items() if k != "skipped_files"}
+        save_checkpoint(self.out / "best", model, meta)

@@ -1,0 +1,277 @@
+"""Running the analysis service from the web app: bounded concurrency, atomic study creation.
+
+The model is loaded once; analyses run on a small thread pool so the event loop keeps answering
+other requests. A study becomes visible only when its files are all on disk and its row is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from brainxai import __version__
+from brainxai.web.crud import audit, find_or_create_patient
+from brainxai.web.db import session_scope
+from brainxai.web.models import Study, User
+from brainxai.web.schemas import PatientIn
+from brainxai.web.storage import Storage
+from brainxai.web.uploads import CheckedUpload
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Methods offered when the explainer registry cannot be asked.
+DEFAULT_METHODS = ("lrp", "gradcam", "gradcam++", "hirescam", "guided-gradcam")
+IMAGE_KINDS = ("original", "heatmap", "overlay", "outline", "mask")
+
+
+class Analyzer(Protocol):
+    """What the web app needs from :class:`brainxai.service.AnalysisService`."""
+
+    def analyze(
+        self,
+        source: Path | bytes,
+        *,
+        filename: str | None = None,
+        method: str = "lrp",
+        patient: Any = None,
+        out_dir: Path,
+        report: bool = True,
+        slice_index: int | None = None,
+    ) -> Any: ...
+
+
+class Busy(RuntimeError):
+    """Too many analyses are waiting; the client should retry later."""
+
+
+class InferenceRunner:
+    """A bounded pool for model work.
+
+    Args:
+        workers: Analyses running at once (one model in memory; 1 serialises them).
+        max_pending: Interactive analyses allowed to wait or run before new ones are refused.
+    """
+
+    def __init__(self, workers: int = 1, max_pending: int = 64) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="brainxai-inference")
+        self.workers = workers
+        self.max_pending = max_pending
+        self._pending = 0
+        self._lock = threading.Lock()
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    async def run(self, fn: Callable[..., T], *args: Any, wait: bool = False, **kwargs: Any) -> T:
+        """Runs ``fn`` on the pool and awaits it.
+
+        Args:
+            wait: Queue even when the pool is saturated (background batch work); otherwise raise Busy.
+        """
+        with self._lock:
+            if not wait and self._pending >= self.max_pending:
+                raise Busy(f"{self._pending} analyses are queued; try again shortly")
+            self._pending += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        finally:
+            with self._lock:
+                self._pending -= 1
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _result_dict(result: Any) -> dict[str, Any]:
+    data = result.to_dict() if hasattr(result, "to_dict") else dict(vars(result))
+    # File locations are the server's business (they pointed into the staging folder anyway).
+    for key in ("images", "report_pdf", "report_json", "out_dir"):
+        data.pop(key, None)
+    return _jsonable(data)
+
+
+def _collect_files(result: Any, staging: Path) -> dict[str, str]:
+    """Maps file kinds to paths relative to the staging folder; refuses anything outside it."""
+    files: dict[str, str] = {}
+    candidates: dict[str, Any] = {f"image:{k}": v for k, v in (getattr(result, "images", None) or {}).items()}
+    candidates["report_pdf"] = getattr(result, "report_pdf", None)
+    candidates["report_json"] = getattr(result, "report_json", None)
+    root = staging.resolve()
+    for kind, path in candidates.items():
+        if path is None:
+            continue
+        resolved = Path(path).resolve()
+        if not resolved.is_relative_to(root) or not resolved.is_file():
+            raise RuntimeError(f"analysis output {kind} is not a file in its output folder: {path}")
+        files[kind] = resolved.relative_to(root).as_posix()
+    return files
+
+
+def analyze_and_store(
+    service: Analyzer,
+    storage: Storage,
+    session_factory: sessionmaker[Session],
+    *,
+    upload: CheckedUpload,
+    method: str,
+    owner_id: int,
+    patient_id: int | None = None,
+    new_patient: PatientIn | None = None,
+    patient_info: dict[str, Any] | None = None,
+    slice_index: int | None = None,
+    client: str | None = None,
+    on_commit: Callable[[Session, Study], None] | None = None,
+) -> str:
+    """Analyses one checked upload and records it as a study (blocking; run it on the pool).
+
+    Files are written to a staging folder, flushed and renamed into place before the row is
+    committed, so a crash at any point leaves either a complete study or nothing (start-up recovery
+    deletes the leftovers).
+
+    Args:
+        patient_id: An existing patient the study belongs to.
+        new_patient: Patient fields; the owner's patient with this code is found or created in the
+            same transaction as the study (so a failed analysis leaves no stray patient).
+        patient_info: Patient fields handed to the service for the report.
+        on_commit: Called inside the committing transaction (e.g. to mark a batch item done).
+
+    Returns:
+        The new study's id.
+
+    Raises:
+        brainxai.io.ImageReadError / ValueError: The scan cannot be analysed (the client's fault).
+    """
+    staging = storage.new_staging_dir()
+    final: Path | None = None
+    try:
+        result = service.analyze(
+            upload.data,
+            filename=upload.service_filename,
+            method=method,
+            patient=patient_info,
+            out_dir=staging,
+            report=True,
+            slice_index=slice_index,
+        )
+        files = _collect_files(result, staging)
+        data = _result_dict(result)
+        study_id = uuid.uuid4().hex
+        final = storage.publish(staging, study_id)
+        with session_scope(session_factory) as db:
+            owner = db.get(User, owner_id)
+            if new_patient is not None and owner is not None:
+                patient_id = find_or_create_patient(
+                    db,
+                    owner,
+                    new_patient.code,
+                    name=new_patient.name,
+                    birth_date=new_patient.birth_date.isoformat() if new_patient.birth_date else None,
+                    sex=new_patient.sex,
+                ).id
+            study = Study(
+                id=study_id,
+                owner_id=owner_id,
+                patient_id=patient_id,
+                source_name=upload.display_name,
+                source_kind=upload.kind,
+                source_sha256=upload.sha256,
+                source_bytes=upload.size,
+                method=str(getattr(result, "method", method)),
+                prediction=str(result.prediction),
+                confidence=float(result.confidence),
+                result=data,
+                files=files,
+                storage_dir=storage.relative(final),
+            )
+            db.add(study)
+            db.flush()
+            audit(db, owner, "study.create", "study", study_id, f"{upload.display_name} method={method}", client)
+            if on_commit is not None:
+                on_commit(db, study)
+        return study_id
+    except BaseException:
+        storage.discard(final)
+        raise
+    finally:
+        storage.discard(staging)  # gone already after a successful publish
+
+
+# --- describing the loaded service ------------------------------------------------------------------
+
+
+def _classifier(service: Any) -> Any:
+    return getattr(service, "classifier", None)
+
+
+def describe_model(service: Any | None, error: str | None = None) -> dict[str, Any]:
+    """Name, version and fingerprint of the loaded model (for /api/health)."""
+    if service is None:
+        return {"loaded": False, "error": error or "model not loaded"}
+    info = getattr(service, "model_info", None)
+    info = dict(info() if callable(info) else info or {})
+    clf = _classifier(service)
+    if clf is not None:
+        ckpt = getattr(clf, "checkpoint", None)
+        meta = getattr(ckpt, "meta", None)
+        info.setdefault("name", getattr(clf, "name", None))
+        info.setdefault("sha256", getattr(ckpt, "sha256", None))
+        info.setdefault("version", getattr(meta, "created", None) or getattr(meta, "brainxai_version", None))
+        info.setdefault("classes", list(getattr(clf, "classes", ())))
+    return {
+        "loaded": True,
+        **{k: info.get(k) for k in ("name", "version", "sha256")},
+        "classes": info.get("classes") or [],
+    }
+
+
+def describe_device(service: Any | None) -> dict[str, Any] | None:
+    """Where inference runs: CPU or which GPU."""
+    clf = _classifier(service)
+    device = getattr(clf, "device", None)
+    if device is None:
+        return None
+    import torch
+
+    kind = getattr(device, "type", str(device))
+    if kind == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"CPU ({torch.get_num_threads()} threads)"
+    return {"type": kind, "name": name, "cuda_available": torch.cuda.is_available()}
+
+
+def available_methods(service: Any | None) -> list[str]:
+    """Explanation methods this model supports (LRP needs a model built for it)."""
+    try:
+        from brainxai.explain import list_explainers
+
+        methods = list(list_explainers())
+    except ImportError:
+        methods = list(DEFAULT_METHODS)
+    clf = _classifier(service)
+    config = getattr(getattr(clf, "model", None), "brainxai_config", None)
+    if config is not None and not getattr(config, "supports_lrp", True):
+        methods = [m for m in methods if m != "lrp"]
+    return methods
+
+
+def server_version() -> str:
+    return __version__

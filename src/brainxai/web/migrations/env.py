@@ -1,0 +1,67 @@
+"""Alembic environment for the brainxai web database.
+
+Run programmatically by :func:`brainxai.web.db.upgrade_database` (which passes an open connection),
+or by hand: ``alembic -c src/brainxai/web/alembic.ini -x url=sqlite:///path.db upgrade head``.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import engine_from_config, pool
+
+from brainxai.web.models import Base, UTCDateTime
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
+    # Migrations stay independent of the models module: UTCDateTime is a plain aware DateTime in DDL.
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
+def _configure(connection) -> None:  # type: ignore[no-untyped-def]
+    # Batch mode lets later migrations ALTER tables on SQLite too.
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,
+        render_item=_render_item,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_offline() -> None:
+    url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
+    context.configure(
+        url=url,
+        target_metadata=target_metadata,
+        literal_binds=True,
+        render_as_batch=True,
+        render_item=_render_item,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _configure(connection)
+        return
+    url = context.get_x_argument(as_dictionary=True).get("url")
+    section = config.get_section(config.config_ini_section, {})
+    if url:
+        section["sqlalchemy.url"] = url
+    engine = engine_from_config(section, prefix="sqlalchemy.", poolclass=pool.NullPool)
+    with engine.connect() as conn:
+        _configure(conn)
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,85 @@
+"""A study's result, images and PDF report."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse
+
+from brainxai.web import crud
+from brainxai.web.deps import DB, CurrentUser, State, client_address
+from brainxai.web.models import Study
+from brainxai.web.schemas import ErrorOut, StudyOut, StudySummary
+from brainxai.web.state import AppState
+from brainxai.web.uploads import is_safe_relative
+from brainxai.web.views import study_out, study_summary
+
+router = APIRouter(prefix="/api/studies", tags=["studies"])
+
+_ERRORS = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+ImageKind = Literal["original", "heatmap", "overlay", "outline", "mask"]
+
+
+def _file(state: AppState, study: Study, key: str) -> str:
+    relative = study.files.get(key)
+    if not relative or not is_safe_relative(relative) or not is_safe_relative(study.storage_dir):
+        raise HTTPException(404, f"study {study.id} has no {key.removeprefix('image:')} file")
+    path = state.storage.resolve(f"{study.storage_dir}/{relative}")
+    if not path.is_file():
+        raise HTTPException(404, f"the {key.removeprefix('image:')} file of study {study.id} is missing on disk")
+    return str(path)
+
+
+@router.get("", response_model=list[StudySummary], responses=_ERRORS)
+def list_studies(
+    request: Request,
+    user: CurrentUser,
+    db: DB,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[StudySummary]:
+    """Your most recent studies (all users' for an administrator)."""
+    studies = crud.list_studies(db, user, limit=limit, offset=offset)
+    crud.audit(db, user, "study.list", "study", None, f"{len(studies)} shown", client_address(request))
+    db.commit()
+    return [study_summary(s) for s in studies]
+
+
+@router.get("/{study_id}", response_model=StudyOut, responses=_ERRORS)
+def get_study(study_id: str, request: Request, user: CurrentUser, db: DB) -> StudyOut:
+    """A study's full result: prediction, probabilities, spatial parameters, links to images and report."""
+    study = crud.get_study(db, user, study_id)
+    crud.audit(db, user, "study.view", "study", study.id, None, client_address(request))
+    db.commit()
+    return study_out(study)
+
+
+@router.get(
+    "/{study_id}/images/{kind}",
+    response_class=FileResponse,
+    responses={**_ERRORS, 200: {"content": {"image/png": {}}}},
+)
+def study_image(
+    study_id: str, kind: ImageKind, request: Request, user: CurrentUser, db: DB, state: State
+) -> FileResponse:
+    """One of the study's PNG images: original, heatmap, overlay, outline or mask."""
+    study = crud.get_study(db, user, study_id)
+    path = _file(state, study, f"image:{kind}")
+    crud.audit(db, user, "study.image", "study", study.id, kind, client_address(request))
+    db.commit()
+    return FileResponse(path, media_type="image/png")
+
+
+@router.get(
+    "/{study_id}/report.pdf",
+    response_class=FileResponse,
+    responses={**_ERRORS, 200: {"content": {"application/pdf": {}}}},
+)
+def study_report(study_id: str, request: Request, user: CurrentUser, db: DB, state: State) -> FileResponse:
+    """The study's PDF report (downloaded as an attachment)."""
+    study = crud.get_study(db, user, study_id)
+    path = _file(state, study, "report_pdf")
+    crud.audit(db, user, "report.download", "study", study.id, None, client_address(request))
+    db.commit()
+    return FileResponse(path, media_type="application/pdf", filename=f"brainxai-report-{study.id[:12]}.pdf")

@@ -1,0 +1,115 @@
+"""Turning stored rows into API answers (links instead of paths, nothing the client may not see)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from brainxai.constants import CLASS_TITLES
+from brainxai.web.models import BatchJob, Patient, Study
+from brainxai.web.schemas import (
+    BatchItemOut,
+    BatchJobOut,
+    PatientOut,
+    SpatialParameter,
+    StudyLinks,
+    StudyOut,
+    StudySummary,
+)
+
+
+def patient_out(patient: Patient, study_count: int = 0, last_study_at: datetime | None = None) -> PatientOut:
+    return PatientOut(
+        id=patient.id,
+        code=patient.code,
+        name=patient.name,
+        birth_date=patient.birth_date,
+        sex=patient.sex,
+        created_at=patient.created_at,
+        owner=patient.owner.username,
+        study_count=study_count,
+        last_study_at=last_study_at,
+    )
+
+
+def study_links(study: Study) -> StudyLinks:
+    base = f"/api/studies/{study.id}"
+    images = {
+        key.removeprefix("image:"): f"{base}/images/{key.removeprefix('image:')}"
+        for key in study.files
+        if key.startswith("image:")
+    }
+    return StudyLinks(
+        self=base, images=images, report_pdf=f"{base}/report.pdf" if "report_pdf" in study.files else None
+    )
+
+
+def study_summary(study: Study) -> StudySummary:
+    return StudySummary(
+        id=study.id,
+        created_at=study.created_at,
+        source_name=study.source_name,
+        method=study.method,
+        prediction=study.prediction,
+        prediction_title=CLASS_TITLES.get(study.prediction, study.prediction),
+        confidence=study.confidence,
+        patient_id=study.patient_id,
+        patient_code=study.patient.code if study.patient else None,
+        links=study_links(study),
+    )
+
+
+def _spatial(result: dict[str, Any]) -> list[SpatialParameter]:
+    out = []
+    for item in result.get("spatial_parameters") or []:
+        if isinstance(item, dict) and "name" in item:
+            out.append(SpatialParameter(**{k: item.get(k) for k in ("name", "value", "unit", "method")}))
+    return out
+
+
+def study_out(study: Study) -> StudyOut:
+    result = study.result or {}
+    return StudyOut(
+        **study_summary(study).model_dump(),
+        source_kind=study.source_kind,
+        source_sha256=study.source_sha256,
+        source_bytes=study.source_bytes,
+        owner=study.owner.username,
+        probabilities={str(k): float(v) for k, v in (result.get("probabilities") or {}).items()},
+        spatial_parameters=_spatial(result),
+        scan=result.get("scan") or {},
+        model=result.get("model") or {},
+        patient=patient_out(study.patient) if study.patient else None,
+        result=result,
+    )
+
+
+def job_out(job: BatchJob) -> BatchJobOut:
+    items = [
+        BatchItemOut(
+            position=item.position,
+            filename=item.filename,
+            status=item.status,  # type: ignore[arg-type]
+            error=item.error,
+            study=study_summary(item.study) if item.study else None,
+        )
+        for item in job.items
+    ]
+    done = sum(i.status == "done" for i in items)
+    failed = sum(i.status == "error" for i in items)
+    total = len(items)
+    return BatchJobOut(
+        id=job.id,
+        status=job.status,  # type: ignore[arg-type]
+        method=job.method,
+        created_at=job.created_at,
+        finished_at=job.finished_at,
+        patient_id=job.patient_id,
+        total=total,
+        done=done,
+        failed=failed,
+        pending=total - done - failed,
+        progress=(done + failed) / total if total else 1.0,
+        items=items,
+        links={"self": f"/api/batch/{job.id}"},
+    )

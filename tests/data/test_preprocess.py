@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+import torch
+
+from brainxai.data.preprocess import PreprocessConfig, contour_crop, denormalize, prepare, prepare_with_box, to_tensor
+
+
+def synthetic_head(h: int = 120, w: int = 160, box: tuple[int, int, int, int] = (30, 20, 110, 100)) -> np.ndarray:
+    """A bright ellipse (the head) inside box (x0, y0, x1, y1) on a black border."""
+    x0, y0, x1, y1 = box
+    yy, xx = np.mgrid[:h, :w]
+    cx, cy, rx, ry = (x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
+    img = np.zeros((h, w), np.uint8)
+    img[((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1] = 180
+    return img
+
+
+def test_contour_crop_finds_head_box_on_black_border():
+    img = synthetic_head()
+    cropped, (x0, y0, x1, y1) = contour_crop(img)
+    # Blur + erode/dilate may move the border by a pixel or two, never more.
+    assert abs(x0 - 30) <= 2 and abs(y0 - 20) <= 2 and abs(x1 - 110) <= 2 and abs(y1 - 100) <= 2
+    assert cropped.shape == (y1 - y0, x1 - x0)
+    assert cropped.mean() > img.mean()  # the black border is gone
+
+
+@pytest.mark.parametrize("img", [np.zeros((50, 60), np.uint8), np.full((50, 60), 3, np.uint8)])
+def test_contour_crop_is_safe_without_contour(img):
+    cropped, box = contour_crop(img)
+    assert box == (0, 0, 60, 50)
+    assert cropped is img
+
+
+def test_contour_crop_ignores_tiny_specks():
+    img = np.zeros((100, 100), np.uint8)
+    img[10:13, 10:13] = 255  # below the minimum area: not a head
+    _, box = contour_crop(img)
+    assert box == (0, 0, 100, 100)
+
+
+def test_prepare_resizes_to_square_and_reports_box():
+    img = synthetic_head()
+    cfg = PreprocessConfig(img_size=64)
+    out, box = prepare_with_box(img, cfg)
+    assert out.shape == (64, 64) and out.dtype == np.uint8
+    assert box[0] > 0 and box[1] > 0
+    assert np.array_equal(prepare(img, cfg), out)
+    no_crop = prepare(img, cfg.replace(crop=False))
+    assert no_crop.shape == (64, 64) and not np.array_equal(no_crop, out)
+
+
+def test_to_tensor_unit_and_imagenet_and_roundtrip():
+    img = np.array([[0, 255], [128, 64]], np.uint8)
+    unit = to_tensor(img, PreprocessConfig(img_size=8, channels=1, normalize="unit"))
+    assert unit.shape == (1, 2, 2)
+    assert torch.allclose(unit[0], torch.tensor([[0.0, 1.0], [128 / 255, 64 / 255]]))
+    cfg = PreprocessConfig(img_size=8, channels=3, normalize="imagenet")
+    x = to_tensor(np.stack([img, img]), cfg)
+    assert x.shape == (2, 3, 2, 2)
+    # Channel 0 of pixel (0, 1) is (1 - 0.485) / 0.229.
+    assert x[0, 0, 0, 1].item() == pytest.approx((1 - 0.485) / 0.229, rel=1e-6)
+    assert np.array_equal(denormalize(x, cfg)[0], img)
+
+
+def test_config_validation_and_roundtrip():
+    with pytest.raises(ValueError):
+        PreprocessConfig(channels=2)
+    with pytest.raises(ValueError):
+        PreprocessConfig(normalize="zscore")  # type: ignore[arg-type]
+    cfg = PreprocessConfig(img_size=96, channels=1, normalize="unit", crop=False)
+    assert PreprocessConfig.from_dict(cfg.to_dict() | {"unknown": 1}) == cfg

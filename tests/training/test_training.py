@@ -1,0 +1,107 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from brainxai.inference import Classifier
+from brainxai.models import create_model, get_model_config
+from brainxai.training import trainer as trainer_mod
+from brainxai.training.checkpoint import CheckpointError, load_checkpoint
+from brainxai.training.schedules import apply_phase, progressive_schedule
+from brainxai.training.trainer import TrainConfig, train
+
+
+def _config(mri_root, out, **kw):
+    base = dict(
+        data=str(mri_root), model="cnn-lstm", out=str(out), epochs=1, batch_size=8,
+        limit_per_class=6, seed=1, device="cpu", cache_dir=None, progress=False,
+    )
+    return TrainConfig(**(base | kw))
+
+
+def test_one_epoch_checkpoint_reloads_and_predicts_identically(mri_root, tmp_path):
+    result = train(_config(mri_root, tmp_path / "run"))
+    assert result.checkpoint.is_file() and result.best_epoch == 1
+    meta = json.loads(result.checkpoint.with_suffix(".json").read_text())
+    assert meta["model"] == "cnn-lstm" and meta["classes"] == ["glioma", "meningioma", "notumor", "pituitary"]
+    assert meta["preprocess"] == {"img_size": 64, "channels": 1, "normalize": "unit", "crop": True}
+    assert meta["recipe"]["lr"] == 1e-3 and len(meta["dataset_fingerprint"]) == 16
+    assert meta["history"][0]["epoch"] == 1 and "val_loss" in meta["history"][0]
+    assert (tmp_path / "run" / "history.csv").read_text().startswith("epoch,phase,train_loss")
+
+    # Reload: the checkpoint's preprocessing is restored and predictions match the trained model.
+    clf = Classifier.load(result.checkpoint, device="cpu")
+    assert clf.preprocess.img_size == 64 and clf.preprocess.channels == 1
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["model"]
+    model = create_model("cnn-lstm", pretrained=False)
+    model.load_state_dict(state)
+    model.eval()
+    rng = np.random.default_rng(0)
+    scans = [rng.integers(0, 255, (90, 80), dtype=np.uint8) for _ in range(3)]
+    prepared = np.stack([clf.prepare(s) for s in scans])
+    with torch.no_grad():
+        ref = torch.softmax(model(clf.tensor(prepared)), 1).numpy()
+    assert np.allclose(clf.predict_proba_prepared(prepared), ref, atol=1e-6)
+    assert [p.label for p in clf.predict(scans)] == [clf.classes[i] for i in ref.argmax(1)]
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(mri_root, tmp_path, monkeypatch):
+    full = train(_config(mri_root, tmp_path / "full", epochs=3))
+
+    real = trainer_mod._run_epoch
+    calls = {"train": 0}
+
+    def killed_mid_epoch_3(model, loader, device, loss_fn, optimizer, desc, progress):
+        if optimizer is not None:
+            calls["train"] += 1
+            if calls["train"] == 3:
+                raise KeyboardInterrupt  # as if the process were killed during epoch 3
+        return real(model, loader, device, loss_fn, optimizer, desc, progress)
+
+    monkeypatch.setattr(trainer_mod, "_run_epoch", killed_mid_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(mri_root, tmp_path / "resumed", epochs=3))
+    monkeypatch.setattr(trainer_mod, "_run_epoch", real)
+    partial = json.loads((tmp_path / "resumed" / "history.json").read_text())
+    assert [h["epoch"] for h in partial] == [1, 2]
+
+    resumed = train(_config(mri_root, tmp_path / "resumed", epochs=3), resume=True)
+    strip = lambda hist: [{k: v for k, v in h.items() if not k.endswith("time_s")} for h in hist]  # noqa: E731
+    assert strip(resumed.history) == strip(full.history)
+    a = load_checkpoint(full.checkpoint).model.state_dict()
+    b = load_checkpoint(resumed.checkpoint).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_progressive_phases_freeze_everything_else():
+    cfg = get_model_config("resnet18")
+    phases = progressive_schedule(cfg)
+    assert [(p.lr, p.epochs) for p in phases] == [(1e-3, 15), (1e-4, 20), (5e-5, 15)]
+    assert [p.trainable for p in phases] == [("fc",), ("fc", "layer4"), ("fc", "layer4", "layer3")]
+    model = create_model("resnet18", pretrained=False)
+    params = apply_phase(model, phases[1])
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"fc", "layer4"}
+    assert len(params) == sum(1 for p in model.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="stages"):
+        progressive_schedule(cfg, epochs=(1, 1, 1, 1), lrs=(1, 1, 1, 1))
+
+
+def test_progressive_training_leaves_frozen_layers_untouched(mri_root, tmp_path):
+    torch.manual_seed(1)
+    initial = create_model("cnn-lstm", pretrained=False).state_dict()
+    result = train(
+        _config(mri_root, tmp_path / "prog", schedule="progressive", phase_epochs=(1, 1), phase_lrs=(1e-3, 1e-4))
+    )
+    assert [h["phase"] for h in result.history] == ["phase1:classifier", "phase2:classifier+lstm"]
+    trained = load_checkpoint(result.checkpoint).model.state_dict()
+    # features.0 is never unfrozen by two phases; BatchNorm statistics stay frozen too.
+    for k in ("features.0.0.weight", "features.0.1.running_mean"):
+        assert torch.equal(trained[k], initial[k])
+    assert not torch.equal(trained["classifier.3.weight"], initial["classifier.3.weight"])
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nothing")
