@@ -33,6 +33,7 @@ import numpy as np
 from brainxai import __version__
 from brainxai.constants import CLASS_TITLES, DISCLAIMER, IMAGE_SUFFIXES, NO_TUMOUR
 from brainxai.io import ImageReadError, ScanImage, check_brain_scan, read_scan
+from brainxai.reporting.labels import method_title
 from brainxai.training.checkpoint import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ def _png_bytes(image: np.ndarray) -> bytes:
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float | None:
     union = np.count_nonzero(a | b)
-    return float(np.count_nonzero(a & b)) / union if union else None
+    return float(np.count_nonzero(a & b)) / float(union) if union else None
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -257,7 +258,7 @@ class AnalysisService:
         from brainxai.analysis.region import brain_mask, relevance_region
         from brainxai.analysis.spatial import compute_spatial_parameters
         from brainxai.data.preprocess import prepare_with_box
-        from brainxai.explain.views import relevance_to_original, render_views
+        from brainxai.explain.views import outline_image, relevance_to_original, render_views
 
         patient_info = PatientInfo.coerce(patient)
         scan = self.read(source, filename=filename, slice_index=slice_index)
@@ -295,7 +296,7 @@ class AnalysisService:
                 "iou": iou,
                 "spearman": _spearman(explanation.relevance, second_map),
                 "description": (
-                    f"IoU of the relevance regions of {method.upper()} and {second.upper()} "
+                    f"IoU of the relevance regions of {method_title(method)} and {method_title(second)} "
                     "(Spearman rank correlation of the two maps in the JSON)"
                 ),
             }
@@ -330,8 +331,8 @@ class AnalysisService:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         base = _safe_stem(name) if name else f"{_safe_stem(scan.source_name)}-{analysis_id[:8]}"
-        views = render_views(scan.pixels, relevance, prediction)
-        arrays = {"original": scan.pixels, **{k: views[k] for k in ("heatmap", "overlay", "outline", "mask") if k in views}}
+        views = render_views(scan.pixels, relevance, prediction, brain=brain, region=region)
+        arrays = {"original": scan.pixels, **{k: views[k] for k in ("heatmap", "overlay", "outline", "mask")}}
         images: dict[str, Path] = {}
         for kind, arr in arrays.items():
             path = out / f"{base}-{kind}.png"
@@ -365,7 +366,9 @@ class AnalysisService:
         if result.report_pdf is not None:
             from brainxai.reporting.pdf import write_report
 
-            write_report(payload, arrays, result.report_pdf)
+            # The report's third picture is the overlay with the region's outline drawn on it.
+            shown = {**arrays, "outline": outline_image(views["overlay"], region) if views.region_drawn else views["overlay"]}
+            write_report(payload, shown, result.report_pdf)
         atomic_write_bytes(result.report_json, json.dumps(payload, indent=2, default=_json_default).encode())
         return result
 

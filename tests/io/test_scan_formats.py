@@ -6,7 +6,6 @@ import gzip
 import io
 from pathlib import Path
 
-import matplotlib.cbook
 import nibabel as nib
 import numpy as np
 import pytest
@@ -187,12 +186,6 @@ def test_brain_scan_check(sample: np.ndarray, rng: np.random.Generator) -> None:
     assert issubclass(NotABrainScanError, ImageReadError)
 
 
-def test_brain_scan_check_rejects_a_logo_on_white() -> None:
-    photo = read_raster(matplotlib.cbook.get_sample_data("logo2.png", asfileobj=False))
-    with pytest.raises(NotABrainScanError):
-        check_brain_scan(photo)
-
-
 # -- NIfTI -----------------------------------------------------------------------------------------------
 
 
@@ -203,7 +196,7 @@ def _volume(n: int = 7) -> np.ndarray:
     vol = np.zeros((60, 70, n), np.float32)
     for k in range(n):
         vol[..., k] = head * (300 + 10 * k)
-    vol[38:44, 50:56, 4] = 900  # patient right (high x), anterior (high y)
+    vol[36:56, 45:65, 4] = 900  # patient right (high x), anterior (high y); ~1% of the tissue voxels
     return vol
 
 
@@ -220,7 +213,7 @@ def test_nifti_scorer_picks_the_most_suspicious_slice() -> None:
 
     def scorer(slices: list[np.ndarray]) -> list[float]:
         seen.append(len(slices))
-        return [float(s.max()) * 1000 + float(s.mean()) for s in slices]
+        return [float((s > 250).sum()) for s in slices]
 
     scan = read_scan(data, filename="vol.nii", scorer=scorer)
     assert scan.format == "nifti"

@@ -20,9 +20,28 @@ from webfakes import FakeService
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password", "root": "root-password"}
 
 
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """argon2 at its production cost takes ~0.1-0.3 s a hash; tests that are not about it use a cheap one."""
+    if "real_argon2" in request.fixturenames:
+        return
+    from argon2 import PasswordHasher
+
+    from brainxai.web import security
+
+    monkeypatch.setattr(security, "_hasher", PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
+
+
+@pytest.fixture()
+def real_argon2() -> None:
+    """Request this fixture to keep production argon2 parameters."""
+
+
 @pytest.fixture()
 def web_settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", max_upload_mb=2.0, max_batch_mb=10.0, max_batch_files=10)
+    return Settings(
+        data_dir=tmp_path / "data", max_upload_mb=2.0, max_batch_mb=10.0, max_batch_files=10, max_volume_mb=8.0
+    )
 
 
 def add_users(app: Any) -> None:

@@ -51,6 +51,11 @@ PARAMETER_NAMES: dict[str, str] = {
 
 NOT_APPLICABLE_NO_TUMOUR = "not applicable (no tumour region)"
 
+#: Scalp plus skull: a region this close to the head mask's edge reaches the brain surface.
+SURFACE_MARGIN_MM = 12.0
+#: The same margin as a share of the head's width, for images without pixel spacing.
+SURFACE_MARGIN_FRACTION = 0.07
+
 
 @dataclass
 class SpatialParameter:
@@ -527,24 +532,29 @@ def _hemisphere_param(region: np.ndarray, mid_x: float, mid_source: str, plane: 
     )
 
 
-def _relation_param(region: np.ndarray, brain: np.ndarray, sp: Spacing, margin_px: float = 3.0) -> SpatialParameter:
+def _relation_param(region: np.ndarray, brain: np.ndarray, sp: Spacing) -> SpatialParameter:
+    # The mask is the whole head (no skull stripping on one slice), so the brain's surface lies about
+    # one scalp-plus-skull thickness (typically 5-12 mm) inside the mask's edge.
+    head_width = float(np.count_nonzero(brain.any(axis=0)))
+    margin = SURFACE_MARGIN_MM if sp.unit == "mm" else SURFACE_MARGIN_FRACTION * head_width
+    margin_text = f"{SURFACE_MARGIN_MM:g} mm" if sp.unit == "mm" else f"{SURFACE_MARGIN_FRACTION:.0%} of the head width"
     method = (
-        "Shortest distance from the region to the edge of the brain mask: a region reaching the surface "
-        "(within 3 pixels) suggests an extra-axial (dura-based) lesion, a region separated from it an "
-        "intra-axial one. Suggestive only: intra-axial tumours can reach the cortex."
+        "Shortest distance from the region to the edge of the head mask. The mask includes scalp and skull, "
+        f"so a region within {margin_text} of its edge is taken to reach the brain surface, suggesting an "
+        "extra-axial (dura-based) lesion; a region further in suggests an intra-axial one. Suggestive only: "
+        "intra-axial tumours can reach the cortex."
     )
     if not brain.any():
         return _param("spatial_relation", "not assessable (no brain mask)", "", method, "not_assessable")
     dist = surface_distance(region, brain, sp)
-    margin = margin_px * sp.mean
     relation = "extra-axial" if dist <= margin else "intra-axial"
     text = (
-        f"{relation} pattern: region reaches the brain surface"
+        f"{relation} pattern: region reaches the brain surface ({_fmt(dist, sp.unit)} from the head's edge)"
         if relation == "extra-axial"
-        else f"{relation} pattern: region {_fmt(dist, sp.unit)} from the brain surface"
+        else f"{relation} pattern: region {_fmt(dist, sp.unit)} from the head's edge"
     )
     return _param("spatial_relation", relation, "", method, "estimated", text,
-                  distance_to_surface=round(dist, 2), distance_unit=sp.unit)
+                  distance_to_head_edge=round(dist, 2), distance_unit=sp.unit, margin=round(margin, 2))
 
 
 def _texture_param(image: np.ndarray, region: np.ndarray) -> SpatialParameter:
@@ -593,7 +603,7 @@ def _oedema_param(image: np.ndarray, region: np.ndarray, brain: np.ndarray, sp: 
                   sequence: str | None, spacing_note: str, ring_mm: float = 15.0) -> SpatialParameter:
     method = (
         "Oedema is visible only on T2-weighted or FLAIR images. When the sequence is known to be one of "
-        "these, the ESTIMATE is the area of hyperintense brain (above median + 2 robust SD of the brain) "
+        "these, the ESTIMATE is the area of hyperintense brain (above median + 3 robust SD of the brain) "
         f"in a ring up to {ring_mm:g} mm around the region."
     )
     if sequence not in ("T2", "FLAIR"):
@@ -610,7 +620,7 @@ def _oedema_param(image: np.ndarray, region: np.ndarray, brain: np.ndarray, sp: 
         return _param("peritumoral_oedema", "not assessable (no surrounding brain)", "", method, "not_assessable")
     med = float(np.median(ref))
     mad = float(np.median(np.abs(ref - med))) * 1.4826
-    hyper = ring & (image > med + 2 * mad)
+    hyper = ring & (image > med + 3 * mad)
     area = region_area(hyper, sp)
     return _param(
         "peritumoral_oedema", round(area, 2), sp.area_unit, method + spacing_note, "estimated",

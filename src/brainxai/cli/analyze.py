@@ -68,6 +68,7 @@ def analyze_cmd(
     slice_index: Annotated[int | None, typer.Option("--slice", help="Volume slice to analyse [default: the most suspicious].")] = None,
     assume_spacing: Annotated[float | None, typer.Option(help="Pixel spacing (mm) to ASSUME when a file has none.")] = None,
     sequence: Annotated[str | None, typer.Option(help="MR sequence when the file does not say (T1, T2, FLAIR).")] = None,
+    agreement: Annotated[bool, typer.Option("--agreement/--no-agreement", help="Run a second explanation method and report the agreement.")] = True,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
 ) -> None:
     """Analyse scans: prediction, explanation, spatial parameters and a PDF report per file.
@@ -91,7 +92,7 @@ def analyze_cmd(
         return analyze_batch(
             service, files, out_dir=out_dir, method=method, patient=patient if patient.to_dict() else None,
             report=not no_report, report_path=report, progress=progress, slice_index=slice_index,
-            assumed_pixel_spacing_mm=assume_spacing, sequence=sequence,
+            assumed_pixel_spacing_mm=assume_spacing, sequence=sequence, agreement=agreement,
         )
 
     _run(run, len(files), out_dir, write_csv=batch)

@@ -184,7 +184,11 @@ def read_scan(
     if kind in ("png", "jpeg", "bmp", "tiff"):
         if slice_index not in (None, 0):
             raise ImageReadError(f"{name}: a {kind.upper()} file has a single slice; slice {slice_index} requested")
-        pixels = read_raster(data)
+        try:
+            pixels = read_raster(data)
+        except ImageReadError as exc:
+            # read_raster names byte input "<bytes>"; the user knows the file by its name.
+            raise ImageReadError(str(exc).replace("<bytes>", name, 1)) from exc
         # Raster exports record no anatomical spacing (a PNG's pHYs is print resolution, not anatomy).
         return ScanImage(pixels=pixels, pixel_spacing_mm=None, format=kind, source_name=name)
     raise ImageReadError(

@@ -28,6 +28,7 @@ from reportlab.platypus import Flowable, Image, KeepTogether, Paragraph, SimpleD
 
 from brainxai.constants import CLASS_TITLES, DISCLAIMER, NO_TUMOUR
 from brainxai.reporting.guidance import guidance_for
+from brainxai.reporting.labels import date_text, method_title
 from brainxai.training.checkpoint import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -247,7 +248,7 @@ def build_report(result: Mapping[str, Any], images: Mapping[str, Any]) -> bytes:
         [[
             [_p("brainxai · MRI analysis report", styles["title"]),
              _p("Explainable brain-tumour classification of a single MRI slice", styles["subtitle"])],
-            Paragraph(f"Report ID: {escape(report_id)}<br/>Date: {escape(created.replace('T', ' '))}", styles["meta"]),
+            Paragraph(f"Report ID: {escape(report_id)}<br/>Date: {escape(date_text(created))}", styles["meta"]),
         ]],
         colWidths=[CONTENT_W * 0.66, CONTENT_W * 0.34],
     )
@@ -279,12 +280,15 @@ def build_report(result: Mapping[str, Any], images: Mapping[str, Any]) -> bytes:
     verdict = f"Tumour pattern: {title}" if tumour else "No tumour pattern found"
     conf_param = next((p for p in result.get("spatial_parameters", []) if p.get("key") == "confidence"), None)
     agreement = (conf_param or {}).get("details", {}).get("agreement")
-    agree_text = f" Agreement between explanation methods: {agreement:.2f} ({result.get('agreement_method', 'see parameter 10')})." \
-        if isinstance(agreement, (int, float)) else ""
+    second = (result.get("agreement") or {}).get("second_method")
+    agree_text = (
+        f" Agreement with {method_title(second)} (IoU of the highlighted regions): {agreement:.2f}."
+        if isinstance(agreement, (int, float)) and second else ""
+    )
     finding_left = [
         _p("Finding (model output)", styles["h2"]),
         _p(verdict, styles["finding"]),
-        _p(f"Type: {title}. Probability {confidence:.1%}. Explanation method: {method.upper()}.{agree_text}", styles["body"]),
+        _p(f"Type: {title}. Probability {confidence:.1%}. Explanation: {method_title(method)}.{agree_text}", styles["body"]),
     ]
     bars = [_p("Class probabilities", styles["h2"]),
             ProbabilityBars(probabilities, prediction, half, fonts)]
@@ -299,13 +303,18 @@ def build_report(result: Mapping[str, Any], images: Mapping[str, Any]) -> bytes:
     for keys, caption in IMAGE_SLOTS:
         src = next((images[k] for k in keys if images.get(k) is not None), None)
         pics.append(_image_flowable(src, cell) or _p("(not available)", styles["caption"]))
-        captions.append(_p(caption.format(method=method.upper()), styles["caption"]))
+        captions.append(_p(caption.format(method=method_title(method)), styles["caption"]))
     gallery = Table([pics, captions], colWidths=[cell + 3 * mm] * 3 + [cell])
     gallery.setStyle(TableStyle([("ALIGN", (0, 0), (-1, -1), "CENTER"), ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
                                  ("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1), 0),
                                  ("TOPPADDING", (0, 1), (-1, 1), 2)]))
-    note = ("Warm colours mark the pixels that most supported the model's decision. A relevance map is not a "
-            "segmentation: measurements below describe the highlighted region, not a delineated tumour.")
+    if tumour:
+        note = ("Warm colours mark the pixels that most supported the model's decision; the outline and the blue "
+                "mask show the region derived from them. A relevance map is not a segmentation: the measurements "
+                "below describe the highlighted region, not a delineated tumour.")
+    else:
+        note = ("Prediction: no tumour, so no tumour region is drawn (heatmap and outline left empty; the mask "
+                "view shows the head in green).")
     story += [_p("Images", styles["h2"]), gallery, Spacer(1, 2), _p(note, styles["small"])]
 
     # Parameters

@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -212,6 +213,21 @@ def analyze_and_store(
         raise
     finally:
         storage.discard(staging)  # gone already after a successful publish
+
+
+def age_on(birth_date: str | None, day: date | None = None) -> int | None:
+    """Whole years from an ISO birth date to ``day`` (today by default)."""
+    if not birth_date:
+        return None
+    born = date.fromisoformat(birth_date)
+    day = day or date.today()
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+def patient_for_report(code: str, name: str | None, birth_date: str | None, sex: str | None) -> dict[str, Any]:
+    """Patient fields in the analysis service's terms (:class:`brainxai.service.PatientInfo`)."""
+    info = {"patient_id": code, "name": name, "age": age_on(birth_date), "sex": sex}
+    return {k: v for k, v in info.items() if v not in (None, "")}
 
 
 # --- describing the loaded service ------------------------------------------------------------------

@@ -113,6 +113,8 @@ def create_app(settings: Settings | None = None, *, service_factory: ServiceFact
         finally:
             await worker.stop()
             await run_in_threadpool(runner.shutdown)
+            if hasattr(service, "close"):
+                service.close()
             engine.dispose()
 
     app = FastAPI(

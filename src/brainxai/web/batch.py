@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from brainxai.web.analysis import InferenceRunner, analyze_and_store
+from brainxai.web.analysis import InferenceRunner, analyze_and_store, patient_for_report
 from brainxai.web.db import session_scope
 from brainxai.web.models import BatchItem, BatchJob, Patient, Study, utcnow
 from brainxai.web.storage import Storage
@@ -26,12 +26,7 @@ def patient_fields(patient: Patient | None) -> dict[str, Any] | None:
     """What the analysis service is told about a patient (printed on the report)."""
     if patient is None:
         return None
-    return {
-        "patient_id": patient.code,
-        "name": patient.name,
-        "birth_date": patient.birth_date,
-        "sex": patient.sex,
-    }
+    return patient_for_report(patient.code, patient.name, patient.birth_date, patient.sex)
 
 
 class BatchWorker:

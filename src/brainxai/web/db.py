@@ -91,8 +91,18 @@ def upgrade_database(engine: Engine) -> None:
     """Brings the schema to the newest migration (idempotent)."""
     from alembic import command
 
+    alembic_logger = logging.getLogger("alembic")
+    if alembic_logger.level == logging.NOTSET:  # its INFO lines are noise at every start-up
+        alembic_logger.setLevel(logging.WARNING)
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
     logger.debug("database schema is at head")
+
+
+def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
+    """Engine and session factory for ``url``, with the schema migrated to the newest version."""
+    engine = make_engine(url)
+    upgrade_database(engine)
+    return engine, make_session_factory(engine)

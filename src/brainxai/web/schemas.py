@@ -100,10 +100,15 @@ class PatientOut(BaseModel):
 
 
 class SpatialParameter(BaseModel):
+    """One derived figure; ``status`` says whether it is measured, estimated or not assessable."""
+
     name: str
     value: Any
     unit: str | None = None
     method: str | None = None
+    key: str | None = None
+    status: str | None = None
+    text: str | None = Field(default=None, description="The value in words, with its unit")
 
 
 class StudyLinks(BaseModel):

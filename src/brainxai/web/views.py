@@ -63,7 +63,8 @@ def _spatial(result: dict[str, Any]) -> list[SpatialParameter]:
     out = []
     for item in result.get("spatial_parameters") or []:
         if isinstance(item, dict) and "name" in item:
-            out.append(SpatialParameter(**{k: item.get(k) for k in ("name", "value", "unit", "method")}))
+            fields = ("name", "value", "unit", "method", "key", "status", "text")
+            out.append(SpatialParameter(**{k: item.get(k) for k in fields}))
     return out
 
 

@@ -10,8 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from brainxai.web import crud
-from brainxai.web.analysis import analyze_and_store, available_methods
-from brainxai.web.batch import patient_fields
+from brainxai.web.analysis import analyze_and_store, available_methods, patient_for_report
 from brainxai.web.db import session_scope
 from brainxai.web.deps import CurrentUser, Service, State, client_address
 from brainxai.web.models import Patient, User
@@ -51,16 +50,12 @@ def patient_info_for(state: AppState, owner: User, patient: PatientIn | None) ->
         return None
     with session_scope(state.session_factory) as db:
         stored = db.query(Patient).filter_by(owner_id=owner.id, code=patient.code).one_or_none()
-        info = patient_fields(stored) or {"patient_id": patient.code}
-    sent = {
-        "name": patient.name,
-        "birth_date": patient.birth_date.isoformat() if patient.birth_date else None,
-        "sex": patient.sex,
-    }
-    for key, value in sent.items():
-        if value and not info.get(key):
-            info[key] = value
-    return info
+        name = (stored.name if stored else None) or patient.name
+        birth = (stored.birth_date if stored else None) or (
+            patient.birth_date.isoformat() if patient.birth_date else None
+        )
+        sex = (stored.sex if stored else None) or patient.sex
+    return patient_for_report(patient.code, name, birth, sex)
 
 
 def load_study_out(state: AppState, study_id: str, user: User) -> StudyOut:

@@ -1,0 +1,158 @@
+"""``brainxai explain`` and ``brainxai xai-benchmark``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from brainxai.cli.app import app, fail
+
+
+def _load_classifier(checkpoint: Optional[Path], device: str):  # noqa: ANN202
+    from brainxai.inference import Classifier
+    from brainxai.training.checkpoint import CheckpointError
+
+    try:
+        return Classifier.load(checkpoint, device=device)
+    except CheckpointError as exc:
+        fail(str(exc))
+
+
+def _parse_target(target: Optional[str], classes: tuple[str, ...]) -> Optional[int]:
+    if target is None:
+        return None
+    if target in classes:
+        return classes.index(target)
+    if target.isdigit() and int(target) < len(classes):
+        return int(target)
+    fail(f"unknown target class {target!r}; use one of {', '.join(classes)} or an index 0..{len(classes) - 1}")
+    return None
+
+
+@app.command("explain")
+def explain_command(
+    image: Path = typer.Argument(..., exists=True, dir_okay=False, help="Scan to explain (JPEG/PNG)."),
+    method: str = typer.Option("lrp", "--method", "-m", help="Explanation method (see --help for the list)."),
+    target: Optional[str] = typer.Option(None, "--target", help="Class to explain (name or index); default: predicted."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint; default: the shipped model."),
+    out: Path = typer.Option(..., "--out", help="Output folder."),
+    show_evidence: bool = typer.Option(
+        False, "--show-evidence", help="Also draw the map when the prediction is 'no tumour' (labelled as such)."
+    ),
+    alpha: float = typer.Option(0.5, "--alpha", min=0.0, max=1.0, help="Overlay opacity."),
+    composite: Optional[str] = typer.Option(
+        None, "--composite", help="LRP rule set: epsilon-plus-flat (default), epsilon-gamma-box or epsilon."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+) -> None:
+    """Explain one scan: heatmap, overlay, mask and outline PNGs plus the raw map (.npy).
+
+    Methods: lrp, gradcam, gradcam++, hirescam, guided-backprop, guided-gradcam.
+    Research use only, not a diagnosis.
+    """
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from brainxai.constants import DISCLAIMER
+    from brainxai.data.preprocess import prepare_with_box
+    from brainxai.explain import UnsupportedModelError, create_explainer, list_explainers
+    from brainxai.explain.views import relevance_to_original, render_views
+    from brainxai.io import ImageReadError, read_raster
+
+    if method not in list_explainers():
+        fail(f"unknown method {method!r}; available: {', '.join(list_explainers())}")
+    if composite is not None and method != "lrp":
+        fail("--composite applies to --method lrp only")
+    classifier = _load_classifier(checkpoint, device)
+    try:
+        scan = read_raster(image)
+    except ImageReadError as exc:
+        fail(str(exc))
+    target_index = _parse_target(target, classifier.classes)
+    prepared, box = prepare_with_box(scan, classifier.preprocess)
+    options = {"composite": composite} if composite else {}
+    try:
+        with create_explainer(method, classifier.model, **options) as explainer:
+            (explanation,) = explainer.explain(classifier.tensor(prepared[None]), target_index)
+    except UnsupportedModelError as exc:
+        fail(str(exc))
+    (prediction,) = classifier.predict([scan])
+    mapped = relevance_to_original(explanation.relevance, box, scan.shape)
+    views = render_views(scan, mapped, explanation.target_label, show_evidence=show_evidence, alpha=alpha)
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, rgb in views.items():
+        Image.fromarray(rgb).save(out / f"{name}.png")
+    np.save(out / "relevance.npy", explanation.relevance)
+    meta = {
+        "image": str(image),
+        "method": explanation.method,
+        "target": explanation.target,
+        "target_label": explanation.target_label,
+        "score": explanation.score,
+        "predicted": prediction.label,
+        "probabilities": prediction.probabilities,
+        "crop_box": list(box),
+        "original_shape": list(scan.shape),
+        "relevance_npy": "relevance.npy: (H, W) float32 map at model-input resolution of the crop box",
+        "caption": views.caption,
+        "region_drawn": views.region_drawn,
+        "disclaimer": DISCLAIMER,
+    }
+    (out / "explanation.json").write_text(json.dumps(meta, indent=2) + "\n")
+    typer.echo(
+        f"predicted {prediction.label} ({prediction.confidence:.3f}); {method} map for "
+        f"{explanation.target_label} (p={explanation.score:.3f}) written to {out}"
+    )
+    typer.echo(views.caption)
+    typer.echo(DISCLAIMER)
+
+
+@app.command("xai-benchmark")
+def xai_benchmark_command(
+    boxes: Path = typer.Option(..., "--boxes", exists=True, dir_okay=False, help="CSV file,label,width,height,x0,y0,x1,y1."),
+    images_root: Optional[Path] = typer.Option(None, "--images-root", help="Folder the CSV paths are relative to."),
+    methods: str = typer.Option("all", "--methods", help="'all' or a comma-separated list."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint; default: the shipped model."),
+    out: Path = typer.Option(..., "--out", help="Output folder."),
+    target: str = typer.Option("label", "--target", help="Explain the annotated 'label' or the 'predicted' class."),
+    steps: int = typer.Option(20, "--steps", min=2, help="Deletion/insertion steps."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    sanity: bool = typer.Option(True, "--sanity/--no-sanity", help="Model-randomisation check."),
+    grid_images: int = typer.Option(4, "--grid-images", min=1, help="Rows of the comparison figure."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+) -> None:
+    """Measure explanation quality against tumour boxes: writes xai.json, xai.md and a figure."""
+    from brainxai.explain import list_explainers
+    from brainxai.explain.benchmark import run_xai_benchmark
+
+    if target not in ("label", "predicted"):
+        fail("--target must be 'label' or 'predicted'")
+    names = list_explainers() if methods.strip() == "all" else [m.strip() for m in methods.split(",") if m.strip()]
+    unknown = [m for m in names if m not in list_explainers()]
+    if unknown:
+        fail(f"unknown method(s) {', '.join(unknown)}; available: {', '.join(list_explainers())}")
+    classifier = _load_classifier(checkpoint, device)
+    try:
+        results = run_xai_benchmark(
+            boxes,
+            out,
+            classifier,
+            methods=names,
+            images_root=images_root,
+            target=target,  # type: ignore[arg-type]
+            steps=steps,
+            batch_size=batch_size,
+            sanity=sanity,
+            grid_images=grid_images,
+        )
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    for method, r in results.items():
+        pg = "n/a" if r["pointing_game"] is None else f"{r['pointing_game']:.3f}"
+        typer.echo(f"{method:16s} pointing game {pg}  (n={r['n']})")
+    typer.echo(f"reports written to {out}")

@@ -1,0 +1,185 @@
+"""Quality metrics for relevance maps: pure functions on arrays.
+
+Boxes are ``(x0, y0, x1, y1)`` in pixels of the map they are compared with, ``x0``/``y0`` inclusive and
+``x1``/``y1`` exclusive.
+
+- :func:`pointing_game`: is the map's maximum within ``tolerance`` pixels of the box (Zhang et al.,
+  2018, "Top-down neural attention by excitation backprop"; 15 px at the original resolution).
+- :func:`energy_in_box`: share of the positive relevance that lies inside the box (the
+  "energy-based pointing game" of Score-CAM, Wang et al., 2020).
+- :func:`iou_with_box`: intersection over union of a region mask with the box.
+- :func:`perturbation_curve` / :func:`perturbation_auc`: deletion and insertion (Petsiuk et al.,
+  2018, RISE): the target probability while the most relevant pixels are removed (deletion; lower
+  area is better) or revealed (insertion; higher is better).
+- :func:`rank_correlation`: Spearman correlation of two maps, for the model-randomisation sanity check
+  (Adebayo et al., 2018): a map that does not change when the weights are randomised does not
+  explain the model.
+- :func:`sharpness`: the variance of the Laplacian of the map scaled to [0, 1] (the focus measure of
+  Pech-Pacheco et al., 2000), the usual way to put a number on "Grad-CAM++ gives sharper maps". It
+  measures high-frequency detail, not where the map points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import cv2
+import numpy as np
+
+Box = tuple[int, int, int, int]
+
+#: Pointing-game tolerance in pixels at the original resolution (Zhang et al., 2018).
+POINTING_TOLERANCE = 15
+
+
+def _clean(relevance: np.ndarray) -> np.ndarray:
+    if relevance.ndim != 2:
+        raise ValueError(f"expected a 2-D map, got shape {relevance.shape}")
+    return np.nan_to_num(relevance.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def box_mask(shape: tuple[int, int], box: Box) -> np.ndarray:
+    """Bool mask of ``box`` (clipped to the image)."""
+    h, w = shape
+    x0, y0, x1, y1 = (int(v) for v in box)
+    mask = np.zeros((h, w), bool)
+    mask[max(0, y0) : min(h, y1), max(0, x0) : min(w, x1)] = True
+    return mask
+
+
+def distance_to_box(point: tuple[float, float], box: Box) -> float:
+    """Euclidean distance in pixels from pixel ``(x, y)`` to the box (0 inside)."""
+    x, y = point
+    x0, y0, x1, y1 = box
+    # The last pixel inside is x1 - 1 / y1 - 1 (exclusive ends).
+    dx = max(x0 - x, 0.0, x - (x1 - 1))
+    dy = max(y0 - y, 0.0, y - (y1 - 1))
+    return float(np.hypot(dx, dy))
+
+
+def pointing_game(relevance: np.ndarray, box: Box, tolerance: float = POINTING_TOLERANCE) -> bool:
+    """Whether the map's maximum lies within ``tolerance`` pixels of the box.
+
+    Several pixels sharing the maximum count as a hit when any of them is within tolerance. A map
+    without positive values (nothing pointed at) is a miss.
+    """
+    r = _clean(relevance)
+    peak = r.max()
+    if peak <= 0:
+        return False
+    ys, xs = np.nonzero(r == peak)
+    return any(distance_to_box((float(x), float(y)), box) <= tolerance for x, y in zip(xs, ys))
+
+
+def energy_in_box(relevance: np.ndarray, box: Box) -> float:
+    """Share of positive relevance inside the box, in [0, 1] (0 for a map without positive values)."""
+    pos = np.maximum(_clean(relevance), 0.0)
+    total = pos.sum()
+    if total <= 0:
+        return 0.0
+    return float(pos[box_mask(pos.shape, box)].sum() / total)
+
+
+def iou_with_box(region: np.ndarray, box: Box) -> float:
+    """Intersection over union of a bool region with the box (0 when both are empty)."""
+    region = region.astype(bool)
+    b = box_mask(region.shape, box)
+    union = np.logical_or(region, b).sum()
+    return float(np.logical_and(region, b).sum() / union) if union else 0.0
+
+
+def relevance_order(relevance: np.ndarray) -> np.ndarray:
+    """Flat pixel indices from most to least relevant (ties keep raster order)."""
+    return np.argsort(-_clean(relevance).ravel(), kind="stable")
+
+
+def perturbation_curve(
+    score_fn: Callable[[np.ndarray], np.ndarray],
+    image: np.ndarray,
+    relevance: np.ndarray,
+    mode: Literal["deletion", "insertion"],
+    baseline: np.ndarray,
+    steps: int = 20,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The target score while pixels are removed or revealed in order of relevance.
+
+    Args:
+        score_fn: Maps a ``(K, H, W)`` float batch of images to ``(K,)`` scores (the target
+            probability).
+        image: ``(H, W)`` image (the model input before normalisation).
+        relevance: ``(H, W)`` map.
+        mode: ``"deletion"``: start from the image and replace the most relevant pixels with the
+            baseline; ``"insertion"``: start from the baseline and put the image's most relevant pixels
+            back.
+        baseline: ``(H, W)`` image standing for "no information".
+        steps: Number of equal steps from 0 % to 100 % of the pixels.
+
+    Returns:
+        Fractions of pixels changed (``steps + 1`` values from 0 to 1) and the scores.
+    """
+    if image.shape != relevance.shape or image.shape != baseline.shape:
+        raise ValueError(f"shapes differ: image {image.shape}, relevance {relevance.shape}, baseline {baseline.shape}")
+    if mode not in ("deletion", "insertion"):
+        raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
+    order = relevance_order(relevance)
+    n = order.size
+    fractions = np.linspace(0.0, 1.0, steps + 1)
+    counts = np.round(fractions * n).astype(int)
+    start, source = (image, baseline) if mode == "deletion" else (baseline, image)
+    start_flat, source_flat = start.astype(np.float32).ravel(), source.astype(np.float32).ravel()
+    batch = np.empty((len(counts), n), np.float32)
+    for i, k in enumerate(counts):
+        batch[i] = start_flat
+        batch[i, order[:k]] = source_flat[order[:k]]
+    scores = np.asarray(score_fn(batch.reshape(len(counts), *image.shape)), dtype=np.float64)
+    return fractions, scores
+
+
+def auc(fractions: np.ndarray, scores: np.ndarray) -> float:
+    """Area under a curve sampled at ``fractions`` (trapezoid rule)."""
+    f, s = np.asarray(fractions, np.float64), np.asarray(scores, np.float64)
+    return float(np.sum((s[1:] + s[:-1]) * np.diff(f)) / 2.0)
+
+
+def perturbation_auc(
+    score_fn: Callable[[np.ndarray], np.ndarray],
+    image: np.ndarray,
+    relevance: np.ndarray,
+    mode: Literal["deletion", "insertion"],
+    baseline: np.ndarray,
+    steps: int = 20,
+) -> float:
+    """Area under the deletion or insertion curve (see :func:`perturbation_curve`)."""
+    return auc(*perturbation_curve(score_fn, image, relevance, mode, baseline, steps))
+
+
+def blurred_baseline(image: np.ndarray, sigma_fraction: float = 0.05) -> np.ndarray:
+    """A heavily blurred copy of the image (Gaussian, sigma = ``sigma_fraction`` x side): the insertion start."""
+    sigma = sigma_fraction * max(image.shape)
+    return cv2.GaussianBlur(image.astype(np.float32), (0, 0), sigmaX=sigma, sigmaY=sigma)
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two maps of the same shape (0 when either is constant)."""
+    from scipy.stats import spearmanr
+
+    if a.shape != b.shape:
+        raise ValueError(f"maps differ in shape: {a.shape} vs {b.shape}")
+    x, y = _clean(a).ravel(), _clean(b).ravel()
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return 0.0
+    return float(spearmanr(x, y).statistic)
+
+
+def sharpness(relevance: np.ndarray) -> float:
+    """Variance of the Laplacian of the positive map scaled to [0, 1].
+
+    Higher means more edges and fine detail. Compare maps at the same resolution only: the value
+    depends on the pixel grid.
+    """
+    pos = np.maximum(_clean(relevance), 0.0)
+    peak = pos.max()
+    if peak <= 0:
+        return 0.0
+    return float(cv2.Laplacian((pos / peak).astype(np.float64), cv2.CV_64F, ksize=3).var())

@@ -1,0 +1,96 @@
+"""``brainxai analyze`` and ``brainxai demo`` through the real command line parser."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from brainxai.cli import app
+
+
+@pytest.fixture()
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_batch_with_a_corrupt_file(runner: CliRunner, samples_dir: Path, random_checkpoint: Path, tmp_path: Path) -> None:
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    shutil.copy(samples_dir / "glioma.jpg", scans / "a.jpg")
+    shutil.copy(samples_dir / "pituitary.jpg", scans / "b.jpg")
+    (scans / "broken.jpg").write_bytes((samples_dir / "glioma.jpg").read_bytes()[:400])
+    (scans / "readme.md").write_text("not a scan, and not picked up from a folder")
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        ["analyze", str(scans), "--out", str(out), "--checkpoint", str(random_checkpoint),
+         "--method", "gradcam", "--no-agreement", "--patient-name", "Jane Roe"],
+    )
+    assert result.exit_code == 1, result.output
+    assert "1 of 3 file(s) failed" in result.output
+    assert "broken.jpg" in result.output
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert [r["file"].rsplit("/", 1)[-1] for r in rows] == ["a.jpg", "b.jpg", "broken.jpg"]
+    assert list(rows[0]) == ["file", "status", "prediction", "confidence", "report", "error"]
+    by_name = {Path(r["file"]).name: r for r in rows}
+    assert by_name["broken.jpg"]["status"] == "failed" and by_name["broken.jpg"]["error"]
+    for good in ("a.jpg", "b.jpg"):
+        row = by_name[good]
+        assert row["status"] == "ok" and row["prediction"] and 0 < float(row["confidence"]) <= 1
+        assert Path(row["report"]).is_file() and Path(row["report"]).suffix == ".pdf"
+    assert (out / "a.pdf").is_file() and (out / "b.json").is_file()
+
+
+def test_single_file_report_path_and_errors(runner: CliRunner, samples_dir: Path, random_checkpoint: Path, tmp_path: Path) -> None:
+    pdf = tmp_path / "reports" / "mine.pdf"
+    ok = runner.invoke(
+        app,
+        ["analyze", str(samples_dir / "meningioma.jpg"), "--report", str(pdf), "--checkpoint", str(random_checkpoint),
+         "--method", "gradcam", "--no-agreement", "--assume-spacing", "0.5"],
+    )
+    assert ok.exit_code == 0, ok.output
+    assert pdf.is_file() and pdf.read_bytes().startswith(b"%PDF")
+    assert not (tmp_path / "reports" / "summary.csv").exists()  # one file is not a batch
+    two = runner.invoke(app, ["analyze", str(samples_dir), "--report", str(pdf), "--checkpoint", str(random_checkpoint)])
+    assert two.exit_code == 1 and "--report takes a single input file" in two.output
+    missing = runner.invoke(app, ["analyze", str(tmp_path / "nope.png"), "--checkpoint", str(random_checkpoint), "--out", str(tmp_path)])
+    assert missing.exit_code == 1 and "file not found" in missing.output
+
+
+def test_demo_writes_one_report_per_sample(
+    runner: CliRunner, samples_dir: Path, random_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import brainxai.service as service
+
+    # Two of the four samples keep this test quick; the command and the naming are the same.
+    monkeypatch.setattr(service, "sample_scans", lambda: {c: samples_dir / f"{c}.jpg" for c in ("meningioma", "notumor")})
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["demo", "--checkpoint", str(random_checkpoint), "--method", "gradcam"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "brainxai-demo"
+    assert (out / "meningioma.pdf").is_file() and (out / "notumor.pdf").is_file()
+    assert (out / "summary.csv").is_file()
+    assert "not a diagnosis" in result.output
+
+
+def test_demo_samples_cover_every_class() -> None:
+    from brainxai.constants import CLASSES
+    from brainxai.service import sample_scans
+
+    assert set(sample_scans()) == set(CLASSES)
+
+
+def test_demo_without_default_model_fails_cleanly(runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import brainxai.inference as inference
+    import brainxai.service as service
+
+    monkeypatch.setattr(inference, "default_checkpoint_path", lambda: tmp_path / "absent")
+    monkeypatch.setattr(service, "_SERVICES", {})  # a default model cached by another test must not answer
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 1
+    assert "checkpoint" in result.output

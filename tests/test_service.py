@@ -1,0 +1,192 @@
+"""The analysis pipeline end to end, with an untrained model (plumbing and numbers, not accuracy)."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pypdf import PdfReader
+
+import brainxai
+from brainxai.constants import DISCLAIMER
+from brainxai.io import ImageReadError, NotABrainScanError, read_raster
+from brainxai.service import AnalysisService, PatientInfo, get_service
+
+SPACING = (0.5, 0.7)
+
+
+@pytest.fixture(scope="module")
+def service(random_checkpoint: Path) -> AnalysisService:
+    return get_service(random_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def sample(samples_dir: Path) -> np.ndarray:
+    return read_raster(samples_dir / "meningioma.jpg")
+
+
+def dicom_bytes(pixels: np.ndarray, spacing: tuple[float, float]) -> bytes:
+    """An MR DICOM whose display pixels equal ``pixels`` (identity window), with the given PixelSpacing."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.Modality = "MR"
+    ds.set_pixel_data(pixels.astype(np.uint16), "MONOCHROME2", 8)
+    ds.PixelSpacing = list(spacing)
+    ds.WindowCenter, ds.WindowWidth = 128, 256
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def dicom_and_png(service: AnalysisService, sample: np.ndarray, random_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The same pixels analysed once as DICOM (with spacing, full report) and once as PNG (no spacing)."""
+    out = tmp_path_factory.mktemp("analysis")
+    dcm = out / "scan.dcm"
+    dcm.write_bytes(dicom_bytes(sample, SPACING))
+    png = out / "scan.png"
+    Image.fromarray(sample).save(png)
+    with_spacing = service.analyze(
+        dcm, out_dir=out / "dcm", patient=PatientInfo(name="Jane Roe", age=61, sex="F")
+    )
+    # The public library call, sharing the cached service.
+    without = brainxai.analyze(png, out_dir=out / "png", report=False, checkpoint=random_checkpoint, agreement=False)
+    return with_spacing, without, out
+
+
+def param(result, key: str) -> dict:
+    return next(p for p in result.spatial_parameters if p["key"] == key)
+
+
+def test_dicom_area_in_mm2_matches_hand_computation(dicom_and_png) -> None:
+    dcm, png, _ = dicom_and_png
+    assert dcm.scan["pixel_spacing_mm"] == list(SPACING)
+    assert png.scan["pixel_spacing_mm"] is None
+    # Same pixels, same model, same region: area in mm² = area in px² x row spacing x column spacing.
+    assert dcm.prediction == png.prediction
+    px_area = param(png, "area_volume")["value"]["area"]
+    assert param(png, "area_volume")["unit"] == "px², px³"
+    assert px_area > 0
+    assert param(dcm, "area_volume")["value"]["area"] == pytest.approx(px_area * SPACING[0] * SPACING[1], rel=1e-6)
+    assert param(dcm, "area_volume")["unit"] == "mm², mm³"
+    assert "no pixel spacing" in " ".join(png.notes)
+
+
+def test_result_files_json_and_images(dicom_and_png) -> None:
+    dcm, png, out = dicom_and_png
+    data = json.loads(dcm.report_json.read_text())
+    assert data["prediction"] == dcm.prediction
+    assert set(data["probabilities"]) == {"glioma", "meningioma", "notumor", "pituitary"}
+    assert sum(data["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+    assert len(data["spatial_parameters"]) == 10
+    for p in data["spatial_parameters"]:
+        assert {"name", "value", "unit", "method"} <= p.keys()
+    assert data["model"]["sha256"] == dcm.model["sha256"] and len(data["model"]["sha256"]) == 64
+    assert data["patient"] == {"name": "Jane Roe", "age": 61, "sex": "F"}
+    assert data["disclaimer"] == DISCLAIMER
+    assert data["agreement"]["second_method"] == "gradcam"
+    assert 0.0 <= param(dcm, "confidence")["details"]["agreement"] <= 1.0
+    for kind in ("original", "heatmap", "overlay", "outline", "mask"):
+        img = np.asarray(Image.open(dcm.images[kind]))
+        assert img.shape[:2] == (224, 224)
+    assert png.report_pdf is None and png.agreement is None
+    assert not list(out.rglob("*.tmp")), "atomic writes leave no temporary files"
+
+
+def test_pdf_report_content_and_rendering(dicom_and_png, tmp_path: Path) -> None:
+    dcm, _, _ = dicom_and_png
+    reader = PdfReader(dcm.report_pdf)
+    assert 1 <= len(reader.pages) <= 2
+    text = " ".join(page.extract_text() for page in reader.pages)
+    flat = " ".join(text.split())
+    assert "Tumour pattern" in flat or "No tumour pattern" in flat
+    assert "Jane Roe" in flat
+    for p in dcm.spatial_parameters:
+        assert p["name"].split(" (")[0] in flat
+    assert "not a diagnosis" in flat.lower()
+    assert "0.5 x 0.7 mm" in flat
+    assert dcm.model["sha256"] in flat.replace(" ", "")
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("pdftoppm (poppler-utils) not installed")
+    subprocess.run(["pdftoppm", "-png", "-r", "40", str(dcm.report_pdf), str(tmp_path / "page")], check=True)
+    pages = sorted(tmp_path.glob("page*.png"))
+    assert pages
+    first = np.asarray(Image.open(pages[0]).convert("L"))
+    assert first.std() > 20  # not a blank page
+
+
+def test_nifti_analyses_the_most_suspicious_slice(service: AnalysisService, sample: np.ndarray, samples_dir: Path) -> None:
+    # Axial slices of a volume: the meningioma slice, the no-tumour slice and darker copies of them.
+    other = read_raster(samples_dir / "notumor.jpg")
+    slices = [sample, other, (sample * 0.8).astype(np.uint8), (other * 0.8).astype(np.uint8)]
+    # Undo the radiological display flip so that axial slice k reads back as slices[k].
+    vol = np.stack([s[::-1, ::-1].T for s in slices], axis=-1).astype(np.float32)
+    img = nib.Nifti1Image(vol, np.diag([0.9, 0.9, 5.0, 1.0]))
+    img.header.set_xyzt_units("mm")
+    scan = service.read(img.to_bytes(), filename="vol.nii")
+    scores = service.score_slices([scan_slice for scan_slice in _display_slices(img)])
+    assert scan.slice_index == int(np.argmax(scores))
+    assert scan.meta["slice_scores"][str(scan.slice_index)] == pytest.approx(max(scores), abs=1e-4)
+    assert scan.pixel_spacing_mm == pytest.approx((0.9, 0.9))
+
+
+def _display_slices(img: nib.Nifti1Image) -> list[np.ndarray]:
+    from brainxai.io.nifti import axial_slice, volume_to_uint8
+
+    vol8 = volume_to_uint8(np.asarray(img.dataobj, dtype=np.float32))
+    return [axial_slice(vol8, k) for k in range(vol8.shape[2])]
+
+
+def test_bad_inputs_raise_clear_errors(service: AnalysisService, sample: np.ndarray, tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(sample).save(buf, format="JPEG")
+    with pytest.raises(ImageReadError, match="cut.jpg"):
+        service.analyze(buf.getvalue()[:300], filename="cut.jpg", out_dir=tmp_path)
+    blank = io.BytesIO()
+    Image.fromarray(np.full((128, 128), 240, np.uint8)).save(blank, format="PNG")
+    with pytest.raises(NotABrainScanError, match="uniform"):
+        service.analyze(blank.getvalue(), filename="blank.png", out_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown patient fields"):
+        service.analyze(b"", patient={"nmae": "x"}, out_dir=tmp_path)
+    assert not any(tmp_path.iterdir()), "nothing is written for a failed analysis"
+
+
+def test_no_tumour_prediction(service: AnalysisService, sample: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    classes = list(service.classifier.classes)
+    fixed = np.full(len(classes), 0.02)
+    fixed[classes.index("notumor")] = 1 - 0.02 * (len(classes) - 1)
+    monkeypatch.setattr(service.classifier, "predict_proba_prepared", lambda prepared, **kw: np.tile(fixed, (len(prepared), 1)))
+    result = service.analyze(_png(sample), filename="n.png", method="gradcam", agreement=False, out_dir=tmp_path)
+    assert result.prediction == "notumor" and not result.is_tumour
+    assert param(result, "area_volume")["value"] == "not applicable (no tumour region)"
+    assert param(result, "confidence")["value"] == pytest.approx(fixed.max(), abs=1e-4)
+    text = " ".join(p.extract_text() for p in PdfReader(result.report_pdf).pages)
+    assert "No tumour pattern found" in " ".join(text.split())
+    heat = np.asarray(Image.open(result.images["heatmap"]))
+    assert heat.max() == 0  # no tumour region is drawn for a no-tumour prediction
+
+
+def _png(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_module_level_analyze_reuses_the_service(random_checkpoint: Path, service: AnalysisService) -> None:
+    assert get_service(random_checkpoint) is service
+    assert brainxai.analyze is not None
