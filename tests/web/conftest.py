@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-
-from brainxai.web.app import create_app
-from brainxai.web.crud import create_user
-from brainxai.web.db import session_scope
-from brainxai.web.settings import Settings
-
 from webfakes import FakeService
+from webhelpers import login, reset_database, running_app
 
-PASSWORDS = {"alice": "alice-password", "bob": "bob-password", "root": "root-password"}
+from brainxai.web.settings import Settings
 
 
 @pytest.fixture(autouse=True)
@@ -39,34 +33,18 @@ def real_argon2() -> None:
 
 @pytest.fixture()
 def web_settings(tmp_path: Path) -> Settings:
+    """Temp SQLite by default; BRAINXAI_TEST_WEB_DATABASE_URL runs the API tests on another database."""
+    url = os.environ.get("BRAINXAI_TEST_WEB_DATABASE_URL")
+    if url:
+        reset_database(url)
     return Settings(
-        data_dir=tmp_path / "data", max_upload_mb=2.0, max_batch_mb=10.0, max_batch_files=10, max_volume_mb=8.0
+        data_dir=tmp_path / "data",
+        database_url=url,
+        max_upload_mb=2.0,
+        max_batch_mb=10.0,
+        max_batch_files=10,
+        max_volume_mb=8.0,
     )
-
-
-def add_users(app: Any) -> None:
-    with session_scope(app.state.brainxai.session_factory) as db:
-        for name, password in PASSWORDS.items():
-            create_user(db, name, password, is_admin=name == "root")
-
-
-def login(client: TestClient, name: str) -> dict[str, str]:
-    """Bearer header for ``name`` (API-client style)."""
-    r = client.post("/api/auth/token", json={"username": name, "password": PASSWORDS[name]})
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
-
-
-@contextmanager
-def running_app(
-    settings: Settings, service: Any | None = None, *, users: bool = True, raise_server_exceptions: bool = False
-) -> Iterator[TestClient]:
-    service = service if service is not None else FakeService()
-    app = create_app(settings, service_factory=lambda _s: service)
-    with TestClient(app, raise_server_exceptions=raise_server_exceptions) as client:
-        if users:
-            add_users(app)
-        yield client
 
 
 @pytest.fixture()

@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORDS, login, running_app
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from webfakes import FakeService
 from webfiles import dicom_bytes, nifti_bytes, nifti_gzip_bomb, png_with_size
+from webhelpers import PASSWORDS, login, running_app
 
 from brainxai.constants import CLASSES
 from brainxai.web.analysis import age_on
@@ -39,8 +39,14 @@ def test_health_reports_model_device_and_methods(client: TestClient) -> None:
     assert r.status_code == 200
     h = r.json()
     assert h["status"] == "ok" and h["database"] == "ok"
-    assert h["model"] == {"loaded": True, "name": "fake-model", "version": "2026-01-01", "sha256": "0" * 64,
-                          "classes": list(CLASSES), "error": None}
+    assert h["model"] == {
+        "loaded": True,
+        "name": "fake-model",
+        "version": "2026-01-01",
+        "sha256": "0" * 64,
+        "classes": list(CLASSES),
+        "error": None,
+    }
     assert h["device"]["type"] == "cpu" and h["device"]["cuda_available"] in (True, False)
     assert {"lrp", "gradcam", "gradcam++", "hirescam", "guided-gradcam"} <= set(h["methods"])
     assert h["limits"]["max_upload_mb"] == 2.0
@@ -95,16 +101,32 @@ def test_bearer_token_logout_revokes_it(client: TestClient) -> None:
 
 
 def test_analyze_returns_prediction_links_and_stores_study(client, auth, sample_jpeg, web_settings) -> None:
-    r = analyze(client, auth("alice"), sample_jpeg, "glioma case.jpg", method="gradcam", patient_code="P-001",
-                patient_name="Ada Example", patient_birth_date="1970-05-01", patient_sex="F")
+    r = analyze(
+        client,
+        auth("alice"),
+        sample_jpeg,
+        "glioma case.jpg",
+        method="gradcam",
+        patient_code="P-001",
+        patient_name="Ada Example",
+        patient_birth_date="1970-05-01",
+        patient_sex="F",
+    )
     assert r.status_code == 201, r.text
     s = r.json()
     assert r.headers["location"] == f"/api/studies/{s['id']}"
     assert s["prediction"] in CLASSES and s["method"] == "gradcam"
     assert sum(s["probabilities"].values()) == pytest.approx(1.0)
     assert s["confidence"] == pytest.approx(max(s["probabilities"].values()))
-    assert s["spatial_parameters"][0] == {"name": "Highlighted area", "value": 12.5, "unit": "% of brain",
-                                          "method": "heatmap > 0.5", "key": None, "status": None, "text": None}
+    assert s["spatial_parameters"][0] == {
+        "name": "Highlighted area",
+        "value": 12.5,
+        "unit": "% of brain",
+        "method": "heatmap > 0.5",
+        "key": None,
+        "status": None,
+        "text": None,
+    }
     assert s["patient"]["code"] == "P-001" and s["patient"]["birth_date"] == "1970-05-01"
     assert s["source_name"] == "glioma case.jpg" and s["source_kind"] == "jpeg"
     assert set(s["links"]["images"]) == {"original", "heatmap", "overlay", "outline", "mask"}
@@ -131,8 +153,11 @@ def test_analyze_returns_prediction_links_and_stores_study(client, auth, sample_
 
 
 def test_dicom_and_nifti_uploads_are_accepted(client, auth) -> None:
-    for name, data, kind in (("a.dcm", dicom_bytes(), "dicom"), ("b.nii.gz", nifti_bytes(), "nifti-gz"),
-                             ("c.nii", nifti_bytes(compressed=False), "nifti")):
+    for name, data, kind in (
+        ("a.dcm", dicom_bytes(), "dicom"),
+        ("b.nii.gz", nifti_bytes(), "nifti-gz"),
+        ("c.nii", nifti_bytes(compressed=False), "nifti"),
+    ):
         r = analyze(client, auth("alice"), data, name, method="lrp")
         assert r.status_code == 201, r.text
         assert r.json()["source_kind"] == kind
@@ -170,7 +195,9 @@ def test_bad_form_fields_get_422_messages(client, auth, sample_jpeg) -> None:
     assert "birth" in r.json()["message"]
     assert_error(analyze(client, auth("alice"), sample_jpeg, patient_name="No Code"), 422)
     assert_error(client.post("/api/analyze", headers=auth("alice"), data={"method": "lrp"}), 422)
-    assert_error(client.post("/api/auth/token", content=b"{not json", headers={"content-type": "application/json"}), 422)
+    assert_error(
+        client.post("/api/auth/token", content=b"{not json", headers={"content-type": "application/json"}), 422
+    )
     assert_error(client.get("/api/nowhere"), 404)
 
 
@@ -182,8 +209,15 @@ def test_client_file_names_never_become_paths(client, auth, sample_jpeg, web_set
         assert "/" not in name and "\\" not in name and "\x00" not in name and not name.startswith(".")
     assert not any(p.name.startswith("evil") for p in tmp_path.rglob("*"))
     stored = {p.name for p in (web_settings.data_dir / "studies").glob("*/*")}
-    assert stored == {"original.png", "heatmap.png", "overlay.png", "outline.png", "mask.png", "report.pdf",
-                      "report.json"}
+    assert stored == {
+        "original.png",
+        "heatmap.png",
+        "overlay.png",
+        "outline.png",
+        "mask.png",
+        "report.pdf",
+        "report.json",
+    }
 
 
 def test_users_see_only_their_patients_admin_sees_all(client, auth, sample_jpeg) -> None:
@@ -194,8 +228,13 @@ def test_users_see_only_their_patients_admin_sees_all(client, auth, sample_jpeg)
     assert [p["owner"] for p in alice_patients] == ["alice"] and [p["owner"] for p in bob_patients] == ["bob"]
     assert alice_patients[0]["id"] != bob_patients[0]["id"]
     pid = s["patient"]["id"]
-    for url in (f"/api/studies/{s['id']}", s["links"]["images"]["heatmap"], s["links"]["report_pdf"],
-                f"/api/patients/{pid}", f"/api/patients/{pid}/studies"):
+    for url in (
+        f"/api/studies/{s['id']}",
+        s["links"]["images"]["heatmap"],
+        s["links"]["report_pdf"],
+        f"/api/patients/{pid}",
+        f"/api/patients/{pid}/studies",
+    ):
         assert_error(client.get(url, headers=auth("bob")), 404)  # not 403: existence is not revealed
         assert client.get(url, headers=auth("root")).status_code == 200
     assert len(client.get("/api/patients", headers=auth("root")).json()) == 2
@@ -206,7 +245,9 @@ def test_history_lists_patient_studies_newest_first(client, auth, sample_jpeg, s
     ids = []
     for cls in ("glioma", "pituitary", "notumor"):
         data = (samples_dir / f"{cls}.jpg").read_bytes()
-        ids.append(analyze(client, auth("alice"), data, f"{cls}.jpg", patient_code="H-7", patient_name="Hist").json()["id"])
+        ids.append(
+            analyze(client, auth("alice"), data, f"{cls}.jpg", patient_code="H-7", patient_name="Hist").json()["id"]
+        )
     patients = client.get("/api/patients", headers=auth("alice")).json()
     assert len(patients) == 1 and patients[0]["study_count"] == 3 and patients[0]["name"] == "Hist"
     studies = client.get(f"/api/patients/{patients[0]['id']}/studies", headers=auth("alice")).json()
@@ -229,7 +270,9 @@ def test_batch_reports_progress_and_per_file_results(client, auth, samples_dir) 
     files = [("files", (f"{c}.jpg", (samples_dir / f"{c}.jpg").read_bytes())) for c in ("glioma", "meningioma")]
     files.insert(1, ("files", ("broken.jpg", b"not an image at all")))
     files.append(("files", ("scan.nii.gz", nifti_bytes())))
-    r = client.post("/api/batch", headers=auth("alice"), files=files, data={"method": "hirescam", "patient_code": "B-1"})
+    r = client.post(
+        "/api/batch", headers=auth("alice"), files=files, data={"method": "hirescam", "patient_code": "B-1"}
+    )
     assert r.status_code == 202, r.text
     created = r.json()
     assert created["total"] == 4 and created["failed"] == 1 and r.headers["location"] == f"/api/batch/{created['id']}"
@@ -238,8 +281,11 @@ def test_batch_reports_progress_and_per_file_results(client, auth, samples_dir) 
     assert [i["status"] for i in job["items"]] == ["done", "error", "done", "done"]
     assert "unrecognised content" in job["items"][1]["error"]
     assert [i["filename"] for i in job["items"]] == ["glioma.jpg", "broken.jpg", "meningioma.jpg", "scan.nii.gz"]
-    assert all(i["study"]["method"] == "hirescam" and i["study"]["patient_code"] == "B-1"
-               for i in job["items"] if i["status"] == "done")
+    assert all(
+        i["study"]["method"] == "hirescam" and i["study"]["patient_code"] == "B-1"
+        for i in job["items"]
+        if i["status"] == "done"
+    )
     assert_error(client.get(f"/api/batch/{created['id']}", headers=auth("bob")), 404)
     assert [j["id"] for j in client.get("/api/batch", headers=auth("alice")).json()] == [created["id"]]
     assert list((client.app.state.brainxai.storage.uploads).iterdir()) == []  # uploads consumed
@@ -259,8 +305,11 @@ def test_audit_log_records_who_created_and_viewed_what(client, auth, sample_jpeg
     assert_error(client.get("/api/audit", headers=auth("alice")), 403)
     events = client.get("/api/audit", headers=auth("root")).json()
     trail = [(e["username"], e["action"], e["object_id"]) for e in events if e["object_id"] == s["id"]]
-    assert trail == [("alice", "report.download", s["id"]), ("alice", "study.view", s["id"]),
-                     ("alice", "study.create", s["id"])]
+    assert trail == [
+        ("alice", "report.download", s["id"]),
+        ("alice", "study.view", s["id"]),
+        ("alice", "study.create", s["id"]),
+    ]
     actions = {e["action"] for e in events}
     assert {"login", "patient.create", "user.create"} <= actions
 
@@ -299,8 +348,10 @@ def test_event_loop_stays_responsive_during_inference(web_settings, sample_jpeg)
     with running_app(web_settings, service) as client:
         headers = login(client, "alice")
         results = []
-        workers = [threading.Thread(target=lambda: results.append(analyze(client, headers, sample_jpeg).status_code))
-                   for _ in range(2)]
+        workers = [
+            threading.Thread(target=lambda: results.append(analyze(client, headers, sample_jpeg).status_code))
+            for _ in range(2)
+        ]
         for t in workers:
             t.start()
         time.sleep(0.3)
@@ -323,7 +374,9 @@ def test_security_headers_and_offline_page(client) -> None:
     assert "default-src 'self'" in page.headers["content-security-policy"]
     assert page.headers["x-content-type-options"] == "nosniff"
     static = Path(__file__).resolve().parents[2] / "src" / "brainxai" / "web" / "static"
-    external = re.compile(r"""(src|href)\s*=\s*["']?\s*(https?:)?//|url\(\s*["']?(https?:)?//|fetch\(\s*["'`]https?:|@import""")
+    external = re.compile(
+        r"""(src|href)\s*=\s*["']?\s*(https?:)?//|url\(\s*["']?(https?:)?//|fetch\(\s*["'`]https?:|@import"""
+    )
     for path in static.iterdir():
         text = path.read_text()
         assert not external.search(text), (path.name, external.search(text))
@@ -350,7 +403,7 @@ def test_model_load_failure_degrades_gracefully(web_settings, sample_jpeg) -> No
         health = client.get("/api/health").json()
         assert health["status"] == "degraded" and health["model"]["loaded"] is False
         assert "no such checkpoint" in health["model"]["error"]
-        from conftest import add_users
+        from webhelpers import add_users
 
         add_users(client.app)
         assert_error(analyze(client, login(client, "alice"), sample_jpeg), 503)
@@ -362,3 +415,48 @@ def test_audit_events_are_committed_with_the_study(client, auth, sample_jpeg) ->
     with session_scope(client.app.state.brainxai.session_factory) as db:
         event = db.scalars(select(AuditEvent).where(AuditEvent.action == "study.create")).one()
         assert event.object_id == s["id"] and event.username == "alice"
+
+
+def test_fuzzed_uploads_never_cause_server_errors(client, auth, sample_jpeg) -> None:
+    """Random bodies behind every accepted signature: always a 4xx with a message, never a 5xx."""
+    import gzip
+
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    header = nifti_bytes(compressed=False)[:352]
+    prefixes = [b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"\0" * 128 + b"DICM", header, b"BM", b"II*\x00", b""]
+    headers = auth("alice")
+    statuses = set()
+    for i in range(28):
+        prefix = prefixes[i % len(prefixes)]
+        body = prefix + rng.integers(0, 256, int(rng.integers(1, 3000)), dtype=np.uint8).tobytes()
+        if i % 4 == 3:
+            body = gzip.compress(body)
+        if i % 5 == 4:  # a real file, damaged in the middle
+            cut = bytearray(sample_jpeg)
+            cut[200:260] = rng.integers(0, 256, 60, dtype=np.uint8).tobytes()
+            body = bytes(cut)
+        r = analyze(client, headers, body, f"fuzz{i}.jpg")
+        statuses.add(r.status_code)
+        assert r.status_code in (201, 413, 415, 422), (i, r.status_code, r.text)
+        assert r.status_code == 201 or r.json()["message"]
+    assert statuses & {415, 422}
+    assert client.get("/api/health").json()["status"] == "ok"
+
+
+def test_saturated_inference_queue_answers_503_with_retry_after(tmp_path, sample_jpeg) -> None:
+    settings = Settings(data_dir=tmp_path / "d", max_pending=1)
+    with running_app(settings, FakeService(delay_s=1.0)) as client:
+        headers = login(client, "alice")
+        first: list[int] = []
+        worker = threading.Thread(target=lambda: first.append(analyze(client, headers, sample_jpeg).status_code))
+        worker.start()
+        deadline = time.monotonic() + 10
+        while client.app.state.brainxai.runner.pending == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        r = analyze(client, headers, sample_jpeg)
+        worker.join()
+        assert first == [201]
+        assert_error(r, 503)
+        assert r.headers["retry-after"] == "5" and "queued" in r.json()["message"]

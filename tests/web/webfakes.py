@@ -6,7 +6,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -82,7 +82,9 @@ class FakeService:
             name="fake-model",
             device=torch.device("cpu"),
             classes=CLASSES,
-            checkpoint=SimpleNamespace(sha256="0" * 64, meta=SimpleNamespace(created="2026-01-01", brainxai_version="0")),
+            checkpoint=SimpleNamespace(
+                sha256="0" * 64, meta=SimpleNamespace(created="2026-01-01", brainxai_version="0")
+            ),
             model=SimpleNamespace(brainxai_config=SimpleNamespace(supports_lrp=True)),
         )
         self._lock = threading.Lock()
@@ -128,10 +130,10 @@ class FakeService:
             label = CLASSES[int(np.argmax(probs))]
             return FakeResult(
                 id=uuid.uuid4().hex,
-                created=datetime.now(timezone.utc).isoformat(),
+                created=datetime.now(UTC).isoformat(),
                 source_name=filename or "upload",
                 prediction=label,
-                probabilities={c: float(p) for c, p in zip(CLASSES, probs)},
+                probabilities={c: float(p) for c, p in zip(CLASSES, probs, strict=False)},
                 confidence=float(probs.max()),
                 method=method,
                 spatial_parameters=[

@@ -502,9 +502,14 @@ def _write_grid(
                     continue
                 mapped = relevance_to_original(rel, data.crops[i], original.shape)
                 ax.imshow(overlay_image(original, mapped, alpha=0.7)[y0:y1, x0:x1])
-                py, px = np.unravel_index(int(np.argmax(mapped)), mapped.shape)
-                hit = pointing_game(mapped, data.boxes[i], tolerance)
-                ax.plot(px - x0, py - y0, marker="x", color="cyan" if hit else "magenta", markersize=7, mew=2)
+                if mapped.max() > 0:
+                    py, px = np.unravel_index(int(np.argmax(mapped)), mapped.shape)
+                    hit = pointing_game(mapped, data.boxes[i], tolerance)
+                    ax.plot(px - x0, py - y0, marker="x", color="cyan" if hit else "magenta", markersize=7, mew=2)
+                else:
+                    ax.text(0.5, 0.05, "empty map", ha="center", transform=ax.transAxes, fontsize=7, color="white")
+            ax.set_xlim(-0.5, x1 - x0 - 0.5)
+            ax.set_ylim(y1 - y0 - 0.5, -0.5)
             ax.add_patch(Rectangle((bx0 - x0 - 0.5, by0 - y0 - 0.5), bx1 - bx0, by1 - by0, fill=False, edgecolor="lime", lw=1))
     fig.suptitle("Relevance overlays; green: tumour box; x: map maximum (cyan hit, magenta miss)", fontsize=9)
     fig.tight_layout()

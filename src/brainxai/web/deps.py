@@ -71,6 +71,9 @@ def get_current_user(request: Request, db: DB, state: State) -> User:
         )
     if via_cookie and request.method in UNSAFE_METHODS:
         _check_origin(request, state)
+    # End the read transaction now: an analysis may await for seconds, and must not hold a pooled
+    # connection meanwhile (objects stay usable: the session does not expire them on commit).
+    db.commit()
     return user
 
 

@@ -8,10 +8,10 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from types import TracebackType
-
-import httpx
 
 LOOPBACK = "127.0.0.1"
 
@@ -103,9 +103,10 @@ class ServerProcess:
                     f"server exited with {self.proc.returncode}; see {self.log_path}:\n{self.log_tail()}"
                 )
             try:
-                if httpx.get(f"{self.url}/api/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
+                with urllib.request.urlopen(f"{self.url}/api/health", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.2)
         self.stop()
