@@ -18,11 +18,17 @@ normalised by its input contributions, batch norm is first merged into the prece
 
 Canonizers make the models LRP-ready without changing what they compute:
 
-- torchvision ResNets: zennit's ``ResNetCanonizer`` (batch-norm merge, residual sum as a module);
+- torchvision ResNets: zennit's ResNet block canonizers (residual sum as a module) with the batch-norm
+  merge below;
 - EfficientNet-Lite0: batch-norm merge plus :class:`MBConvCanonizer`, which turns the residual
   ``out + x`` into zennit's ``Sum`` module so the relevance is split between the branches in
   proportion to their contributions (a plain ``+`` would copy it to both and break conservation);
-- other models: ``SequentialMergeBatchNorm``.
+- other models: the batch-norm merge only.
+
+The batch-norm merge is zennit's ``SequentialMergeBatchNorm`` with one correction
+(:class:`ExactMergeBatchNorm`): the emptied batch norm must compute the identity, which needs
+``running_var = 1 - eps``, not 1; EfficientNet's ``eps = 1e-3`` would otherwise scale every block's
+output by 0.9995.
 
 Models with recurrent layers (the CNN-LSTM) are refused: LRP through LSTM gates needs dedicated
 rules that zennit does not provide.
@@ -45,7 +51,7 @@ from zennit.composites import EpsilonGammaBox, EpsilonPlusFlat, LayerMapComposit
 from zennit.core import Composite
 from zennit.layer import Sum
 from zennit.rules import Epsilon
-from zennit.torchvision import ResNetCanonizer
+from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
 from zennit.types import Convolution
 from zennit.types import Linear as AnyLinear
 
@@ -56,6 +62,18 @@ COMPOSITES: tuple[str, ...] = ("epsilon-plus-flat", "epsilon-gamma-box", "epsilo
 
 # Modules whose relevance flow no zennit rule models.
 _UNSUPPORTED: tuple[type[nn.Module], ...] = (nn.RNNBase, nn.MultiheadAttention)
+
+
+class ExactMergeBatchNorm(SequentialMergeBatchNorm):
+    """``SequentialMergeBatchNorm`` whose emptied batch norms are exactly the identity."""
+
+    def register(self, linears: Any, batch_norm: nn.Module) -> None:  # noqa: ANN401
+        super().register(linears, batch_norm)
+        # (x - 0) / sqrt(var + eps) * 1 + 0 == x  requires  var == 1 - eps.
+        batch_norm.running_var.data = torch.full_like(batch_norm.running_var.data, 1.0 - batch_norm.eps)
+
+    def copy(self) -> ExactMergeBatchNorm:
+        return ExactMergeBatchNorm()
 
 
 class MBConvCanonizer(AttributeCanonizer):
@@ -86,10 +104,10 @@ def canonizers_for(model: nn.Module) -> list[Canonizer]:
 
     modules = list(model.modules())
     if any(isinstance(m, (BasicBlock, Bottleneck)) for m in modules):
-        return [ResNetCanonizer()]
+        return [CompositeCanonizer([ExactMergeBatchNorm(), ResNetBottleneckCanonizer(), ResNetBasicBlockCanonizer()])]
     if any(isinstance(m, MBConv) for m in modules):
-        return [CompositeCanonizer([SequentialMergeBatchNorm(), MBConvCanonizer()])]
-    return [SequentialMergeBatchNorm()]
+        return [CompositeCanonizer([ExactMergeBatchNorm(), MBConvCanonizer()])]
+    return [ExactMergeBatchNorm()]
 
 
 def input_bounds(model: nn.Module, channels: int) -> tuple[torch.Tensor, torch.Tensor]:

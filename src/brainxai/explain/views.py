@@ -221,8 +221,9 @@ def _banner(rgb: np.ndarray, text: str) -> np.ndarray:
     """Writes ``text`` on a dark strip across the top of the image."""
     out = np.ascontiguousarray(rgb.copy())
     h, w = out.shape[:2]
-    scale = max(0.3, w / 900)
-    thickness = max(1, int(round(scale * 1.5)))
+    (w1, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 2)
+    scale = min(1.2, 0.9 * w / w1)  # fit the width
+    thickness = max(1, int(round(scale * 2)))
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
     strip = min(h, th + base + 8)
     out[:strip] = (out[:strip] * 0.3).astype(np.uint8)

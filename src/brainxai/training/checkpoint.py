@@ -99,6 +99,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        # mkstemp creates 0600 files; checkpoints and reports are meant to be readable (package data).
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -128,6 +130,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta, ha
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = weights_path.with_name(weights_path.name + ".tmp")
     save_file(state, str(tmp), metadata={"model": meta.model, "brainxai_version": meta.brainxai_version})
+    os.chmod(tmp, 0o644)
     os.replace(tmp, weights_path)
     atomic_write_bytes(meta_path, json.dumps(meta.to_dict(), indent=2).encode())
     return weights_path

@@ -1,0 +1,106 @@
+"""LRP: conservation where it must hold, and the canonizers that make it hold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from brainxai.explain import create_explainer
+from brainxai.explain.lrp import MBConvCanonizer, build_composite
+from brainxai.models.efficientnet_lite import MBConv
+
+
+def _logit(model: nn.Module, x: torch.Tensor, target: int) -> np.ndarray:
+    with torch.no_grad():
+        return model(x)[:, target].numpy()
+
+
+@pytest.mark.parametrize("composite", ["epsilon", "epsilon-plus-flat"])
+def test_relevance_sums_to_the_logit_without_biases(composite, tiny_factory) -> None:
+    model = tiny_factory(seed=5, bias=False, batchnorm=False)
+    x = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    for target in range(4):
+        out = create_explainer("lrp", model, composite=composite, epsilon=1e-9).explain(x, target)
+        sums = np.array([e.relevance.sum() for e in out])
+        np.testing.assert_allclose(sums, _logit(model, x, target), rtol=1e-4, atol=1e-6)
+
+
+def test_biases_absorb_relevance(tiny_factory) -> None:
+    # The same check with biases fails: that is why conservation is only claimed for bias-free nets.
+    model = tiny_factory(seed=5, bias=True, batchnorm=True)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.bias.fill_(0.5)
+    x = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    out = create_explainer("lrp", model, composite="epsilon").explain(x, 0)
+    sums = np.array([e.relevance.sum() for e in out])
+    assert not np.allclose(sums, _logit(model, x, 0), rtol=1e-2)
+
+
+class MBConvStack(nn.Module):
+    """Stem + two residual EfficientNet-Lite blocks (ReLU6, depthwise conv, residual add) + head."""
+
+    def __init__(self, bias_free: bool) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU6())
+        self.blocks = nn.Sequential(MBConv(8, 8, 3, 1, 2), MBConv(8, 8, 5, 1, 3))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(8, 3, bias=not bias_free)
+        if not bias_free:
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.3, 0.3)
+                    m.running_var.uniform_(0.5, 2.0)
+                    m.bias.data.uniform_(-0.3, 0.3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
+
+
+def test_mbconv_canonizer_keeps_the_function() -> None:
+    torch.manual_seed(0)
+    model = MBConvStack(bias_free=False).eval()
+    x = torch.randn(2, 1, 12, 12)
+    before = model(x).detach()
+    composite = build_composite("epsilon-plus-flat", model, channels=1)
+    composite.register(model)
+    try:
+        assert all(hasattr(b, "canonizer_sum") for b in model.blocks)
+        torch.testing.assert_close(model(x).detach(), before, rtol=1e-4, atol=1e-5)
+    finally:
+        composite.remove()
+    assert not any(hasattr(b, "canonizer_sum") for b in model.blocks)
+    torch.testing.assert_close(model(x).detach(), before, rtol=0, atol=0)
+
+
+def test_residual_blocks_conserve_only_with_the_canonizer(monkeypatch) -> None:
+    torch.manual_seed(1)
+    model = MBConvStack(bias_free=True).eval()  # batch norm at its identity initialisation: no biases
+    x = torch.rand(3, 1, 12, 12)
+    target = 1
+    logits = _logit(model, x, target)
+    out = create_explainer("lrp", model, composite="epsilon", epsilon=1e-9).explain(x, target)
+    np.testing.assert_allclose([e.relevance.sum() for e in out], logits, rtol=1e-3, atol=1e-6)
+
+    # Without the Sum module, "out + x" copies the relevance to both branches.
+    monkeypatch.setattr(MBConvCanonizer, "_attribute_map", classmethod(lambda cls, name, module: None))
+    broken = create_explainer("lrp", model, composite="epsilon", epsilon=1e-9).explain(x, target)
+    assert not np.allclose([e.relevance.sum() for e in broken], logits, rtol=0.05)
+
+
+def test_lrp_on_efficientnet_and_resnet(registered_factory) -> None:
+    for name in ("efficientnet-lite0", "resnet18"):
+        model = registered_factory(name)
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+        out = create_explainer("lrp", model).explain(x)
+        for e in out:
+            assert np.isfinite(e.relevance).all()
+            # z+ rules send positive output relevance to positive input relevance.
+            assert (e.relevance >= -1e-6 * np.abs(e.relevance).max()).mean() > 0.99
+            assert e.relevance.max() > 0
+        for k, v in model.state_dict().items():  # batch-norm merge undone
+            torch.testing.assert_close(v, state[k], rtol=0, atol=0)

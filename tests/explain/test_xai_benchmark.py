@@ -1,0 +1,171 @@
+"""The benchmark runner on three real images and the two CLI commands, with a small model."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from brainxai.cli import app
+from brainxai.explain.benchmark import METRICS, randomized_copy, read_boxes, run_xai_benchmark
+from brainxai.inference import Classifier
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory) -> Path:
+    """EfficientNet-Lite0 (ImageNet backbone, random head) at 64 px: real architecture, quick."""
+    from brainxai.models import create_model
+    from brainxai.training.checkpoint import CheckpointMeta, save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("efficientnet-lite0", pretrained=True, img_size=64)
+    cfg = model.brainxai_config
+    path = tmp_path_factory.mktemp("xai") / "lite64"
+    save_checkpoint(path, model, CheckpointMeta(model="efficientnet-lite0", classes=list(cfg.classes), preprocess=cfg.preprocess))
+    return path
+
+
+@pytest.fixture(scope="module")
+def three_boxes(tmp_path_factory, boxes_csv) -> Path:
+    """One image per class, CSV in another folder (so --images-root is exercised)."""
+    with open(boxes_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    picked = {r["label"]: r for r in rows}.values()
+    out = tmp_path_factory.mktemp("boxes") / "three.csv"
+    with open(out, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(picked)
+    return out
+
+
+def test_read_boxes(boxes_csv) -> None:
+    recs = read_boxes(boxes_csv)
+    assert len(recs) == 60
+    assert all(r.path.is_file() for r in recs)
+    assert {r.label for r in recs} == {"glioma", "meningioma", "pituitary"}
+    assert all(r.box[2] > r.box[0] and r.box[3] > r.box[1] for r in recs)
+
+
+def test_read_boxes_rejects_bad_files(tmp_path) -> None:
+    p = tmp_path / "b.csv"
+    p.write_text("file,label,x0,y0\na.jpg,glioma,1,2\n")
+    with pytest.raises(ValueError, match="x1"):
+        read_boxes(p)
+    p.write_text("file,label,x0,y0,x1,y1\na.jpg,glioma,5,5,5,9\n")
+    with pytest.raises(ValueError, match="empty box"):
+        read_boxes(p)
+
+
+def test_randomized_copy_changes_weights_not_the_original(registered_factory) -> None:
+    model = registered_factory("resnet18")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rand = randomized_copy(model, seed=0)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert not torch.equal(rand.conv1.weight, model.conv1.weight)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        out = rand(x)
+    assert torch.isfinite(out).all() and out.abs().max() > 1e-3  # not collapsed to subnormal values
+
+
+def test_runner_on_three_images(small_checkpoint, three_boxes, boxes_csv, tmp_path) -> None:
+    classifier = Classifier.load(small_checkpoint, device="cpu")
+    out = tmp_path / "xai"
+    results = run_xai_benchmark(
+        three_boxes, out, classifier, images_root=boxes_csv.parent, steps=4, batch_size=2, grid_images=3, progress=False
+    )
+    assert list(results) == ["lrp", "gradcam", "gradcam++", "hirescam", "guided-backprop", "guided-gradcam"]
+    for method, r in results.items():
+        assert set(r) == {*METRICS, "n"} and r["n"] == 3
+        for key in ("pointing_game", "energy_in_box", "iou", "deletion_auc", "insertion_auc"):
+            assert 0.0 <= r[key] <= 1.0, (method, key)
+        assert -1.0 <= r["sanity_rank_corr"] <= 1.0
+        assert r["sharpness"] >= 0 and r["ms_per_image"] > 0
+    on_disk = json.loads((out / "xai.json").read_text())
+    assert on_disk == json.loads(json.dumps(results))
+    md = (out / "xai.md").read_text()
+    assert "| lrp |" in md and "Does sharpness agree with localisation?" in md and "Research use only" in md
+    with open(out / "xai_per_image.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 18
+    assert (out / "xai_grid.png").stat().st_size > 10_000
+
+
+def test_runner_reports_unsupported_methods(three_boxes, boxes_csv, tmp_path) -> None:
+    from brainxai.models import create_model
+    from brainxai.training.checkpoint import CheckpointMeta, save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("cnn-lstm", pretrained=False)
+    cfg = model.brainxai_config
+    save_checkpoint(tmp_path / "lstm", model, CheckpointMeta(model="cnn-lstm", classes=list(cfg.classes), preprocess=cfg.preprocess))
+    classifier = Classifier.load(tmp_path / "lstm", device="cpu")
+    results = run_xai_benchmark(
+        three_boxes, tmp_path / "out", classifier, methods=["lrp", "gradcam"], images_root=boxes_csv.parent,
+        steps=2, sanity=False, progress=False,
+    )
+    assert results["lrp"]["n"] == 0 and results["lrp"]["pointing_game"] is None
+    assert results["gradcam"]["n"] == 3 and results["gradcam"]["sanity_rank_corr"] is None
+    assert "lrp cannot explain model 'cnn-lstm'" in (tmp_path / "out" / "xai.md").read_text()
+
+
+def test_runner_rejects_unknown_labels(small_checkpoint, tmp_path, boxes_csv) -> None:
+    p = tmp_path / "b.csv"
+    p.write_text("file,label,width,height,x0,y0,x1,y1\nimages/x.jpg,astrocytoma,512,512,1,1,9,9\n")
+    with pytest.raises(ValueError, match="astrocytoma"):
+        run_xai_benchmark(p, tmp_path / "o", Classifier.load(small_checkpoint, device="cpu"), progress=False)
+
+
+def test_cli_explain_writes_views(small_checkpoint, samples_dir, tmp_path) -> None:
+    out = tmp_path / "exp"
+    result = CliRunner().invoke(
+        app,
+        ["explain", str(samples_dir / "glioma.jpg"), "--method", "gradcam", "--target", "meningioma",
+         "--checkpoint", str(small_checkpoint), "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("heatmap", "overlay", "mask", "outline"):
+        assert (out / f"{name}.png").stat().st_size > 500
+    rel = np.load(out / "relevance.npy")
+    assert rel.shape == (64, 64) and np.isfinite(rel).all()
+    meta = json.loads((out / "explanation.json").read_text())
+    assert meta["target_label"] == "meningioma" and meta["method"] == "gradcam"
+    assert "Research use only" in result.output
+
+
+def test_cli_explain_no_tumour_needs_the_flag(small_checkpoint, samples_dir, tmp_path) -> None:
+    args = ["explain", str(samples_dir / "notumor.jpg"), "--method", "lrp", "--target", "notumor",
+            "--checkpoint", str(small_checkpoint)]
+    r1 = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a")])
+    r2 = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b"), "--show-evidence"])
+    assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
+    assert json.loads((tmp_path / "a" / "explanation.json").read_text())["region_drawn"] is False
+    assert "evidence for 'no tumour'" in r2.output.lower()
+
+
+def test_cli_explain_errors(small_checkpoint, samples_dir, tmp_path) -> None:
+    base = ["explain", str(samples_dir / "glioma.jpg"), "--checkpoint", str(small_checkpoint), "--out", str(tmp_path)]
+    r = CliRunner().invoke(app, [*base, "--method", "occlusion"])
+    assert r.exit_code == 1 and "unknown method" in r.output
+    r = CliRunner().invoke(app, [*base, "--target", "astrocytoma"])
+    assert r.exit_code == 1 and "unknown target class" in r.output
+
+
+def test_cli_xai_benchmark(small_checkpoint, three_boxes, boxes_csv, tmp_path) -> None:
+    out = tmp_path / "bench"
+    r = CliRunner().invoke(
+        app,
+        ["xai-benchmark", "--boxes", str(three_boxes), "--images-root", str(boxes_csv.parent), "--methods",
+         "gradcam,guided-backprop", "--checkpoint", str(small_checkpoint), "--out", str(out), "--steps", "2",
+         "--no-sanity"],
+    )
+    assert r.exit_code == 0, r.output
+    assert set(json.loads((out / "xai.json").read_text())) == {"gradcam", "guided-backprop"}
+    r = CliRunner().invoke(app, ["xai-benchmark", "--boxes", str(three_boxes), "--methods", "nope", "--out", str(out)])
+    assert r.exit_code == 1 and "unknown method" in r.output

@@ -1,0 +1,33 @@
+"""The shipped default model on real data: a fixed, committed list of 200 Testing images."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from brainxai.data.dataset import Sample
+from brainxai.evaluation.evaluate import predict_folder
+from brainxai.inference import Classifier, default_checkpoint_path
+
+LIST = Path(__file__).parent / "fixtures" / "testing_200.txt"
+
+
+def test_default_model_accuracy_on_fixed_200_testing_images(mri_root):
+    clf = Classifier.load(device="cpu")
+    paths = [ln.strip() for ln in LIST.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    assert len(paths) == 200
+    samples = [Sample(mri_root / p, clf.classes.index(Path(p).parent.name)) for p in paths]
+    kept, probs = predict_folder(clf, samples, cache_dir=None, progress=False)
+    assert len(kept) == 200
+    accuracy = float(np.mean(probs.argmax(1) == np.array([s.label for s in kept])))
+    assert accuracy >= 0.97, accuracy
+
+
+def test_default_model_metadata_names_its_preprocessing():
+    meta = json.loads(default_checkpoint_path().with_suffix(".json").read_text())
+    assert meta["model"] == "efficientnet-lite0"
+    assert meta["classes"] == ["glioma", "meningioma", "notumor", "pituitary"]
+    assert meta["preprocess"] == {"img_size": 224, "channels": 3, "normalize": "imagenet", "crop": True}
+    assert meta["recipe"]["schedule"] == "progressive" and meta["history"]
+    size_mb = default_checkpoint_path().with_suffix(".safetensors").stat().st_size / 1e6
+    assert size_mb <= 30
