@@ -22,7 +22,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -263,16 +263,18 @@ class AnalysisService:
         patient_info = PatientInfo.coerce(patient)
         scan = self.read(source, filename=filename, slice_index=slice_index)
         analysis_id = uuid.uuid4().hex[:12]
-        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        created = datetime.now(UTC).isoformat(timespec="seconds")
         notes: list[str] = []
 
         prepared, box = prepare_with_box(scan.pixels, self.classifier.preprocess)
-        second = self.second_method(method) if agreement else None
         with self._lock:
             probs = self.classifier.predict_proba_prepared(prepared[None])[0]
             index = int(np.argmax(probs))
             x = self.classifier.tensor(prepared[None])
             explanation = self._explainer(method).explain(x, target=index)[0]
+            # Agreement compares tumour regions; a "no tumour" prediction has none to compare.
+            tumour = self.classifier.classes[index] != NO_TUMOUR
+            second = self.second_method(method) if agreement and tumour else None
             second_map = None
             if second is not None:
                 try:
@@ -320,7 +322,7 @@ class AnalysisService:
             probabilities[prediction],
             agreement_info["iou"] if agreement_info else None,
             prediction=prediction,
-            agreement_method=agreement_info["description"] if agreement_info else "not computed",
+            agreement_method=agreement_info["description"] if agreement_info else "not computed (no tumour region or switched off)",
             spacing_assumed=spacing_assumed,
             plane=scan.meta.get("plane"),
             display_convention=scan.meta.get("display_convention"),

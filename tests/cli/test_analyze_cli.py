@@ -64,7 +64,7 @@ def test_single_file_report_path_and_errors(runner: CliRunner, samples_dir: Path
 def test_demo_writes_one_report_per_sample(
     runner: CliRunner, samples_dir: Path, random_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import brainxai.service as service
+    from brainxai import service
 
     # Two of the four samples keep this test quick; the command and the naming are the same.
     monkeypatch.setattr(service, "sample_scans", lambda: {c: samples_dir / f"{c}.jpg" for c in ("meningioma", "notumor")})
@@ -85,8 +85,7 @@ def test_demo_samples_cover_every_class() -> None:
 
 
 def test_demo_without_default_model_fails_cleanly(runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import brainxai.inference as inference
-    import brainxai.service as service
+    from brainxai import inference, service
 
     monkeypatch.setattr(inference, "default_checkpoint_path", lambda: tmp_path / "absent")
     monkeypatch.setattr(service, "_SERVICES", {})  # a default model cached by another test must not answer

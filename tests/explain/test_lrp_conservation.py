@@ -104,3 +104,18 @@ def test_lrp_on_efficientnet_and_resnet(registered_factory) -> None:
             assert e.relevance.max() > 0
         for k, v in model.state_dict().items():  # batch-norm merge undone
             torch.testing.assert_close(v, state[k], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite0", "resnet18"])
+def test_canonized_registered_models_compute_the_same_logits(name, registered_factory) -> None:
+    model = registered_factory(name)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = model(x)
+    composite = build_composite("epsilon-plus-flat", model, channels=3)
+    composite.register(model)
+    try:
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), before, rtol=1e-4, atol=1e-4)
+    finally:
+        composite.remove()

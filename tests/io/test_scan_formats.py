@@ -259,3 +259,25 @@ def test_nifti_skips_near_empty_slices_when_scoring() -> None:
     vol[28:31, 33:36, 0] = 2000  # a tiny bright speck on an otherwise empty slice
     scan = read_scan(_nifti_bytes(vol), scorer=lambda s: [float(x.max()) for x in s])
     assert scan.slice_index != 0
+
+
+def test_multiframe_dicom_frames_are_scored(sample: np.ndarray) -> None:
+    frames = np.stack([sample // 4, sample, sample // 2])
+    data = make_dicom(frames, window=(128, 256))
+    scan = read_scan(data, scorer=lambda slices: [float(s.mean()) for s in slices])
+    assert scan.slice_index == 1 and scan.meta["n_frames"] == 3
+    np.testing.assert_array_equal(scan.pixels, sample)
+    assert read_scan(data, slice_index=2).pixels.max() == sample.max() // 2
+    with pytest.raises(ImageReadError, match="frame 5"):
+        read_scan(data, slice_index=5)
+
+
+def test_dicom_without_preamble_and_text_without_suffix(sample: np.ndarray, tmp_path: Path) -> None:
+    raw = tmp_path / "IM0001"
+    raw.write_bytes(make_dicom(sample, window=(128, 256))[132:])  # no preamble, no 'DICM' prefix
+    scan = read_scan(raw)
+    assert scan.format == "dicom" and scan.pixel_spacing_mm == (0.5, 0.7)
+    text = tmp_path / "README"
+    text.write_text("just some notes, not an image")
+    with pytest.raises(ImageReadError, match="not a supported image"):
+        read_scan(text)

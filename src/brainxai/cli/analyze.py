@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -10,10 +11,12 @@ import typer
 from brainxai.cli.app import app, fail
 
 if TYPE_CHECKING:  # pragma: no cover
-    from brainxai.service import BatchItem
+    from brainxai.service import AnalysisService, BatchItem
+
+    Progress = Callable[[BatchItem], None]
 
 
-def _run(items_fn, total: int, out: Path, write_csv: bool) -> None:  # type: ignore[no-untyped-def]
+def _run(items_fn: Callable[[Progress], list[BatchItem]], total: int, out: Path, write_csv: bool) -> None:
     """Runs a batch with a progress bar, prints one line per file, writes the CSV, exits 1 on failures."""
     from tqdm import tqdm
 
@@ -42,7 +45,7 @@ def _run(items_fn, total: int, out: Path, write_csv: bool) -> None:  # type: ign
         raise typer.Exit(1)
 
 
-def _load_service(checkpoint: Path | None, device: str):  # type: ignore[no-untyped-def]
+def _load_service(checkpoint: Path | None, device: str) -> AnalysisService:
     from brainxai.service import AnalysisService
     from brainxai.training.checkpoint import CheckpointError
 
@@ -50,13 +53,14 @@ def _load_service(checkpoint: Path | None, device: str):  # type: ignore[no-unty
         return AnalysisService(checkpoint, device=device)
     except CheckpointError as exc:
         fail(str(exc))
+        raise  # unreachable: fail() exits
 
 
 @app.command("analyze")
 def analyze_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Scan files (JPEG, PNG, DICOM, NIfTI) or folders of them.")],
     method: Annotated[str, typer.Option("--method", "-m", help="Explanation method: lrp, gradcam, gradcam++, hirescam, ...")] = "lrp",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder [default: brainxai-output, or the report's folder].")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: brainxai-output, or the report's folder).")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="PDF path for a single input file.")] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip the PDF (images and JSON only).")] = False,
     patient_name: Annotated[str | None, typer.Option(help="Patient name for the report.")] = None,
@@ -64,8 +68,8 @@ def analyze_cmd(
     patient_age: Annotated[int | None, typer.Option(help="Patient age in years.")] = None,
     patient_sex: Annotated[str | None, typer.Option(help="Patient sex.")] = None,
     referring_physician: Annotated[str | None, typer.Option(help="Referring physician.")] = None,
-    checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint [default: the shipped model].")] = None,
-    slice_index: Annotated[int | None, typer.Option("--slice", help="Volume slice to analyse [default: the most suspicious].")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint (default: the shipped model).")] = None,
+    slice_index: Annotated[int | None, typer.Option("--slice", help="Volume slice to analyse (default: the most suspicious).")] = None,
     assume_spacing: Annotated[float | None, typer.Option(help="Pixel spacing (mm) to ASSUME when a file has none.")] = None,
     sequence: Annotated[str | None, typer.Option(help="MR sequence when the file does not say (T1, T2, FLAIR).")] = None,
     agreement: Annotated[bool, typer.Option("--agreement/--no-agreement", help="Run a second explanation method and report the agreement.")] = True,
@@ -73,8 +77,7 @@ def analyze_cmd(
 ) -> None:
     """Analyse scans: prediction, explanation, spatial parameters and a PDF report per file.
 
-    Several files or a folder run as a batch with a summary CSV; a bad file is reported and the batch
-    goes on, and the command exits with status 1 listing the failures.
+    Several files or a folder run as a batch with a progress bar and OUT/summary.csv. A bad file is reported, the batch goes on, and the command exits with status 1 listing the failures.
     """
     from brainxai.service import PatientInfo, analyze_batch, collect_inputs
 
@@ -88,7 +91,7 @@ def analyze_cmd(
     service = _load_service(checkpoint, device)
     batch = len(files) > 1 or any(p.is_dir() for p in paths)
 
-    def run(progress):  # type: ignore[no-untyped-def]
+    def run(progress: Progress) -> list[BatchItem]:
         return analyze_batch(
             service, files, out_dir=out_dir, method=method, patient=patient if patient.to_dict() else None,
             report=not no_report, report_path=report, progress=progress, slice_index=slice_index,
@@ -114,7 +117,7 @@ def demo_cmd(
         fail(str(exc))
     samples = sample_scans()
 
-    def run(progress):  # type: ignore[no-untyped-def]
+    def run(progress: Progress) -> list[BatchItem]:
         return run_demo(out, checkpoint=checkpoint, method=method, progress=progress)
 
     _run(run, len(samples), out, write_csv=True)

@@ -414,26 +414,35 @@ def _markdown(
         "energy in the box, and between sharpness and the pointing-game hit:"
     )
     lines += ["", "| method | ρ(sharpness, energy in box) | ρ(sharpness, pointing hit) |", "|---|---|---|"]
+    within = []
     for method in results:
         rows = [r for r in per_image if r["method"] == method]
         if not rows:
             continue
         s = [r["sharpness"] for r in rows]
-        lines.append(
-            f"| {method} | {_fmt(_spearman(s, [r['energy_in_box'] for r in rows]), 2)} | "
-            f"{_fmt(_spearman(s, [r['pointing_game'] for r in rows]), 2)} |"
-        )
+        rho = _spearman(s, [r["energy_in_box"] for r in rows])
+        if not math.isnan(rho):
+            within.append(rho)
+        lines.append(f"| {method} | {_fmt(rho, 2)} | {_fmt(_spearman(s, [r['pointing_game'] for r in rows]), 2)} |")
     ran = [m for m, r in results.items() if r["sharpness"] is not None]
+    if within:
+        median = float(np.median(within))
+        trend = (
+            "sharper maps tend to be *worse* placed" if median < -0.1
+            else "sharper maps tend to be better placed" if median > 0.1
+            else "sharpness and placement are unrelated"
+        )
+        lines += ["", f"Within a method, {trend} (median ρ with energy in box: {median:.2f})."]
     if len(ran) >= 3:
         across = _spearman([results[m]["sharpness"] for m in ran], [results[m]["pointing_game"] for m in ran])
         across_e = _spearman([results[m]["sharpness"] for m in ran], [results[m]["energy_in_box"] for m in ran])
         lines += [
+            f"Across the {len(ran)} methods, ranking by mean sharpness vs by pointing game: ρ = {_fmt(across, 2)}; "
+            f"vs by energy in box: ρ = {_fmt(across_e, 2)} (only {len(ran)} points, and CAM variants share one "
+            "resolution, so this mostly separates pixel-level from layer-level methods).",
             "",
-            f"Across the {len(ran)} methods, ranking by mean sharpness vs ranking by pointing game: ρ = {_fmt(across, 2)}; "
-            f"vs energy in box: ρ = {_fmt(across_e, 2)}.",
-            "",
-            "A sharper map is not a better-placed one: sharpness rewards fine detail and edges wherever they are. "
-            "Use the box metrics for localisation and deletion/insertion for faithfulness.",
+            "Sharpness (variance of the Laplacian) rewards edges and fine detail wherever they are, so it cannot "
+            "stand in for localisation; use the box metrics for that and deletion/insertion for faithfulness.",
         ]
     lines += ["", "## Definitions", ""]
     lines += [

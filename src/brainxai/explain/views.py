@@ -78,9 +78,14 @@ def _gray_rgb(image: np.ndarray) -> np.ndarray:
     return np.repeat(image.astype(np.uint8)[..., None], 3, axis=2)
 
 
+#: Top of the "hot" colour map used: 215 of 255 ends at bright yellow, before the white that would
+#: read as "no colour" on an overlay.
+_HOT_TOP = 215
+
+
 def heatmap_image(relevance: np.ndarray) -> np.ndarray:
-    """Positive relevance in warm colours (black, red, yellow, white: the "hot" colour map)."""
-    level = np.round(normalise_relevance(relevance) * 255).astype(np.uint8)
+    """Positive relevance in warm colours (black, red, orange, yellow: the "hot" colour map)."""
+    level = np.round(normalise_relevance(relevance) * _HOT_TOP).astype(np.uint8)
     return cv2.cvtColor(cv2.applyColorMap(level, cv2.COLORMAP_HOT), cv2.COLOR_BGR2RGB)
 
 

@@ -173,10 +173,20 @@ def read_scan(
         # DICOM streams without the 128-byte preamble exist (old PACS exports); pydicom can still try.
         kind = "dicom-raw"
 
+    unsupported = ImageReadError(
+        f"{name}: not a supported image (expected JPEG, PNG, BMP, TIFF, DICOM or NIfTI; "
+        f"first bytes {data[:8]!r})"
+    )
     if kind in ("dicom", "dicom-raw"):
         from brainxai.io.dicom import read_dicom
 
-        return read_dicom(data, name, slice_index=slice_index, scorer=scorer, force=kind == "dicom-raw")
+        try:
+            return read_dicom(data, name, slice_index=slice_index, scorer=scorer, force=kind == "dicom-raw")
+        except ImageReadError:
+            if kind == "dicom-raw":
+                # Only a guess from the name: say what the file is not, rather than blame DICOM details.
+                raise unsupported from None
+            raise
     if kind == "nifti":
         from brainxai.io.nifti import read_nifti
 
@@ -191,10 +201,7 @@ def read_scan(
             raise ImageReadError(str(exc).replace("<bytes>", name, 1)) from exc
         # Raster exports record no anatomical spacing (a PNG's pHYs is print resolution, not anatomy).
         return ScanImage(pixels=pixels, pixel_spacing_mm=None, format=kind, source_name=name)
-    raise ImageReadError(
-        f"{name}: not a supported image (expected JPEG, PNG, BMP, TIFF, DICOM or NIfTI; "
-        f"first bytes {data[:8]!r})"
-    )
+    raise unsupported
 
 
 def pick_slice(
@@ -269,7 +276,7 @@ def check_brain_scan(image: np.ndarray, name: str = "image") -> None:
         )
     # The head is everything clearly above the background; Otsu alone splits dark tissue off it.
     head = cv2.morphologyEx((small > 0.5 * otsu).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(head, connectivity=8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(head, connectivity=8)
     largest = int(stats[1:, cv2.CC_STAT_AREA].max()) if n > 1 else 0
     if largest / head.size < 0.05 or largest < 0.6 * head.sum():
         raise NotABrainScanError(

@@ -85,8 +85,10 @@ def guidance_for(prediction: str, probability: float | None = None) -> Guidance:
     summary, steps = _GUIDANCE[prediction]
     if probability is not None and probability < LOW_CONFIDENCE:
         steps = (
-            f"The model is uncertain (probability {probability:.0%}); give this result little weight "
-            "and consider the other classes shown in the probability bars.",
+            (
+                f"The model is uncertain (probability {probability:.0%}); give this result little weight "
+                "and consider the other classes shown in the probability bars."
+            ),
             *steps,
         )
     title = f"Typical next steps to discuss with a specialist ({CLASS_TITLES.get(prediction, prediction)})"

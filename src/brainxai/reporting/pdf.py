@@ -70,7 +70,7 @@ def _fonts() -> tuple[str, str]:
         pdfmetrics.registerFont(TTFont("BX-Bold", str(base / "DejaVuSans-Bold.ttf")))
         pdfmetrics.registerFontFamily("BX-Regular", normal="BX-Regular", bold="BX-Bold")
         return "BX-Regular", "BX-Bold"
-    except Exception as exc:  # any font problem: fall back to the built-in Type 1 fonts
+    except Exception as exc:  # noqa: BLE001  (any font problem: fall back to the built-in Type 1 fonts)
         logger.warning("DejaVu Sans not available (%s); using Helvetica", exc)
         return "Helvetica", "Helvetica-Bold"
 
@@ -164,11 +164,13 @@ def _kv_table(rows: list[tuple[str, str]], styles: dict[str, ParagraphStyle], wi
     return t
 
 
-def _patient_rows(patient: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+def _patient_block(patient: Mapping[str, Any] | None, styles: dict[str, ParagraphStyle], width: float) -> Flowable:
     fields = (("name", "Name"), ("patient_id", "Patient ID"), ("age", "Age"), ("sex", "Sex"),
               ("referring_physician", "Referring physician"))
     rows = [(label, str(patient[key])) for key, label in fields if patient and patient.get(key) not in (None, "")]
-    return rows or [("", "No patient details were entered.")]
+    if not rows:
+        return _p("No patient details were entered.", styles["body"])
+    return _kv_table(rows, styles, width)
 
 
 def _scan_rows(scan: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -266,7 +268,7 @@ def build_report(result: Mapping[str, Any], images: Mapping[str, Any]) -> bytes:
     half = (CONTENT_W - 6 * mm) / 2
     info = Table(
         [[_p("Patient", styles["h2"]), _p("Scan", styles["h2"])],
-         [_kv_table(_patient_rows(result.get("patient")), styles, half),
+         [_patient_block(result.get("patient"), styles, half),
           _kv_table(_scan_rows(result.get("scan", {})), styles, half)]],
         colWidths=[half + 6 * mm, half],
     )
