@@ -33,7 +33,7 @@ def test_brain_mask_finds_the_head_and_fills_holes() -> None:
 
 
 def test_brain_mask_keeps_only_the_largest_component() -> None:
-    img, head = synthetic_head()
+    img, _ = synthetic_head()
     img[5:15, 5:15] = 200  # a bright label in the corner
     mask = brain_mask(img)
     assert not mask[10, 10]

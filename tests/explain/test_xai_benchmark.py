@@ -12,7 +12,12 @@ import torch
 from typer.testing import CliRunner
 
 from brainxai.cli import app
-from brainxai.explain.benchmark import METRICS, randomized_copy, read_boxes, run_xai_benchmark
+from brainxai.explain.benchmark import (
+    METRICS,
+    randomized_copy,
+    read_boxes,
+    run_xai_benchmark,
+)
 from brainxai.inference import Classifier
 
 

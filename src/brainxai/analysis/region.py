@@ -21,7 +21,7 @@ import numpy as np
 
 
 def _odd(n: float) -> int:
-    k = max(3, int(round(n)))
+    k = max(3, round(n))
     return k if k % 2 else k + 1
 
 

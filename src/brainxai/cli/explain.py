@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from brainxai.cli.app import app, fail
 
 
-def _load_classifier(checkpoint: Optional[Path], device: str):  # noqa: ANN202
+def _load_classifier(checkpoint: Path | None, device: str):
     from brainxai.inference import Classifier
     from brainxai.training.checkpoint import CheckpointError
 
@@ -20,7 +19,7 @@ def _load_classifier(checkpoint: Optional[Path], device: str):  # noqa: ANN202
         fail(str(exc))
 
 
-def _parse_target(target: Optional[str], classes: tuple[str, ...]) -> Optional[int]:
+def _parse_target(target: str | None, classes: tuple[str, ...]) -> int | None:
     if target is None:
         return None
     if target in classes:
@@ -35,14 +34,14 @@ def _parse_target(target: Optional[str], classes: tuple[str, ...]) -> Optional[i
 def explain_command(
     image: Path = typer.Argument(..., exists=True, dir_okay=False, help="Scan to explain (JPEG/PNG)."),
     method: str = typer.Option("lrp", "--method", "-m", help="Explanation method (see --help for the list)."),
-    target: Optional[str] = typer.Option(None, "--target", help="Class to explain (name or index); default: predicted."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint; default: the shipped model."),
+    target: str | None = typer.Option(None, "--target", help="Class to explain (name or index); default: predicted."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint; default: the shipped model."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
     show_evidence: bool = typer.Option(
         False, "--show-evidence", help="Also draw the map when the prediction is 'no tumour' (labelled as such)."
     ),
     alpha: float = typer.Option(0.5, "--alpha", min=0.0, max=1.0, help="Overlay opacity."),
-    composite: Optional[str] = typer.Option(
+    composite: str | None = typer.Option(
         None, "--composite", help="LRP rule set: epsilon-plus-flat (default), epsilon-gamma-box or epsilon."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -59,7 +58,11 @@ def explain_command(
 
     from brainxai.constants import DISCLAIMER
     from brainxai.data.preprocess import prepare_with_box
-    from brainxai.explain import UnsupportedModelError, create_explainer, list_explainers
+    from brainxai.explain import (
+        UnsupportedModelError,
+        create_explainer,
+        list_explainers,
+    )
     from brainxai.explain.views import relevance_to_original, render_views
     from brainxai.io import ImageReadError, read_raster
 
@@ -115,9 +118,9 @@ def explain_command(
 @app.command("xai-benchmark")
 def xai_benchmark_command(
     boxes: Path = typer.Option(..., "--boxes", exists=True, dir_okay=False, help="CSV file,label,width,height,x0,y0,x1,y1."),
-    images_root: Optional[Path] = typer.Option(None, "--images-root", help="Folder the CSV paths are relative to."),
+    images_root: Path | None = typer.Option(None, "--images-root", help="Folder the CSV paths are relative to."),
     methods: str = typer.Option("all", "--methods", help="'all' or a comma-separated list."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint; default: the shipped model."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint; default: the shipped model."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
     target: str = typer.Option("label", "--target", help="Explain the annotated 'label' or the 'predicted' class."),
     steps: int = typer.Option(20, "--steps", min=2, help="Deletion/insertion steps."),

@@ -14,7 +14,7 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
 import torch
@@ -164,7 +164,7 @@ class Explainer(ABC):
         """Releases the explainer. Hooks never outlive a call, so this only marks it unusable."""
         self._closed = True
 
-    def __enter__(self) -> Explainer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -32,7 +32,11 @@ from tqdm.auto import tqdm
 from brainxai.analysis.region import brain_mask, relevance_region
 from brainxai.constants import DISCLAIMER
 from brainxai.data.preprocess import prepare_with_box, to_tensor
-from brainxai.explain.base import UnsupportedModelError, create_explainer, list_explainers
+from brainxai.explain.base import (
+    UnsupportedModelError,
+    create_explainer,
+    list_explainers,
+)
 from brainxai.explain.quality import (
     POINTING_TOLERANCE,
     Box,
@@ -111,7 +115,7 @@ def _scaled_box(record: BoxRecord, shape: tuple[int, int]) -> Box:
     sx, sy = w / declared[0], h / declared[1]
     warnings.warn(f"{record.path.name}: CSV says {declared[0]}x{declared[1]}, image is {w}x{h}; box scaled", stacklevel=3)
     x0, y0, x1, y1 = record.box
-    return (int(round(x0 * sx)), int(round(y0 * sy)), int(round(x1 * sx)), int(round(y1 * sy)))
+    return (round(x0 * sx), round(y0 * sy), round(x1 * sx), round(y1 * sy))
 
 
 def randomized_copy(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -160,7 +164,7 @@ def _load(records: Sequence[BoxRecord], classifier: Classifier) -> _Images:
     return _Images(list(records), originals, np.stack(prepared), crops, boxes, brains)
 
 
-def _score_fn(classifier: Classifier, target: int, chunk: int = 64):  # noqa: ANN202
+def _score_fn(classifier: Classifier, target: int, chunk: int = 64):
     """Target probability of a batch of prepared (float, 0..255) images."""
 
     @torch.inference_mode()
@@ -307,7 +311,7 @@ def run_xai_benchmark(
 def _image_metrics(
     i: int,
     relevance: np.ndarray,
-    rand_exp: Any,  # noqa: ANN401
+    rand_exp: Any,
     data: _Images,
     target: int,
     classifier: Classifier,
@@ -359,7 +363,7 @@ def _write_per_image(path: Path, rows: list[dict[str, Any]]) -> None:
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
-def _fmt(v: Any, digits: int = 3) -> str:  # noqa: ANN401
+def _fmt(v: Any, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
     return f"{v:.{digits}f}"
@@ -381,17 +385,25 @@ def _markdown(
         f"> {DISCLAIMER}",
         "",
         f"- Model: `{info['model']}`, checkpoint `{Path(info['checkpoint']).name}` (sha256 `{info['sha256'][:12]}`)",
-        f"- Images: {info['n']} from `{Path(info['boxes_csv']).name}` ("
-        + ", ".join(f"{c}: {k}" for c, k in info["labels"].items())
-        + f"); classifier accuracy on them: {info['accuracy']:.3f}",
+        (
+            f"- Images: {info['n']} from `{Path(info['boxes_csv']).name}` ("
+            + ", ".join(f"{c}: {k}" for c, k in info["labels"].items())
+            + f"); classifier accuracy on them: {info['accuracy']:.3f}"
+        ),
         f"- Explained class: the {'annotated label' if info['target'] == 'label' else 'predicted class'} of each image",
-        f"- Pointing-game tolerance: {info['tolerance']:g} px at the original resolution; deletion/insertion: "
-        f"{info['steps']} steps",
-        f"- Timing: {info['device']}, {info['threads']} thread(s), batches of {info['batch_size']} images, "
-        "explanation call only (no preprocessing, no metrics), first call excluded",
+        (
+            f"- Pointing-game tolerance: {info['tolerance']:g} px at the original resolution; deletion/insertion: "
+            f"{info['steps']} steps"
+        ),
+        (
+            f"- Timing: {info['device']}, {info['threads']} thread(s), batches of {info['batch_size']} images, "
+            "explanation call only (no preprocessing, no metrics), first call excluded"
+        ),
         "",
-        "| method | pointing game ↑ | energy in box ↑ | IoU ↑ | deletion AUC ↓ | insertion AUC ↑ | "
-        "sanity rank corr ↓ | sharpness | ms / image | n |",
+        (
+            "| method | pointing game ↑ | energy in box ↑ | IoU ↑ | deletion AUC ↓ | insertion AUC ↑ | "
+            "sanity rank corr ↓ | sharpness | ms / image | n |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for method, r in results.items():
@@ -404,7 +416,10 @@ def _markdown(
     if scored:
         best = max(scored, key=scored.get)
         verdict = "meets" if scored[best] >= POINTING_GOAL else "does not meet"
-        lines += ["", f"Best pointing game: **{best}** ({scored[best]:.3f}), which {verdict} the goal of {POINTING_GOAL:.2f}."]
+        lines += [
+            "",
+            f"Best pointing game: **{best}** ({scored[best]:.3f}), which {verdict} the goal of {POINTING_GOAL:.2f}.",
+        ]
     for method, note in notes.items():
         lines += ["", f"- `{method}` not run: {note}"]
 
@@ -427,39 +442,54 @@ def _markdown(
     ran = [m for m, r in results.items() if r["sharpness"] is not None]
     if within:
         median = float(np.median(within))
-        trend = (
-            "sharper maps tend to be *worse* placed" if median < -0.1
-            else "sharper maps tend to be better placed" if median > 0.1
-            else "sharpness and placement are unrelated"
-        )
+        if median < -0.1:
+            trend = "sharper maps tend to be *worse* placed"
+        elif median > 0.1:
+            trend = "sharper maps tend to be better placed"
+        else:
+            trend = "sharpness and placement are unrelated"
         lines += ["", f"Within a method, {trend} (median ρ with energy in box: {median:.2f})."]
     if len(ran) >= 3:
         across = _spearman([results[m]["sharpness"] for m in ran], [results[m]["pointing_game"] for m in ran])
         across_e = _spearman([results[m]["sharpness"] for m in ran], [results[m]["energy_in_box"] for m in ran])
         lines += [
-            f"Across the {len(ran)} methods, ranking by mean sharpness vs by pointing game: ρ = {_fmt(across, 2)}; "
-            f"vs by energy in box: ρ = {_fmt(across_e, 2)} (only {len(ran)} points, and CAM variants share one "
-            "resolution, so this mostly separates pixel-level from layer-level methods).",
+            (
+                f"Across the {len(ran)} methods, ranking by mean sharpness vs by pointing game: ρ = {_fmt(across, 2)}; "
+                f"vs by energy in box: ρ = {_fmt(across_e, 2)} (only {len(ran)} points, and CAM variants share one "
+                "resolution, so this mostly separates pixel-level from layer-level methods)."
+            ),
             "",
-            "Sharpness (variance of the Laplacian) rewards edges and fine detail wherever they are, so it cannot "
-            "stand in for localisation; use the box metrics for that and deletion/insertion for faithfulness.",
+            (
+                "Sharpness (variance of the Laplacian) rewards edges and fine detail wherever they are, so it cannot "
+                "stand in for localisation; use the box metrics for that and deletion/insertion for faithfulness."
+            ),
         ]
     lines += ["", "## Definitions", ""]
     lines += [
-        "- **Pointing game**: share of images whose map maximum (at original resolution) lies within the tolerance "
-        "of the tumour box (Zhang et al., 2018).",
+        (
+            "- **Pointing game**: share of images whose map maximum (at original resolution) lies within the tolerance "
+            "of the tumour box (Zhang et al., 2018)."
+        ),
         "- **Energy in box**: share of the positive relevance inside the box (Wang et al., 2020, Score-CAM).",
-        "- **IoU**: intersection over union of the relevance region (`brainxai.analysis.relevance_region`: positive "
-        "relevance, smoothed, restricted to the head, thresholded at max(95th percentile in the head, half the peak), "
-        "strongest connected component(s)) with the box.",
-        "- **Deletion / insertion AUC**: area under the target probability while the most relevant pixels of the "
-        "model input are set to black (deletion) or revealed on a blurred copy (insertion), in equal steps from "
-        "0 % to 100 % of the pixels (Petsiuk et al., 2018). Deletion: lower is better; insertion: higher is better.",
-        "- **Sanity rank corr**: Spearman correlation between the maps of the trained model and of a copy with "
-        "all layers re-initialised, same target (Adebayo et al., 2018). Near 1 means the map ignores the weights; "
-        "a trustworthy method gives a low value.",
-        "- **Sharpness**: variance of the Laplacian of the positive map scaled to [0, 1] at model-input resolution "
-        "(Pech-Pacheco et al., 2000): the usual number behind \"sharper maps\".",
+        (
+            "- **IoU**: intersection over union of the relevance region (`brainxai.analysis.relevance_region`: positive "
+            "relevance, smoothed, restricted to the head, thresholded at max(95th percentile in the head, half the peak), "
+            "strongest connected component(s)) with the box."
+        ),
+        (
+            "- **Deletion / insertion AUC**: area under the target probability while the most relevant pixels of the "
+            "model input are set to black (deletion) or revealed on a blurred copy (insertion), in equal steps from "
+            "0 % to 100 % of the pixels (Petsiuk et al., 2018). Deletion: lower is better; insertion: higher is better."
+        ),
+        (
+            "- **Sanity rank corr**: Spearman correlation between the maps of the trained model and of a copy with "
+            "all layers re-initialised, same target (Adebayo et al., 2018). Near 1 means the map ignores the weights; "
+            "a trustworthy method gives a low value."
+        ),
+        (
+            "- **Sharpness**: variance of the Laplacian of the positive map scaled to [0, 1] at model-input resolution "
+            "(Pech-Pacheco et al., 2000): the usual number behind \"sharper maps\"."
+        ),
         "- **ms / image**: wall time of the explanation call divided by the number of images.",
         "",
         "Per-image values: `xai_per_image.csv`; the figure: `xai_grid.png`.",

@@ -75,7 +75,7 @@ class _LinearHeadGradCAM(GradCAM):
         BaseCAM.__init__(self, model, target_layers, uses_gradients=False)
         self.linear_weight = weight.detach().cpu().numpy()
 
-    def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads) -> np.ndarray:  # noqa: ANN001
+    def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads) -> np.ndarray:
         categories = [t.category for t in targets]
         h, w = activations.shape[-2:]
         return self.linear_weight[categories] / float(h * w)

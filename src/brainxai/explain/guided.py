@@ -34,12 +34,12 @@ class _PositiveGradient(torch.autograd.Function):
     """Identity forward; backward lets only positive gradients through."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:  # noqa: ANN401
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         # A copy, not a view: later in-place operations on it must not touch the ReLU's output.
         return x.clone()
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # noqa: ANN401
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         return grad.clamp(min=0)
 
 

@@ -50,8 +50,18 @@ import numpy as np
 import torch
 from torch import nn
 from zennit.attribution import Gradient
-from zennit.canonizers import AttributeCanonizer, Canonizer, CompositeCanonizer, SequentialMergeBatchNorm
-from zennit.composites import EpsilonGammaBox, EpsilonPlusFlat, LayerMapComposite, layer_map_base
+from zennit.canonizers import (
+    AttributeCanonizer,
+    Canonizer,
+    CompositeCanonizer,
+    SequentialMergeBatchNorm,
+)
+from zennit.composites import (
+    EpsilonGammaBox,
+    EpsilonPlusFlat,
+    LayerMapComposite,
+    layer_map_base,
+)
 from zennit.core import Composite
 from zennit.layer import Sum
 from zennit.rules import Epsilon
@@ -71,7 +81,7 @@ _UNSUPPORTED: tuple[type[nn.Module], ...] = (nn.RNNBase, nn.MultiheadAttention)
 class ExactMergeBatchNorm(SequentialMergeBatchNorm):
     """``SequentialMergeBatchNorm`` whose emptied batch norms are exactly the identity."""
 
-    def register(self, linears: Any, batch_norm: nn.Module) -> None:  # noqa: ANN401
+    def register(self, linears: Any, batch_norm: nn.Module) -> None:
         super().register(linears, batch_norm)
         # (x - 0) / sqrt(var + eps) * 1 + 0 == x  requires  var == 1 - eps.
         batch_norm.running_var.data = torch.full_like(batch_norm.running_var.data, 1.0 - batch_norm.eps)
@@ -93,10 +103,10 @@ class MBConvCanonizer(AttributeCanonizer):
         return None
 
     @staticmethod
-    def forward(self: MBConv, x: torch.Tensor) -> torch.Tensor:
+    def forward(block: MBConv, x: torch.Tensor) -> torch.Tensor:
         # Same computation as MBConv.forward, with the addition made visible to zennit.
-        out = self.project(self.depthwise(self.expand(x)))
-        return self.canonizer_sum(torch.stack([x, out], dim=-1))
+        out = block.project(block.depthwise(block.expand(x)))
+        return block.canonizer_sum(torch.stack([x, out], dim=-1))
 
     def copy(self) -> MBConvCanonizer:
         return MBConvCanonizer()
@@ -166,7 +176,7 @@ class LrpExplainer(Explainer):
             )
         if config is not None and not config.supports_lrp:
             raise self.unsupported("the model's config marks it as not supporting LRP")
-        if not any(isinstance(m, Convolution) or isinstance(m, nn.Linear) for m in model.modules()):
+        if not any(isinstance(m, (Convolution, nn.Linear)) for m in model.modules()):
             raise self.unsupported("it has no convolutional or linear layers for LRP rules")
         self.composite_name = composite
         self.epsilon = epsilon

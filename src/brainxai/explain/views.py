@@ -105,7 +105,7 @@ def overlay_image(image: np.ndarray, relevance: np.ndarray, alpha: float = 0.5) 
 
 
 def _line_width(shape: tuple[int, ...]) -> int:
-    return max(1, int(round(max(shape[:2]) / 250)))
+    return max(1, round(max(shape[:2]) / 250))
 
 
 def region_border(region: np.ndarray, width: int = 1) -> np.ndarray:
@@ -228,7 +228,7 @@ def _banner(rgb: np.ndarray, text: str) -> np.ndarray:
     h, w = out.shape[:2]
     (w1, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 2)
     scale = min(1.2, 0.9 * w / w1)  # fit the width
-    thickness = max(1, int(round(scale * 2)))
+    thickness = max(1, round(scale * 2))
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
     strip = min(h, th + base + 8)
     out[:strip] = (out[:strip] * 0.3).astype(np.uint8)
