@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -185,8 +185,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     except RuntimeError as exc:
         raise CheckpointError(f"{weights_path} does not match model {meta.model!r}: {exc}") from exc
     # The checkpoint's preprocessing wins over the registry default.
-    from dataclasses import replace
-
     model.brainxai_config = replace(model.brainxai_config, preprocess=meta.preprocess, classes=tuple(meta.classes))
     model.to(device).eval()
     return LoadedCheckpoint(model=model, meta=meta, weights_path=weights_path, sha256=file_sha256(weights_path))
