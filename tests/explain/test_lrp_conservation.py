@@ -119,3 +119,72 @@ def test_canonized_registered_models_compute_the_same_logits(name, registered_fa
             torch.testing.assert_close(model(x), before, rtol=1e-4, atol=1e-4)
     finally:
         composite.remove()
+
+
+def _zennit_reference(model: nn.Module, x: torch.Tensor, composite: str, target: int | None = None) -> np.ndarray:
+    """The plain library call: a composite registered on the model itself for one attribution."""
+    from zennit.attribution import Gradient
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+    def output_relevance(out: torch.Tensor) -> torch.Tensor:
+        t = out.argmax(1) if target is None else torch.full((len(out),), target)
+        return out * torch.nn.functional.one_hot(t, out.shape[1]).to(out.dtype)
+
+    from zennit.composites import EpsilonGammaBox, EpsilonPlusFlat
+
+    from brainxai.explain.lrp import canonizers_for, input_bounds
+
+    canonizers = canonizers_for(model)
+    if composite == "epsilon-plus-flat":  # zennit's own rules, not ours
+        reference = EpsilonPlusFlat(epsilon=1e-6, canonizers=canonizers)
+    else:
+        low, high = input_bounds(model, x.shape[1])
+        reference = EpsilonGammaBox(low=low, high=high, epsilon=1e-6, canonizers=canonizers)
+    with Gradient(model=model, composite=reference) as attributor:
+        _, relevance = attributor(x.clone().requires_grad_(True), output_relevance)
+    return relevance.sum(1).detach().numpy()
+
+
+def _randomise_batchnorm(model: nn.Module, seed: int) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) * 0.4 - 0.2)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(m.num_features, generator=g) * 0.2 - 0.1)
+    return model
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite0", "resnet18"])
+@pytest.mark.parametrize("composite", ["epsilon-plus-flat", "epsilon-gamma-box"])
+def test_cached_lrp_copy_matches_the_plain_zennit_call(name, composite, registered_factory) -> None:
+    # The explainer folds batch norm into a private copy and keeps zennit's hooks on it between calls;
+    # the maps must equal the library's own per-call canonize-register-attribute-remove sequence.
+    model = _randomise_batchnorm(registered_factory(name), seed=3)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    explainer = create_explainer("lrp", model, composite=composite)
+    for _ in range(2):  # the second call reuses the hooked copy
+        fast = np.stack([e.relevance for e in explainer.explain(x)])
+        ref = _zennit_reference(model, x, composite)
+        np.testing.assert_allclose(fast, ref, rtol=1e-3, atol=1e-4 * np.abs(ref).max())
+    explainer.close()
+
+
+def test_cached_lrp_copy_follows_weight_changes_and_leaves_the_model_alone(tiny_factory) -> None:
+    model = tiny_factory(seed=2, bias=True, batchnorm=True)
+    x = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(4))
+    explainer = create_explainer("lrp", model)
+    first = np.stack([e.relevance for e in explainer.explain(x, 1)])
+    assert not model._forward_hooks and not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    with torch.no_grad():
+        model.features[0].weight.mul_(-1.5)  # in place: the copy must notice
+    second = np.stack([e.relevance for e in explainer.explain(x, 1)])
+    assert not np.allclose(first, second)
+    np.testing.assert_allclose(second, _zennit_reference(model, x, "epsilon-plus-flat", 1), rtol=1e-4, atol=1e-7)
+    explainer.close()
+    assert explainer._lrp is None
+    with pytest.raises(RuntimeError, match="closed"):
+        explainer.explain(x)

@@ -52,12 +52,12 @@ def test_resume_after_interruption_matches_uninterrupted_run(mri_root, tmp_path,
     real = trainer_mod._run_epoch
     calls = {"train": 0}
 
-    def killed_mid_epoch_3(model, loader, device, loss_fn, optimizer, desc, progress):
+    def killed_mid_epoch_3(model, loader, device, loss_fn, optimizer, *args):
         if optimizer is not None:
             calls["train"] += 1
             if calls["train"] == 3:
                 raise KeyboardInterrupt  # as if the process were killed during epoch 3
-        return real(model, loader, device, loss_fn, optimizer, desc, progress)
+        return real(model, loader, device, loss_fn, optimizer, *args)
 
     monkeypatch.setattr(trainer_mod, "_run_epoch", killed_mid_epoch_3)
     with pytest.raises(KeyboardInterrupt):
@@ -72,6 +72,20 @@ def test_resume_after_interruption_matches_uninterrupted_run(mri_root, tmp_path,
     a = load_checkpoint(full.checkpoint).model.state_dict()
     b = load_checkpoint(resumed.checkpoint).model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_time_budget_cuts_the_epoch_validates_and_saves_without_a_resume_point(mri_root, tmp_path):
+    # 4 classes x 6 images, 80/20 split -> 20 training images = 3 batches of 8; a spent budget stops after one.
+    result = train(_config(mri_root, tmp_path / "budget", epochs=3, time_budget_s=1e-9))
+    assert [h["epoch"] for h in result.history] == [1]
+    assert result.history[0]["epoch_fraction"] == pytest.approx(1 / 3, abs=1e-3)
+    assert result.extra["time_budget_spent"] is True
+    assert result.checkpoint.is_file() and result.best_epoch == 1
+    assert not (tmp_path / "budget" / "last.pt").exists()
+
+    unlimited = train(_config(mri_root, tmp_path / "full", epochs=2))
+    assert [h["epoch_fraction"] for h in unlimited.history] == [1.0, 1.0]
+    assert unlimited.extra["time_budget_spent"] is False
 
 
 def test_progressive_phases_freeze_everything_else():

@@ -40,6 +40,7 @@ def train(
     pretrained: Annotated[bool, typer.Option("--pretrained/--scratch", help="Start from ImageNet weights when available.")] = True,
     cache_dir: Annotated[Path, typer.Option(help="Where decoded images are cached.")] = Path(".cache/brainxai"),
     limit_per_class: Annotated[int | None, typer.Option(help="Use at most N training images per class (smoke tests).")] = None,
+    time_budget: Annotated[float | None, typer.Option(help="Stop after this many minutes of this sitting, mid-epoch if need be; the cut epoch is validated and can become best, but is not resumable.")] = None,
 ) -> None:
     """Train a model; writes OUT/best.safetensors + best.json, last.pt and history.csv/json."""
     from brainxai.data.dataset import DatasetLayoutError
@@ -66,6 +67,7 @@ def train(
         pretrained=pretrained,
         cache_dir=str(cache_dir),
         limit_per_class=limit_per_class,
+        time_budget_s=time_budget * 60 if time_budget else None,
     )
     try:
         result = run_training(config, resume=resume)

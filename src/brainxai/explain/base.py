@@ -5,7 +5,9 @@ Every method is a small :class:`Explainer` subclass. The base class owns the tem
 assembly); a subclass overrides the one step that differs, :meth:`Explainer._attribute`.
 
 Hooks are registered for the duration of one :meth:`Explainer.explain` call and removed before it
-returns, also when it raises, so a model never keeps hooks from an explanation.
+returns, also when it raises, so a model never keeps hooks from an explanation. (LRP keeps zennit's
+hooks on a private, batch-norm-folded copy of the model between calls, for speed; the copy is rebuilt
+when the model's weights change and released by :meth:`Explainer.close`.)
 """
 
 from __future__ import annotations
@@ -161,7 +163,7 @@ class Explainer(ABC):
     # -- lifetime -------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Releases the explainer. Hooks never outlive a call, so this only marks it unusable."""
+        """Releases the explainer and marks it unusable (subclasses free what they cache)."""
         self._closed = True
 
     def __enter__(self) -> Self:

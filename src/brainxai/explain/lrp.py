@@ -49,7 +49,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from zennit.attribution import Gradient
 from zennit.canonizers import (
     AttributeCanonizer,
     Canonizer,
@@ -62,15 +61,16 @@ from zennit.composites import (
     LayerMapComposite,
     layer_map_base,
 )
-from zennit.core import Composite
+from zennit.core import Composite, ParamMod
 from zennit.layer import Sum
-from zennit.rules import Epsilon
+from zennit.rules import Epsilon, ZPlus
 from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
 from zennit.types import Convolution
 from zennit.types import Linear as AnyLinear
 
 from brainxai.explain.base import Explainer, register_explainer
 from brainxai.models.efficientnet_lite import MBConv
+from brainxai.models.fusion import fold_batchnorm
 
 COMPOSITES: tuple[str, ...] = ("epsilon-plus-flat", "epsilon-gamma-box", "epsilon")
 
@@ -112,6 +112,31 @@ class MBConvCanonizer(AttributeCanonizer):
         return MBConvCanonizer()
 
 
+class NonNegativeZPlus(ZPlus):
+    """zennit's ``ZPlus`` that skips its negative-input branch when a layer's input has no negative entry.
+
+    ``ZPlus`` evaluates two branches per layer: positive inputs with positive weights, and negative
+    inputs with negative weights (bias zeroed). After a ReLU or ReLU6 the second branch's input is all
+    zeros, so its output is exactly zero and it adds exactly nothing to the denominator or to the
+    relevance; it still costs a convolution and its gradient. This rule returns the same relevance
+    without it (tested against ``ZPlus``) and falls back to ``ZPlus`` for inputs with negative values.
+    """
+
+    def backward(self, module: nn.Module, grad_input: Any, grad_output: Any) -> tuple[torch.Tensor | None, ...]:
+        original = self.stored_tensors["input"][0]
+        if bool((original < 0).any()):
+            return super().backward(module, grad_input, grad_output)
+        inputs = original.clone().requires_grad_()
+        with ParamMod.ensure(self.param_modifiers[0])(module) as modified, torch.autograd.enable_grad():
+            output = self.output_modifiers[0](modified.forward(inputs))
+        grad_out = self.gradient_mapper(grad_output[0], [output])[0]
+        (gradient,) = torch.autograd.grad(
+            output, inputs, grad_outputs=grad_out, create_graph=grad_output[0].requires_grad
+        )
+        relevance = inputs * gradient
+        return tuple(relevance if g.shape == relevance.shape else None for g in grad_input)
+
+
 def canonizers_for(model: nn.Module) -> list[Canonizer]:
     """The canonizers that make ``model`` LRP-ready (see module docs)."""
     from torchvision.models.resnet import BasicBlock, Bottleneck
@@ -141,7 +166,9 @@ def build_composite(name: str, model: nn.Module, channels: int, epsilon: float =
     """A zennit composite by name (one of :data:`COMPOSITES`), with the model's canonizers."""
     canonizers = canonizers_for(model)
     if name == "epsilon-plus-flat":
-        return EpsilonPlusFlat(epsilon=epsilon, canonizers=canonizers)
+        # zennit's composite with its z+ rule swapped for the equivalent NonNegativeZPlus.
+        fast_zplus = [(Convolution, NonNegativeZPlus(stabilizer=1e-6))]
+        return EpsilonPlusFlat(epsilon=epsilon, layer_map=fast_zplus, canonizers=canonizers)
     if name == "epsilon-gamma-box":
         low, high = input_bounds(model, channels)
         return EpsilonGammaBox(low=low, high=high, epsilon=epsilon, canonizers=canonizers)
@@ -180,16 +207,62 @@ class LrpExplainer(Explainer):
             raise self.unsupported("it has no convolutional or linear layers for LRP rules")
         self.composite_name = composite
         self.epsilon = epsilon
+        self._lrp: tuple[nn.Module, Composite] | None = None
+        self._lrp_stamp: tuple[Any, ...] | None = None
 
     def _attribute(self, x: torch.Tensor, targets: torch.Tensor | None) -> tuple[np.ndarray, torch.Tensor]:
-        composite = build_composite(self.composite_name, self.model, x.shape[1], self.epsilon)
+        lrp_model = self._prepared_model()
 
         def output_relevance(output: torch.Tensor) -> torch.Tensor:
             target = self.select_targets(output, targets)
             one_hot = torch.zeros_like(output).scatter_(1, target[:, None], 1.0)
             return output * one_hot
 
-        # Gradient registers the composite (hooks + canonizers) and removes it when the call ends.
-        with Gradient(model=self.model, composite=composite) as attributor:
-            output, relevance = attributor(x, output_relevance)
+        # What zennit's Gradient attributor does, on the copy whose hooks stay registered.
+        output = lrp_model(x)
+        (relevance,) = torch.autograd.grad(output, x, grad_outputs=output_relevance(output))
         return relevance.sum(dim=1).detach().cpu().numpy(), output.detach()
+
+    def _prepared_model(self) -> nn.Module:
+        """The LRP-ready copy of the model, rebuilt whenever the model's weights or device change.
+
+        Registering a composite canonizes the model (merges batch norms, swaps block forwards) and
+        hooks every layer; doing that per call cost more than the rules themselves. The copy gets
+        batch norm folded for good (:func:`~brainxai.models.fusion.fold_batchnorm`: the same
+        merge the canonizer would do, minus the identity batch-norm layers left to run) and keeps
+        its hooks until :meth:`close`. The caller's model is never hooked or modified.
+        """
+        stamp = _weights_stamp(self.model)
+        if self._lrp is not None and self._lrp_stamp == stamp:
+            return self._lrp[0]
+        self._release()
+        copy = fold_batchnorm(self.model)
+        for p in copy.parameters():
+            p.requires_grad_(False)
+        composite = build_composite(self.composite_name, copy, self._channels(), self.epsilon)
+        composite.register(copy)
+        self._lrp, self._lrp_stamp = (copy, composite), stamp
+        return copy
+
+    def _channels(self) -> int:
+        config = getattr(self.model, "brainxai_config", None)
+        if config is not None:
+            return config.preprocess.channels
+        first = next((m for m in self.model.modules() if isinstance(m, nn.Conv2d)), None)
+        return first.in_channels if first is not None else 1
+
+    def _release(self) -> None:
+        if self._lrp is not None:
+            self._lrp[1].remove()
+            self._lrp, self._lrp_stamp = None, None
+
+    def close(self) -> None:
+        """Removes the hooks of the LRP copy and marks the explainer unusable."""
+        self._release()
+        super().close()
+
+
+def _weights_stamp(model: nn.Module) -> tuple[Any, ...]:
+    """Changes when any parameter or buffer of ``model`` is replaced, moved or modified in place."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return tuple((id(t), t._version, t.device) for t in tensors)

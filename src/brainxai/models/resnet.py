@@ -7,7 +7,6 @@ import warnings
 from typing import Any
 
 from torch import nn
-from torchvision import models as tvm
 
 from brainxai.data.preprocess import PreprocessConfig
 from brainxai.models.registry import ModelConfig, register_model
@@ -25,6 +24,10 @@ def _torchvision_resnet(arch: str, pretrained: bool) -> nn.Module:
     a cache this fails, and we fall back to random initialisation with a warning instead of
     crashing.
     """
+    # Imported here: torchvision costs ~160 MB of resident memory, which processes serving the
+    # default EfficientNet-Lite0 need not pay.
+    from torchvision import models as tvm
+
     builder = getattr(tvm, arch)
     if not pretrained:
         return builder(weights=None)

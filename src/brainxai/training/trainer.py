@@ -26,7 +26,12 @@ from tqdm.auto import tqdm
 
 from brainxai.constants import CLASSES
 from brainxai.data.augment import default_augmentation
-from brainxai.data.dataset import MRIDataset, decode_samples, discover_samples, fingerprint
+from brainxai.data.dataset import (
+    MRIDataset,
+    decode_samples,
+    discover_samples,
+    fingerprint,
+)
 from brainxai.data.preprocess import PreprocessConfig
 from brainxai.data.splits import stratified_split
 from brainxai.inference import resolve_device
@@ -71,6 +76,7 @@ class TrainConfig:
     cache_dir: str | None = ".cache/brainxai"
     limit_per_class: int | None = None
     label_smoothing: float = 0.0
+    time_budget_s: float | None = None
     progress: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,9 +130,14 @@ def _run_epoch(
     optimizer: torch.optim.Optimizer | None,
     desc: str,
     progress: bool,
+    deadline: float | None = None,
 ) -> dict[str, float]:
-    """One pass; trains when an optimizer is given. Returns loss, accuracy and timing."""
-    total_loss, correct, n = 0.0, 0, 0
+    """One pass; trains when an optimizer is given. Returns loss, accuracy, timing and the share run.
+
+    With a ``deadline`` (a ``time.perf_counter()`` value) the pass stops after the first batch that
+    ends past it; ``fraction`` then says how much of the epoch was run.
+    """
+    total_loss, correct, n, batches = 0.0, 0, 0, 0
     data_time = compute_time = 0.0
     t_mark = time.perf_counter()
     bar = tqdm(loader, desc=desc, disable=not progress, leave=False)
@@ -144,14 +155,18 @@ def _run_epoch(
             total_loss += float(loss.detach()) * len(y)
             correct += int((logits.argmax(1) == y).sum())
             n += len(y)
+            batches += 1
             t_mark = time.perf_counter()
             compute_time += t_mark - t_data
             bar.set_postfix(loss=f"{total_loss / n:.4f}", acc=f"{correct / n:.4f}")
+            if deadline is not None and t_mark > deadline:
+                break
     return {
         "loss": total_loss / max(n, 1),
         "accuracy": correct / max(n, 1),
         "data_time": data_time,
         "compute_time": compute_time,
+        "fraction": batches / max(len(loader), 1),
     }
 
 
@@ -244,7 +259,8 @@ class Trainer:
         elif self.resume:
             logger.warning("--resume given but %s does not exist; starting afresh", last_path)
 
-        stopped_early = False
+        stopped_early = budget_spent = False
+        deadline = time.perf_counter() + c.time_budget_s if c.time_budget_s else None
         total_epochs = sum(p.epochs for p in phases)
         for phase_i in range(start_phase, len(phases)):
             phase = phases[phase_i]
@@ -262,7 +278,7 @@ class Trainer:
                 bad_epochs = 0
             phase_best = float("inf") if first == 0 else state["phase_best"]  # type: ignore[index]
             for e_in_phase in range(first, phase.epochs):
-                if bad_epochs >= c.patience:
+                if bad_epochs >= c.patience or budget_spent:
                     break
                 t0 = time.perf_counter()
                 # Per-epoch seeding makes a resumed run draw the same shuffles and dropout masks.
@@ -274,8 +290,9 @@ class Trainer:
                 set_train_mode(model, phase)
                 tr = _run_epoch(
                     model, train_loader, self.device, loss_fn, optimizer,
-                    f"epoch {epoch + 1}/{total_epochs} train", c.progress,
+                    f"epoch {epoch + 1}/{total_epochs} train", c.progress, deadline,
                 )
+                budget_spent = deadline is not None and time.perf_counter() > deadline
                 model.eval()
                 va = _run_epoch(model, val_loader, self.device, loss_fn, None, f"epoch {epoch + 1} val", c.progress)
                 scheduler.step(va["loss"])
@@ -290,6 +307,7 @@ class Trainer:
                     "lr": phase.lr if e_in_phase == 0 else lr_now,
                     "time_s": round(time.perf_counter() - t0, 2),
                     "data_time_s": round(tr["data_time"], 2),
+                    "epoch_fraction": round(tr["fraction"], 4),
                 }
                 history.append(row)
                 logger.info(
@@ -305,6 +323,9 @@ class Trainer:
                     best_val, best_epoch = va["loss"], epoch
                     self._save_best(model, preprocess, history, data_fp, data_info, row)
                 _write_history(self.out, history)
+                if tr["fraction"] < 1.0:
+                    # last.pt means "completed epochs"; a budget-cut epoch is not one, so it is not resumable.
+                    break
                 _atomic_torch_save(
                     {
                         "model": model.state_dict(),
@@ -327,6 +348,9 @@ class Trainer:
                 stopped_early = True
                 logger.info("early stopping in %s after %d epochs without improvement", phase.name, bad_epochs)
             state = None
+            if budget_spent:
+                logger.warning("time budget of %.0f s spent during epoch %d; stopping", c.time_budget_s, epoch)
+                break
 
         best_path = self.out / "best"
         if best_epoch < 0:
@@ -342,7 +366,7 @@ class Trainer:
             best_epoch=best_epoch,
             best_val_loss=best_val,
             stopped_early=stopped_early,
-            extra=data_info,
+            extra=data_info | {"time_budget_spent": budget_spent},
         )
 
     def _save_best(

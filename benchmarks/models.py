@@ -1,0 +1,154 @@
+"""Builds ``benchmarks/models.{md,json}``: the seed architectures side by side.
+
+Reads the runs written by ``scripts/compare_models.sh`` (``RUNS/NAME/best.json`` and
+``RUNS/NAME/eval/metrics.json``), adds the shipped default model evaluated with the same
+de-duplicated list, and measures each model's CPU latency in this process on the same real images.
+
+    python benchmarks/models.py --runs runs/compare --data ../shared/data/brain-tumor-mri --out benchmarks/models
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from brainxai.bench import hardware_summary, time_call
+from brainxai.inference import Classifier, default_checkpoint_path
+from brainxai.io.raster import read_raster
+from brainxai.service import sample_scans
+
+#: (run folder, label, recipe in words), in table order.
+ROWS: tuple[tuple[str, str, str], ...] = (
+    ("resnet18", "resnet18", "Adam 1e-3, one phase (the LRP paper's recipe)"),
+    ("cnn-lstm", "cnn-lstm", "64x64 grayscale, Adam 1e-3"),
+    ("resnet50-mlp", "resnet50-mlp", "progressive, 3 phases (1e-3, 1e-4, 5e-5)"),
+    ("resnet50-gap-aug", "resnet50-gap + aug", "Adam 1e-3, training augmentation"),
+    ("resnet50-gap-noaug", "resnet50-gap, no aug", "Adam 1e-3, no augmentation"),
+    ("shipped", "efficientnet-lite0 (shipped)", "ImageNet weights, progressive, 4 phases"),
+)
+
+
+def _evaluate_shipped(runs: Path, data: Path) -> Path:
+    out = runs / "shipped" / "eval"
+    if not (out / "metrics.json").is_file():
+        subprocess.run(
+            ["brainxai", "evaluate", "--data", str(data), "--out", str(out),
+             "--dedup-list", str(runs / "audit" / "audit_dedup_test.txt")],
+            check=True,
+        )
+    return out
+
+
+def _start_weights(model: str, pretrained: bool) -> str:
+    """What the run started from: the torchvision weights API falls back to random init offline."""
+    if not pretrained or model == "cnn-lstm":
+        return "random"
+    if model == "efficientnet-lite0":
+        return "ImageNet (pip package)"
+    import torchvision.models as tvm
+
+    arch = "resnet50" if model.startswith("resnet50") else model
+    url = tvm.get_model_weights(arch).DEFAULT.url
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    return "ImageNet" if cached.is_file() else "random (ImageNet weights not reachable offline)"
+
+
+def _latency_ms(checkpoint: Path, scans: list[np.ndarray]) -> float:
+    clf = Classifier.load(checkpoint, device="cpu")
+    k = iter(range(10**9))
+    return time_call(lambda: clf.predict_proba_prepared(clf.prepare(scans[next(k) % len(scans)])[None]), 30)["median"]
+
+
+def build(runs: Path, data: Path) -> dict:
+    scans = [read_raster(p) for p in sample_scans().values()]
+    _evaluate_shipped(runs, data)
+    rows = []
+    for folder, label, recipe in ROWS:
+        ckpt = default_checkpoint_path() if folder == "shipped" else runs / folder / "best"
+        metrics_path = runs / folder / "eval" / "metrics.json"
+        if not metrics_path.is_file() or not ckpt.with_suffix(".json").is_file():
+            rows.append({"name": label, "recipe": recipe, "status": "not run"})
+            continue
+        meta = json.loads(ckpt.with_suffix(".json").read_text())
+        metrics = json.loads(metrics_path.read_text())
+        history = meta["history"]
+        params = sum(p.numel() for p in Classifier.load(ckpt, device="cpu").model.parameters())
+        epochs = sum(h.get("epoch_fraction", 1.0) for h in history)
+        budget = meta["recipe"].get("time_budget_s")
+        cut = any(h.get("epoch_fraction", 1.0) < 1.0 for h in history)
+        best = meta["metrics"]["best_epoch"]
+        rows.append({
+            "name": label,
+            "recipe": recipe,
+            "status": "time budget spent" if cut else "finished schedule or early-stopped",
+            "raw_accuracy": metrics["raw"]["accuracy"],
+            "raw_accuracy_ci95": metrics["raw"]["ci95"]["accuracy"],
+            "dedup_accuracy": metrics["dedup"]["accuracy"],
+            "raw_macro_f1": metrics["raw"]["macro_f1"],
+            "dedup_macro_f1": metrics["dedup"]["macro_f1"],
+            "raw_glioma_recall": metrics["raw"]["per_class"]["glioma"]["recall"],
+            "dedup_glioma_recall": metrics["dedup"]["per_class"]["glioma"]["recall"],
+            "params_m": params / 1e6,
+            "cpu_ms": _latency_ms(ckpt, scans),
+            "epochs_run": round(epochs, 2),
+            "best_epoch": best,
+            "train_minutes": sum(h["time_s"] for h in history) / 60,
+            "time_budget_min": budget / 60 if budget else None,
+            "start_weights": _start_weights(meta["model"], bool(meta["recipe"].get("pretrained"))),
+            "train_device": meta["recipe"].get("device"),
+            "n_test_raw": metrics["raw"]["n"],
+            "n_test_dedup": metrics["dedup"]["n"],
+        })
+    return {"hardware": hardware_summary(), "rows": rows}
+
+
+def to_markdown(result: dict) -> str:
+    hw = result["hardware"]
+    lines = [
+        (
+            "| model | recipe | start | raw acc | dedup acc | raw macro-F1 | dedup macro-F1 | dedup glioma recall "
+            "| params (M) | CPU ms/img | epochs run (best) | train min | status |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        if r["status"] == "not run":
+            lines.append(f"| {r['name']} | {r['recipe']} | " + "— | " * 10 + "not run |")
+            continue
+        lines.append(
+            f"| {r['name']} | {r['recipe']} | {r['start_weights']} | {r['raw_accuracy']:.3f} | {r['dedup_accuracy']:.3f} "
+            f"| {r['raw_macro_f1']:.3f} | {r['dedup_macro_f1']:.3f} | {r['dedup_glioma_recall']:.3f} "
+            f"| {r['params_m']:.1f} | {r['cpu_ms']:.1f} | {r['epochs_run']:g} ({r['best_epoch']}) "
+            f"| {r['train_minutes']:.0f} | {r['status']} |"
+        )
+    lines.append("")
+    lines.append(
+        f"Hardware for training, evaluation and latency: {hw['cpu']}, {hw['cores']} cores, "
+        f"torch {hw['torch']}" + (f", GPU {hw['gpu']}" if "gpu" in hw else ", no GPU") + "."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=Path, default=Path("runs/compare"))
+    ap.add_argument("--data", type=Path, default=Path("../shared/data/brain-tumor-mri"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/models"))
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+    result = build(args.runs, args.data)
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    table = to_markdown(result)
+    args.out.with_name(args.out.name + "_table.md").write_text(table)
+    sys.stdout.write(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""Our LRP rule against zennit's and against a naive float64 implementation (zennit's test habit)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+from zennit.rules import ZPlus
+
+from brainxai.explain.lrp import NonNegativeZPlus
+
+
+def _conv(seed: int) -> nn.Conv2d:
+    torch.manual_seed(seed)
+    return nn.Conv2d(2, 3, 3, padding=1).double()
+
+
+def _relevance(rule, conv: nn.Conv2d, x: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    handles = rule.register(conv)
+    try:
+        x = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(conv(x), x, grad_outputs=upper)
+    finally:
+        handles.remove()
+    return grad
+
+
+def _naive_zplus(conv: nn.Conv2d, x: torch.Tensor, upper: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """R_i = sum_j x_i w_ij^+ / (sum_i' x_i' w_i'j^+ + b_j^+) R_j, for x >= 0, by explicit loops."""
+    w, b = conv.weight.clamp(min=0), conv.bias.clamp(min=0)
+    xp = nn.functional.pad(x, (1, 1, 1, 1))
+    h, wd = x.shape[-2:]
+    cout, k = w.shape[0], w.shape[-1]
+    relevance = torch.zeros_like(xp)
+    for n, j, r, c in itertools.product(range(x.shape[0]), range(cout), range(h), range(wd)):
+        patch = xp[n, :, r : r + k, c : c + k]
+        z = (patch * w[j]).sum() + b[j]
+        z = z + eps * (1.0 if z >= 0 else -1.0)
+        relevance[n, :, r : r + k, c : c + k] += patch * w[j] * upper[n, j, r, c] / z
+    return relevance[:, :, 1:-1, 1:-1]
+
+
+def test_non_negative_zplus_matches_a_naive_reference() -> None:
+    conv = _conv(0)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 2, 5, 5, generator=g, dtype=torch.float64)
+    x[0, 0, 2, :] = 0.0  # zeros, as after a ReLU
+    upper = torch.rand(2, 3, 5, 5, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(_relevance(NonNegativeZPlus(), conv, x, upper), _naive_zplus(conv, x, upper))
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_non_negative_zplus_equals_zennits_zplus(signed, monkeypatch) -> None:
+    conv = _conv(3)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 2, 6, 6, generator=g, dtype=torch.float64)
+    x = x if signed else x.clamp(min=0)
+    upper = torch.randn(2, 3, 6, 6, generator=g, dtype=torch.float64)
+    reference = _relevance(ZPlus(), conv, x, upper)
+
+    calls = []
+    real = ZPlus.backward
+    monkeypatch.setattr(ZPlus, "backward", lambda self, *a: calls.append(1) or real(self, *a))
+    ours = _relevance(NonNegativeZPlus(), conv, x, upper)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=0)
+    # The two-branch computation runs only when there is a negative input.
+    assert calls == ([1] if signed else [])
