@@ -184,6 +184,8 @@ def test_cached_lrp_copy_follows_weight_changes_and_leaves_the_model_alone(tiny_
     second = np.stack([e.relevance for e in explainer.explain(x, 1)])
     assert not np.allclose(first, second)
     np.testing.assert_allclose(second, _zennit_reference(model, x, "epsilon-plus-flat", 1), rtol=1e-4, atol=1e-7)
+    # Nothing of a finished call is kept: no stored activations, no autograd-node handles piling up.
+    assert explainer._hooks and all(not h.stored_tensors and not h.tensor_handles for h in explainer._hooks)
     explainer.close()
     assert explainer._lrp is None
     with pytest.raises(RuntimeError, match="closed"):

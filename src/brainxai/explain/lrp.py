@@ -61,7 +61,7 @@ from zennit.composites import (
     LayerMapComposite,
     layer_map_base,
 )
-from zennit.core import Composite, ParamMod
+from zennit.core import Composite, Hook, ParamMod
 from zennit.layer import Sum
 from zennit.rules import Epsilon, ZPlus
 from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
@@ -211,6 +211,7 @@ class LrpExplainer(Explainer):
         self.epsilon = epsilon
         self._lrp: tuple[nn.Module, Composite] | None = None
         self._lrp_stamp: tuple[Any, ...] | None = None
+        self._hooks: list[Hook] = []
 
     def _attribute(self, x: torch.Tensor, targets: torch.Tensor | None) -> tuple[np.ndarray, torch.Tensor]:
         lrp_model = self._prepared_model()
@@ -221,8 +222,15 @@ class LrpExplainer(Explainer):
             return output * one_hot
 
         # What zennit's Gradient attributor does, on the copy whose hooks stay registered.
-        output = lrp_model(x)
-        (relevance,) = torch.autograd.grad(output, x, grad_outputs=output_relevance(output))
+        try:
+            output = lrp_model(x)
+            (relevance,) = torch.autograd.grad(output, x, grad_outputs=output_relevance(output))
+        finally:
+            # Registered hooks keep this call's inputs and a handle per autograd node until removed;
+            # with hooks that persist across calls that would hold activations and grow without bound.
+            for hook in self._hooks:
+                hook.tensor_handles.remove()
+                hook.stored_tensors.clear()
         return relevance.sum(dim=1).detach().cpu().numpy(), output.detach()
 
     def _prepared_model(self) -> nn.Module:
@@ -243,6 +251,7 @@ class LrpExplainer(Explainer):
             p.requires_grad_(False)
         composite = build_composite(self.composite_name, copy, self._channels(), self.epsilon)
         composite.register(copy)
+        self._hooks = _registered_hooks(copy)
         self._lrp, self._lrp_stamp = (copy, composite), stamp
         return copy
 
@@ -256,12 +265,23 @@ class LrpExplainer(Explainer):
     def _release(self) -> None:
         if self._lrp is not None:
             self._lrp[1].remove()
-            self._lrp, self._lrp_stamp = None, None
+            self._lrp, self._lrp_stamp, self._hooks = None, None, []
 
     def close(self) -> None:
         """Removes the hooks of the LRP copy and marks the explainer unusable."""
         self._release()
         super().close()
+
+
+def _registered_hooks(model: nn.Module) -> list[Hook]:
+    """The zennit rule instances hooked into ``model`` (each registers bound methods as module hooks)."""
+    found = {
+        id(hook): hook
+        for m in model.modules()
+        for fn in m._forward_hooks.values()
+        if isinstance(hook := getattr(fn, "__self__", None), Hook)
+    }
+    return list(found.values())
 
 
 def _weights_stamp(model: nn.Module) -> tuple[Any, ...]:
