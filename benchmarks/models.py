@@ -59,6 +59,19 @@ def _start_weights(model: str, pretrained: bool) -> str:
     return "ImageNet" if cached.is_file() else "random (ImageNet weights not reachable offline)"
 
 
+def _status(folder: str, meta: dict) -> str:
+    """How the run ended, from its recipe and history."""
+    history, recipe = meta["history"], meta["recipe"]
+    if any(h.get("epoch_fraction", 1.0) < 1.0 for h in history):
+        return f"time budget ({recipe['time_budget_s'] / 60:.0f} min) spent"
+    planned = sum(recipe["phase_epochs"]) if recipe["schedule"] == "progressive" else recipe["epochs"]
+    if folder == "shipped":
+        return f"stopped by hand in its last phase (time); {len(history)} of {planned} planned epochs"
+    if len(history) < planned:
+        return f"early-stopped (patience {recipe['patience']}) after {len(history)} of {planned} epochs"
+    return "schedule completed"
+
+
 def _latency_ms(checkpoint: Path, scans: list[np.ndarray]) -> float:
     clf = Classifier.load(checkpoint, device="cpu")
     k = iter(range(10**9))
@@ -81,12 +94,11 @@ def build(runs: Path, data: Path) -> dict:
         params = sum(p.numel() for p in Classifier.load(ckpt, device="cpu").model.parameters())
         epochs = sum(h.get("epoch_fraction", 1.0) for h in history)
         budget = meta["recipe"].get("time_budget_s")
-        cut = any(h.get("epoch_fraction", 1.0) < 1.0 for h in history)
         best = meta["metrics"]["best_epoch"]
         rows.append({
             "name": label,
             "recipe": recipe,
-            "status": "time budget spent" if cut else "finished schedule or early-stopped",
+            "status": _status(folder, meta),
             "raw_accuracy": metrics["raw"]["accuracy"],
             "raw_accuracy_ci95": metrics["raw"]["ci95"]["accuracy"],
             "dedup_accuracy": metrics["dedup"]["accuracy"],
@@ -140,9 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=Path, default=Path("runs/compare"))
     ap.add_argument("--data", type=Path, default=Path("../shared/data/brain-tumor-mri"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/models"))
+    ap.add_argument("--render-only", action="store_true", help="Re-write the table from OUT.json (statuses refreshed).")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
-    result = build(args.runs, args.data)
+    if args.render_only:
+        result = json.loads(args.out.with_suffix(".json").read_text())
+        for row, (folder, _, _) in zip(result["rows"], ROWS):
+            ckpt = default_checkpoint_path() if folder == "shipped" else args.runs / folder / "best"
+            row["status"] = _status(folder, json.loads(ckpt.with_suffix(".json").read_text()))
+    else:
+        result = build(args.runs, args.data)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2))
     table = to_markdown(result)
     args.out.with_name(args.out.name + "_table.md").write_text(table)
