@@ -44,7 +44,7 @@ decomposition of the logit on that model.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -249,6 +249,7 @@ class LrpExplainer(Explainer):
         copy = fold_batchnorm(self.model)
         for p in copy.parameters():
             p.requires_grad_(False)
+        _pass_through_activations(copy)
         composite = build_composite(self.composite_name, copy, self._channels(), self.epsilon)
         composite.register(copy)
         self._hooks = _registered_hooks(copy)
@@ -271,6 +272,44 @@ class LrpExplainer(Explainer):
         """Removes the hooks of the LRP copy and marks the explainer unusable."""
         self._release()
         super().close()
+
+
+class _PassThroughGradient(torch.autograd.Function):
+    """Applies an activation in the forward pass and hands the gradient back unchanged."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, fn: Any) -> torch.Tensor:
+        return fn(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad, None
+
+
+class PassThroughActivation(nn.Module):
+    """ReLU or ReLU6 whose backward is the identity: zennit's ``Pass`` rule without a hook.
+
+    Every composite here maps activations to ``Pass`` (relevance goes through unchanged). As a hook
+    that costs an input copy, two autograd wrappers and Python calls per activation and call; as an
+    autograd function it costs nothing. The activation is not a submodule, so no rule is attached.
+    """
+
+    _FUNCTIONS: ClassVar[dict[type[nn.Module], Any]] = {nn.ReLU: torch.relu, nn.ReLU6: nn.functional.relu6}
+
+    def __init__(self, activation: nn.Module) -> None:
+        super().__init__()
+        self.fn = self._FUNCTIONS[type(activation)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _PassThroughGradient.apply(x, self.fn)
+
+
+def _pass_through_activations(model: nn.Module) -> None:
+    """Swaps every ReLU and ReLU6 of ``model`` (in place) for :class:`PassThroughActivation`."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) in PassThroughActivation._FUNCTIONS:
+                setattr(parent, name, PassThroughActivation(child))
 
 
 def _registered_hooks(model: nn.Module) -> list[Hook]:
