@@ -31,6 +31,12 @@ The batch-norm merge is zennit's ``SequentialMergeBatchNorm`` with one correctio
 ``running_var = 1 - eps``, not 1; EfficientNet's ``eps = 1e-3`` would otherwise scale every block's
 output by 0.9995.
 
+Speed (``benchmarks/perf.md``; maps equal the plain zennit call, tested): the explainer prepares a
+private copy of the model once (batch norm folded into the convolutions, canonizers applied, rule
+hooks registered) and keeps it between calls, rebuilding it when a weight changes; ReLU/ReLU6 get
+their ``Pass`` behaviour from an autograd function instead of a hook; and the default composite uses
+:class:`NonNegativeZPlus`, which skips the z+ branch that is exactly zero after a ReLU.
+
 Models with recurrent layers (the CNN-LSTM) are refused: LRP through LSTM gates needs dedicated
 rules that zennit does not provide.
 
