@@ -51,19 +51,22 @@ def test_non_negative_zplus_matches_a_naive_reference() -> None:
     torch.testing.assert_close(_relevance(NonNegativeZPlus(), conv, x, upper), _naive_zplus(conv, x, upper))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("signed", [False, True])
-def test_non_negative_zplus_equals_zennits_zplus(signed, monkeypatch) -> None:
-    conv = _conv(3)
+def test_non_negative_zplus_equals_zennits_zplus(signed, dtype, monkeypatch) -> None:
+    conv = _conv(3).to(dtype)
     g = torch.Generator().manual_seed(2)
-    x = torch.randn(2, 2, 6, 6, generator=g, dtype=torch.float64)
+    x = torch.randn(2, 2, 6, 6, generator=g, dtype=dtype)
     x = x if signed else x.clamp(min=0)
-    upper = torch.randn(2, 3, 6, 6, generator=g, dtype=torch.float64)
+    x[0, 0, 0, :3] = 0.0  # zero outputs exercise the stabilizer's sign(0) = +1
+    upper = torch.randn(2, 3, 6, 6, generator=g, dtype=dtype)
     reference = _relevance(ZPlus(), conv, x, upper)
 
     calls = []
     real = ZPlus.backward
     monkeypatch.setattr(ZPlus, "backward", lambda self, *a: calls.append(1) or real(self, *a))
     ours = _relevance(NonNegativeZPlus(), conv, x, upper)
-    torch.testing.assert_close(ours, reference, rtol=0, atol=0)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=0)  # bit for bit
     # The two-branch computation runs only when there is a negative input.
     assert calls == ([1] if signed else [])
+
