@@ -9,21 +9,10 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 
+from brainxai.bench import time_call
 from brainxai.inference import Classifier
-
-
-def median_ms(fn, repeats: int = 20) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return float(np.median(times))
 
 
 def main() -> None:
@@ -37,7 +26,9 @@ def main() -> None:
     print(f"compile: {time.perf_counter() - t:.1f} s")
     with torch.inference_mode():
         for _ in range(2):
-            print(f"eager folded {median_ms(lambda: folded(x)):.1f} ms, compiled {median_ms(lambda: compiled(x)):.1f} ms")
+            eager_ms = time_call(lambda: folded(x), 20, warmup=3)["median"]
+            compiled_ms = time_call(lambda: compiled(x), 20, warmup=3)["median"]
+            print(f"eager folded {eager_ms:.1f} ms, compiled {compiled_ms:.1f} ms")
         print(f"max |logit difference|: {(folded(x) - compiled(x)).abs().max().item():.2e}")
 
 
