@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -85,6 +87,21 @@ def serve(
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, server_header=False, workers=1)
 
 
+@contextlib.contextmanager
+def _database(data_dir: Path | None, database_url: str | None) -> Iterator[object]:
+    """One transaction on the app's database (committed on success); ``ValueError`` becomes a CLI error."""
+    from brainxai.web.db import open_database, session_scope
+
+    engine, sessions = open_database(_settings(data_dir, database_url).db_url)
+    try:
+        with session_scope(sessions) as db:
+            yield db
+    except ValueError as exc:
+        fail(str(exc))
+    finally:
+        engine.dispose()
+
+
 def _read_password(password_stdin: bool) -> str:
     if password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
@@ -101,18 +118,10 @@ def user_add(
 ) -> None:
     """Creates an account (the password is stored as an argon2id hash)."""
     from brainxai.web.crud import create_user
-    from brainxai.web.db import open_database, session_scope
 
-    settings = _settings(data_dir, database_url)
     password = _read_password(password_stdin)
-    engine, sessions = open_database(settings.db_url)
-    try:
-        with session_scope(sessions) as db:
-            create_user(db, name, password, is_admin=admin)
-    except ValueError as exc:
-        fail(str(exc))
-    finally:
-        engine.dispose()
+    with _database(data_dir, database_url) as db:
+        create_user(db, name, password, is_admin=admin)
     typer.echo(f"user {name!r} created{' (admin)' if admin else ''}")
 
 
@@ -127,23 +136,15 @@ def user_set_password(
     from sqlalchemy import delete, select
 
     from brainxai.web.crud import set_password
-    from brainxai.web.db import open_database, session_scope
     from brainxai.web.models import AuthSession, User
 
-    settings = _settings(data_dir, database_url)
     password = _read_password(password_stdin)
-    engine, sessions = open_database(settings.db_url)
-    try:
-        with session_scope(sessions) as db:
-            user = db.scalar(select(User).where(User.username == name))
-            if user is None:
-                fail(f"no user {name!r}")
-            set_password(db, user, password)
-            db.execute(delete(AuthSession).where(AuthSession.user_id == user.id))
-    except ValueError as exc:
-        fail(str(exc))
-    finally:
-        engine.dispose()
+    with _database(data_dir, database_url) as db:
+        user = db.scalar(select(User).where(User.username == name))
+        if user is None:
+            fail(f"no user {name!r}")
+        set_password(db, user, password)
+        db.execute(delete(AuthSession).where(AuthSession.user_id == user.id))
     typer.echo(f"password of {name!r} changed")
 
 
@@ -152,16 +153,10 @@ def user_list(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> Non
     """Lists the accounts."""
     from sqlalchemy import select
 
-    from brainxai.web.db import open_database, session_scope
     from brainxai.web.models import User
 
-    settings = _settings(data_dir, database_url)
-    engine, sessions = open_database(settings.db_url)
-    try:
-        with session_scope(sessions) as db:
-            for user in db.scalars(select(User).order_by(User.username)):
-                role = "admin" if user.is_admin else "user"
-                state = "" if user.is_active else " (disabled)"
-                typer.echo(f"{user.username}\t{role}{state}\tcreated {user.created_at:%Y-%m-%d}")
-    finally:
-        engine.dispose()
+    with _database(data_dir, database_url) as db:
+        for user in db.scalars(select(User).order_by(User.username)):
+            role = "admin" if user.is_admin else "user"
+            state = "" if user.is_active else " (disabled)"
+            typer.echo(f"{user.username}\t{role}{state}\tcreated {user.created_at:%Y-%m-%d}")
