@@ -158,6 +158,8 @@ def run_bench(
     def resnet_forward() -> None:
         with torch.inference_mode():
             resnet(x224)
+        if x224.is_cuda:
+            torch.cuda.synchronize()  # CUDA launches are asynchronous: time the work, not the launch
 
     r = time_call(resnet_forward, repeats)
     result["resnet18_classify"] = r

@@ -40,6 +40,10 @@ def train(
     pretrained: Annotated[bool, typer.Option("--pretrained/--scratch", help="Start from ImageNet weights when available.")] = True,
     cache_dir: Annotated[Path, typer.Option(help="Where decoded images are cached.")] = Path(".cache/brainxai"),
     limit_per_class: Annotated[int | None, typer.Option(help="Use at most N training images per class (smoke tests).")] = None,
+    label_smoothing: Annotated[float, typer.Option(help="Cross-entropy label smoothing (0 = none).")] = 0.0,
+    lr_schedule: Annotated[str, typer.Option(help="plateau (halve on a stalled val loss) | cosine (anneal to 1 percent of the rate over each phase).")] = "plateau",
+    amp: Annotated[str, typer.Option(help="auto (bfloat16 autocast on CUDA, off on CPU) | bf16 | off.")] = "auto",
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes for augmentation (0: in the main process).")] = 0,
     time_budget: Annotated[float | None, typer.Option(help="Stop after this many minutes of this sitting, mid-epoch if need be; the cut epoch is validated and can become best, but is not resumable.")] = None,
 ) -> None:
     """Train a model; writes OUT/best.safetensors + best.json, last.pt and history.csv/json."""
@@ -67,6 +71,10 @@ def train(
         pretrained=pretrained,
         cache_dir=str(cache_dir),
         limit_per_class=limit_per_class,
+        label_smoothing=label_smoothing,
+        lr_schedule=lr_schedule,  # type: ignore[arg-type]
+        amp=amp,  # type: ignore[arg-type]
+        workers=workers,
         time_budget_s=time_budget * 60 if time_budget else None,
     )
     try:

@@ -76,6 +76,9 @@ class TrainConfig:
     cache_dir: str | None = ".cache/brainxai"
     limit_per_class: int | None = None
     label_smoothing: float = 0.0
+    lr_schedule: Literal["plateau", "cosine"] = "plateau"
+    amp: Literal["auto", "bf16", "off"] = "auto"
+    workers: int = 0
     time_budget_s: float | None = None
     progress: bool = True
 
@@ -131,23 +134,29 @@ def _run_epoch(
     desc: str,
     progress: bool,
     deadline: float | None = None,
+    amp: bool = False,
 ) -> dict[str, float]:
     """One pass; trains when an optimizer is given. Returns loss, accuracy, timing and the share run.
 
     With a ``deadline`` (a ``time.perf_counter()`` value) the pass stops after the first batch that
-    ends past it; ``fraction`` then says how much of the epoch was run.
+    ends past it; ``fraction`` then says how much of the epoch was run. ``amp`` runs the forward
+    pass under bfloat16 autocast (CUDA only; weights and optimiser state stay float32).
     """
     total_loss, correct, n, batches = 0.0, 0, 0, 0
     data_time = compute_time = 0.0
     t_mark = time.perf_counter()
-    bar = tqdm(loader, desc=desc, disable=not progress, leave=False)
+    # tqdm.auto's class calls iter() on an iterable in its constructor; on a DataLoader that starts a
+    # second, unused iterator, which draws from the shuffle generator (and, with workers, prefetches
+    # a permutation), so the shuffle would depend on the worker count. Hand it the one iterator.
+    bar = tqdm(iter(loader), total=len(loader), desc=desc, disable=not progress, leave=False)
     with torch.set_grad_enabled(optimizer is not None):
         for x, y in bar:
             t_data = time.perf_counter()
             data_time += t_data - t_mark
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            logits = model(x)
-            loss = loss_fn(logits, y)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(x)
+            loss = loss_fn(logits.float(), y)
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -168,6 +177,31 @@ def _run_epoch(
         "compute_time": compute_time,
         "fraction": batches / max(len(loader), 1),
     }
+
+
+def resolve_amp(amp: str, device: torch.device) -> bool:
+    """Whether to train under bfloat16 autocast: ``auto`` means yes on CUDA, no elsewhere.
+
+    On a CPU bfloat16 is slower than float32 on most hardware, so ``bf16`` is refused there.
+    """
+    if amp not in ("auto", "bf16", "off"):
+        raise ValueError(f"unknown --amp {amp!r}; use auto, bf16 or off")
+    if amp == "bf16" and device.type != "cuda":
+        raise ValueError(f"--amp bf16 needs a CUDA device, not {device}")
+    return device.type == "cuda" and amp != "off"
+
+
+def _make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, phase: Phase
+) -> torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau:
+    """``plateau``: halve the rate when validation loss stalls; ``cosine``: anneal to 1% over the phase."""
+    if config.lr_schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience
+        )
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(phase.epochs, 1), eta_min=phase.lr * 0.01)
+    raise ValueError(f"unknown lr schedule {config.lr_schedule!r}; use 'plateau' or 'cosine'")
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
@@ -206,6 +240,12 @@ class Trainer:
         self.resume = resume
         self.out = Path(config.out)
         self.device = resolve_device(config.device)
+        self.amp = resolve_amp(config.amp, self.device)
+        if config.lr_schedule not in ("plateau", "cosine"):  # fail before minutes of decoding, not after
+            raise ValueError(f"unknown lr schedule {config.lr_schedule!r}; use 'plateau' or 'cosine'")
+        if self.device.type == "cuda":
+            # Fixed input size: let cuDNN pick the fastest convolution algorithms once.
+            torch.backends.cudnn.benchmark = True
 
     def _data(self, preprocess: PreprocessConfig) -> tuple[MRIDataset, MRIDataset, str, dict[str, Any]]:
         c = self.config
@@ -237,17 +277,19 @@ class Trainer:
         train_ds, val_ds, data_fp, data_info = self._data(preprocess)
         phases = _build_phases(c, model)
         loss_fn = nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
+        # Model selection uses the plain negative log-likelihood, so runs with and without label
+        # smoothing are compared on the same scale.
+        val_loss_fn = nn.CrossEntropyLoss()
         history: list[dict[str, Any]] = []
         best_val, best_epoch, epoch = float("inf"), -1, 0
         start_phase, start_in_phase, bad_epochs = 0, 0, 0
         optimizer: torch.optim.Optimizer | None = None
-        scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
         state: dict[str, Any] | None = None
         last_path = self.out / "last.pt"
 
         if self.resume and last_path.is_file():
             state = torch.load(last_path, map_location=self.device, weights_only=False)
-            ignored = {"progress", "device"}
+            ignored = {"progress", "device", "workers"}
             old = {k: v for k, v in state["recipe"].items() if k not in ignored}
             if old != {k: v for k, v in c.to_dict().items() if k not in ignored}:
                 logger.warning("resuming with a recipe that differs from the interrupted run's")
@@ -266,9 +308,7 @@ class Trainer:
             phase = phases[phase_i]
             params = apply_phase(model, phase)
             optimizer = torch.optim.Adam(params, lr=phase.lr)
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode="min", factor=c.lr_factor, patience=c.lr_patience
-            )
+            scheduler = _make_scheduler(optimizer, c, phase)
             first = start_in_phase if phase_i == start_phase else 0
             if state is not None and phase_i == start_phase and first > 0:
                 optimizer.load_state_dict(state["optimizer"])
@@ -285,18 +325,25 @@ class Trainer:
                 torch.manual_seed(c.seed * 100_003 + epoch)
                 train_ds.set_epoch(epoch)
                 gen = torch.Generator().manual_seed(c.seed * 1_000_003 + epoch)
-                train_loader = DataLoader(train_ds, batch_size=c.batch_size, shuffle=True, generator=gen)
-                val_loader = DataLoader(val_ds, batch_size=c.batch_size * 2)
+                # Augmentation is seeded per (epoch, item), so worker processes do not change the result.
+                loader_kw: dict[str, Any] = {"num_workers": c.workers, "pin_memory": self.device.type == "cuda"}
+                train_loader = DataLoader(train_ds, batch_size=c.batch_size, shuffle=True, generator=gen, **loader_kw)
+                val_loader = DataLoader(val_ds, batch_size=c.batch_size * 2, **loader_kw)
                 set_train_mode(model, phase)
+                lr_now = optimizer.param_groups[0]["lr"]
                 tr = _run_epoch(
                     model, train_loader, self.device, loss_fn, optimizer,
-                    f"epoch {epoch + 1}/{total_epochs} train", c.progress, deadline,
+                    f"epoch {epoch + 1}/{total_epochs} train", c.progress, deadline, self.amp,
                 )
                 budget_spent = deadline is not None and time.perf_counter() > deadline
                 model.eval()
-                va = _run_epoch(model, val_loader, self.device, loss_fn, None, f"epoch {epoch + 1} val", c.progress)
-                scheduler.step(va["loss"])
-                lr_now = optimizer.param_groups[0]["lr"]
+                va = _run_epoch(
+                    model, val_loader, self.device, val_loss_fn, None, f"epoch {epoch + 1} val", c.progress, None, self.amp
+                )
+                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    scheduler.step(va["loss"])
+                else:
+                    scheduler.step()
                 row = {
                     "epoch": epoch + 1,
                     "phase": phase.name,
@@ -304,7 +351,7 @@ class Trainer:
                     "train_accuracy": round(tr["accuracy"], 6),
                     "val_loss": round(va["loss"], 6),
                     "val_accuracy": round(va["accuracy"], 6),
-                    "lr": phase.lr if e_in_phase == 0 else lr_now,
+                    "lr": lr_now,
                     "time_s": round(time.perf_counter() - t0, 2),
                     "data_time_s": round(tr["data_time"], 2),
                     "epoch_fraction": round(tr["fraction"], 4),
@@ -382,7 +429,7 @@ class Trainer:
             model=self.config.model,
             classes=list(model.brainxai_config.classes or CLASSES),
             preprocess=preprocess,
-            recipe=self.config.to_dict() | {"device": str(self.device)},
+            recipe=self.config.to_dict() | {"device": str(self.device), "amp": "bf16" if self.amp else "off"},
             metrics={
                 "best_epoch": row["epoch"],
                 "val_loss": row["val_loss"],
