@@ -1,7 +1,9 @@
 """The one inference path: checkpoint -> preprocessing -> probabilities.
 
 Everything that classifies (evaluation, the analysis service, the web app, benchmarks) goes through
-:class:`Classifier`, so preprocessing is always the checkpoint's own.
+:class:`Classifier`, so preprocessing is always the checkpoint's own, and so is the softmax
+temperature: probabilities are ``softmax(logits / T)`` with the checkpoint's calibrated ``T``
+(1.0 when it was never calibrated). Explainers work on ``Classifier.model`` and its raw logits.
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ class Classifier:
         self._classify_model: nn.Module = fold_batchnorm(self.model)
         self.classes: tuple[str, ...] = tuple(loaded.meta.classes)
         self.preprocess: PreprocessConfig = loaded.meta.preprocess
+        # Probabilities are softmax(logits / temperature) (post-hoc temperature scaling, fitted on the
+        # checkpoint's validation split); it never changes the arg-max, nor the explanations.
+        self.temperature: float = float(loaded.meta.temperature)
 
     @classmethod
     def load(cls, checkpoint: str | Path | None = None, device: str | torch.device = "auto") -> Classifier:
@@ -97,14 +102,28 @@ class Classifier:
         return to_tensor(prepared, self.preprocess).to(self.device)
 
     @torch.inference_mode()
+    def logits_prepared(self, prepared: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Raw logits (no temperature) for prepared images ``(N, H, W)``; returns ``(N, C)`` float32."""
+        if prepared.ndim == 2:
+            prepared = prepared[None]
+        out = [
+            self._classify_model(self.tensor(prepared[i : i + batch_size])).float().cpu().numpy()
+            for i in range(0, len(prepared), batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), dtype=np.float32)
+
+    @torch.inference_mode()
     def predict_proba_prepared(self, prepared: np.ndarray, batch_size: int = 32) -> np.ndarray:
-        """Class probabilities for prepared images ``(N, H, W)``; returns ``(N, C)`` float64."""
+        """Class probabilities ``softmax(logits / temperature)`` for prepared images ``(N, H, W)``;
+        returns ``(N, C)`` float64."""
         if prepared.ndim == 2:
             prepared = prepared[None]
         out = []
         for i in range(0, len(prepared), batch_size):
-            logits = self._classify_model(self.tensor(prepared[i : i + batch_size]))
-            out.append(torch.softmax(logits.float(), dim=1).cpu().double().numpy())
+            logits = self._classify_model(self.tensor(prepared[i : i + batch_size])).float()
+            if self.temperature != 1.0:
+                logits = logits / self.temperature
+            out.append(torch.softmax(logits, dim=1).cpu().double().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)))
 
     def predict(self, images: list[np.ndarray] | np.ndarray) -> list[Prediction]:

@@ -174,6 +174,7 @@ class AnalysisService:
             "created": ckpt.meta.created,
             "sha256": ckpt.sha256,
             "classes": list(self.classifier.classes),
+            "temperature": self.classifier.temperature,
         }
 
     def score_slices(self, slices: Sequence[np.ndarray]) -> list[float]:

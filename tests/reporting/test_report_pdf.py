@@ -124,3 +124,14 @@ def test_labels() -> None:
     assert method_title("gradcam++") == "Grad-CAM++"
     assert method_title("new-method") == "new-method"
     assert date_text("not a date") == "not a date"
+
+
+@pytest.mark.parametrize(("temperature", "expected"), [(0.5166, "divided by 0.517 (temperature scaling"), (None, "(not calibrated)")])
+def test_report_says_how_the_probabilities_were_computed(tmp_path: Path, temperature, expected) -> None:
+    result, images = _result("glioma", None, None)
+    if temperature is not None:
+        result["model"]["temperature"] = temperature
+    text = _text(write_report(result, images, tmp_path / "r.pdf"))
+    assert "Model probabilities: softmax of the model's outputs" in text
+    assert expected in text
+    assert "not the probability that the patient has the disease" in text

@@ -45,8 +45,10 @@ def test_one_epoch_checkpoint_reloads_and_predicts_identically(mri_root, tmp_pat
     rng = np.random.default_rng(0)
     scans = [rng.integers(0, 255, (90, 80), dtype=np.uint8) for _ in range(3)]
     prepared = np.stack([clf.prepare(s) for s in scans])
+    # The trainer fitted a softmax temperature on the validation split; probabilities use it.
+    assert clf.temperature == meta["temperature"] > 0 and meta["calibration"]["n"] == result.extra["n_val"]
     with torch.no_grad():
-        ref = torch.softmax(model(clf.tensor(prepared)), 1).numpy()
+        ref = torch.softmax(model(clf.tensor(prepared)) / clf.temperature, 1).numpy()
     assert np.allclose(clf.predict_proba_prepared(prepared), ref, atol=1e-6)
     assert [p.label for p in clf.predict(scans)] == [clf.classes[i] for i in ref.argmax(1)]
 

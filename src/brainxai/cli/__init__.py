@@ -11,7 +11,7 @@ import logging
 
 from brainxai.cli.app import app
 
-_COMMAND_MODULES = ("data", "train", "evaluate", "explain", "analyze", "serve", "bench")
+_COMMAND_MODULES = ("data", "train", "calibrate", "evaluate", "explain", "analyze", "serve", "bench")
 
 for _name in _COMMAND_MODULES:
     try:

@@ -84,6 +84,9 @@ def explain_command(
     except UnsupportedModelError as exc:
         fail(str(exc))
     (prediction,) = classifier.predict([scan])
+    # The map explains the model's raw logits; the probability shown is the classifier's (with the
+    # checkpoint's temperature), the same number as in "probabilities".
+    target_p = prediction.probabilities.get(explanation.target_label, explanation.score)
     mapped = relevance_to_original(explanation.relevance, box, scan.shape)
     views = render_views(scan, mapped, explanation.target_label, show_evidence=show_evidence, alpha=alpha)
 
@@ -96,7 +99,7 @@ def explain_command(
         "method": explanation.method,
         "target": explanation.target,
         "target_label": explanation.target_label,
-        "score": explanation.score,
+        "score": target_p,
         "predicted": prediction.label,
         "probabilities": prediction.probabilities,
         "crop_box": list(box),
@@ -109,7 +112,7 @@ def explain_command(
     (out / "explanation.json").write_text(json.dumps(meta, indent=2) + "\n")
     typer.echo(
         f"predicted {prediction.label} ({prediction.confidence:.3f}); {method} map for "
-        f"{explanation.target_label} (p={explanation.score:.3f}) written to {out}"
+        f"{explanation.target_label} (p={target_p:.3f}) written to {out}"
     )
     typer.echo(views.caption)
     typer.echo(DISCLAIMER)

@@ -164,6 +164,15 @@ def _report_markdown(metrics: dict[str, Any], classifier: Classifier, data: Path
         "",
         f"Model: `{ck.meta.model}` (checkpoint `{ck.weights_path.name}`, sha256 `{ck.sha256[:16]}`), data: `{data}`.",
         f"Preprocessing: {ck.meta.preprocess.to_dict()}.",
+    ]
+    if classifier.temperature != 1.0:
+        fitted_on = ck.meta.calibration.get("fitted_on")
+        where = f", fitted on the {fitted_on}" if fitted_on else ""
+        lines.append(
+            f"Probabilities: softmax(logits / T) with temperature T = {classifier.temperature:.4f} "
+            f"(temperature scaling{where})."
+        )
+    lines += [
         "",
         "| split | n | accuracy [95% CI] | macro-F1 [95% CI] | macro AUC | ECE |",
         "|---|---|---|---|---|---|",

@@ -93,6 +93,18 @@ def _styles() -> dict[str, ParagraphStyle]:
     }
 
 
+def probability_note(model: Mapping[str, Any]) -> str:
+    """How the class probabilities were computed, in one sentence for the report."""
+    temperature = model.get("temperature")
+    how = (
+        f"softmax of the model's outputs divided by {temperature:.3g} (temperature scaling fitted on held-out "
+        "training images, so that a probability of 90% is right about 90% of the time on this dataset)"
+        if isinstance(temperature, (int, float)) and temperature != 1.0
+        else "softmax of the model's outputs (not calibrated)"
+    )
+    return f"Model probabilities: {how}. They are not the probability that the patient has the disease."
+
+
 def _p(text: Any, style: ParagraphStyle) -> Paragraph:
     return Paragraph(escape(str(text)), style)
 
@@ -293,7 +305,8 @@ def build_report(result: Mapping[str, Any], images: Mapping[str, Any]) -> bytes:
         _p(f"Type: {title}. Probability {confidence:.1%}. Explanation: {method_title(method)}.{agree_text}", styles["body"]),
     ]
     bars = [_p("Class probabilities", styles["h2"]),
-            ProbabilityBars(probabilities, prediction, half, fonts)]
+            ProbabilityBars(probabilities, prediction, half, fonts),
+            _p(probability_note(result.get("model") or {}), styles["small"])]
     finding = Table([[finding_left, bars]], colWidths=[half + 6 * mm, half])
     finding.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0),
                                  ("RIGHTPADDING", (0, 0), (-1, -1), 0)]))

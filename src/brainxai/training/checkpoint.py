@@ -1,14 +1,17 @@
 """Checkpoints: weights as safetensors plus a JSON metadata sidecar.
 
 A checkpoint is a pair ``NAME.safetensors`` + ``NAME.json``. The JSON names the model, its classes,
-its preprocessing, the training recipe, metrics, history and a fingerprint of the training data.
-Loading restores the preprocessing, so a model can never be fed differently from how it was trained.
+its preprocessing, the training recipe, metrics, history, a fingerprint of the training data and
+the softmax temperature (``temperature``, 1.0 when never calibrated, with how it was fitted in
+``calibration``). Loading restores the preprocessing, so a model can never be fed differently from
+how it was trained.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -45,6 +48,9 @@ class CheckpointMeta:
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     brainxai_version: str = __version__
     dtype: str = "float32"
+    # Probabilities are softmax(logits / temperature); fitted post hoc on the validation split.
+    temperature: float = 1.0
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,10 +66,17 @@ class CheckpointMeta:
             "created": self.created,
             "brainxai_version": self.brainxai_version,
             "dtype": self.dtype,
+            "temperature": self.temperature,
+            "calibration": self.calibration,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CheckpointMeta:
+        temperature = data.get("temperature", 1.0)
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
+            math.isfinite(temperature) and temperature > 0
+        ):
+            raise CheckpointError(f"checkpoint temperature must be a finite number > 0, got {temperature!r}")
         try:
             return cls(
                 model=data["model"],
@@ -77,6 +90,8 @@ class CheckpointMeta:
                 created=data.get("created", ""),
                 brainxai_version=data.get("brainxai_version", "?"),
                 dtype=data.get("dtype", "float32"),
+                temperature=float(temperature),
+                calibration=dict(data.get("calibration") or {}),
             )
         except KeyError as exc:
             raise CheckpointError(f"checkpoint metadata lacks required field {exc}") from exc
@@ -134,6 +149,20 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta, ha
     os.replace(tmp, weights_path)
     atomic_write_bytes(meta_path, json.dumps(meta.to_dict(), indent=2).encode())
     return weights_path
+
+
+def update_checkpoint_meta(path: str | Path, **fields: Any) -> dict[str, Any]:
+    """Sets top-level fields of a checkpoint's JSON in place (atomically) and returns the new content.
+
+    The result must still load (e.g. a bad ``temperature`` is refused before anything is written).
+    """
+    _, meta_path = checkpoint_paths(path)
+    if not meta_path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {meta_path}")
+    data = json.loads(meta_path.read_text()) | fields
+    CheckpointMeta.from_dict(data)
+    atomic_write_bytes(meta_path, json.dumps(data, indent=2).encode())
+    return data
 
 
 def file_sha256(path: str | Path) -> str:

@@ -1,7 +1,8 @@
 """The training loop: Adam + cross-entropy, ReduceLROnPlateau, early stopping, checkpoints, resume.
 
 Outputs in ``out``:
-  ``best.safetensors`` + ``best.json``   best-validation-loss checkpoint (the one to use)
+  ``best.safetensors`` + ``best.json``   best-validation-loss checkpoint (the one to use), with its
+                                        softmax temperature fitted on the validation split
   ``last.pt``                           full state after the last completed epoch (for ``--resume``)
   ``history.csv`` / ``history.json``    one row per epoch
 """
@@ -26,17 +27,12 @@ from tqdm.auto import tqdm
 
 from brainxai.constants import CLASSES
 from brainxai.data.augment import default_augmentation
-from brainxai.data.dataset import (
-    MRIDataset,
-    decode_samples,
-    discover_samples,
-    fingerprint,
-)
+from brainxai.data.dataset import MRIDataset
 from brainxai.data.preprocess import PreprocessConfig
-from brainxai.data.splits import stratified_split
 from brainxai.inference import resolve_device
 from brainxai.models import create_model
-from brainxai.training.checkpoint import CheckpointMeta, save_checkpoint
+from brainxai.training.calibrate import fit_checkpoint_temperature, split_description
+from brainxai.training.checkpoint import CheckpointMeta, atomic_write_bytes, save_checkpoint
 from brainxai.training.schedules import (
     PROGRESSIVE_EPOCHS,
     PROGRESSIVE_LRS,
@@ -46,6 +42,7 @@ from brainxai.training.schedules import (
     set_train_mode,
     single_schedule,
 )
+from brainxai.training.split import resolve_training_folder, training_split  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -99,12 +96,6 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_training_folder(data: str | Path) -> Path:
-    """``DIR`` or ``DIR/Training``: accepts the dataset root or its training folder."""
-    p = Path(data)
-    return p / "Training" if (p / "Training").is_dir() else p
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -117,12 +108,6 @@ def _build_phases(config: TrainConfig, model: nn.Module) -> list[Phase]:
     if config.schedule == "progressive":
         return progressive_schedule(model.brainxai_config, config.phase_epochs, config.phase_lrs)
     raise ValueError(f"unknown schedule {config.schedule!r}; use 'single' or 'progressive'")
-
-
-def _limit(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    keep = [np.sort(rng.permutation(np.flatnonzero(labels == c))[:per_class]) for c in np.unique(labels)]
-    return np.sort(np.concatenate(keep))
 
 
 def _run_epoch(
@@ -249,24 +234,21 @@ class Trainer:
 
     def _data(self, preprocess: PreprocessConfig) -> tuple[MRIDataset, MRIDataset, str, dict[str, Any]]:
         c = self.config
-        folder = resolve_training_folder(c.data)
-        samples = discover_samples(folder)
-        decoded = decode_samples(samples, preprocess, cache_dir=c.cache_dir, progress=c.progress)
-        images, labels = decoded.images, decoded.labels
-        if c.limit_per_class:
-            keep = _limit(labels, c.limit_per_class, c.seed)
-            images, labels = images[keep], labels[keep]
-        train_idx, val_idx = stratified_split(labels, c.val_fraction, c.seed)
+        split = training_split(
+            c.data, preprocess, val_fraction=c.val_fraction, seed=c.seed,
+            limit_per_class=c.limit_per_class, cache_dir=c.cache_dir, progress=c.progress,
+        )
+        images, labels, train_idx, val_idx = split.images, split.labels, split.train_idx, split.val_idx
         augment = default_augmentation(hflip=c.hflip) if c.augment else None
         train_ds = MRIDataset(images[train_idx], labels[train_idx], preprocess, augment=augment, seed=c.seed)
         val_ds = MRIDataset(images[val_idx], labels[val_idx], preprocess)
         info = {
-            "training_folder": str(folder),
+            "training_folder": str(split.folder),
             "n_train": len(train_idx),
             "n_val": len(val_idx),
-            "skipped_files": [str(p) for p, _ in decoded.failed],
+            "skipped_files": [str(p) for p, _ in split.failed],
         }
-        return train_ds, val_ds, fingerprint(decoded.samples, folder), info
+        return train_ds, val_ds, split.fingerprint, info
 
     def fit(self) -> TrainResult:
         c = self.config
@@ -402,11 +384,23 @@ class Trainer:
         best_path = self.out / "best"
         if best_epoch < 0:
             raise RuntimeError("training ran no epoch; nothing to save")
-        # Refresh the best checkpoint's metadata with the complete history.
+        # Post-hoc temperature scaling of the best checkpoint on the validation split (one pass), and
+        # its metadata refreshed with the complete history, in one atomic write.
+        calibration = fit_checkpoint_temperature(
+            best_path, val_ds.images, val_ds.labels,
+            split_description(c.val_fraction, c.seed, c.limit_per_class), device=self.device,
+        )
         meta_path = best_path.with_suffix(".json")
         meta = json.loads(meta_path.read_text())
         meta["history"] = history
-        meta_path.write_text(json.dumps(meta, indent=2))
+        meta["temperature"] = calibration.pop("temperature")
+        meta["calibration"] = calibration
+        atomic_write_bytes(meta_path, json.dumps(meta, indent=2).encode())
+        logger.info(
+            "temperature %.4f fitted on %d validation images: NLL %.4f -> %.4f, ECE %.4f -> %.4f",
+            meta["temperature"], calibration["n"], calibration["nll_before"], calibration["nll_after"],
+            calibration["ece_before"], calibration["ece_after"],
+        )
         return TrainResult(
             checkpoint=best_path.with_suffix(".safetensors"),
             history=history,

@@ -1,0 +1,36 @@
+"""``brainxai calibrate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from brainxai.cli.app import app, fail
+
+
+@app.command()
+def calibrate(
+    data: Annotated[Path, typer.Option(help="Dataset root (with Training/) or the training folder the checkpoint was trained on.")],
+    checkpoint: Annotated[Path, typer.Option(help="Checkpoint (.safetensors/.json stem) whose JSON gets the temperature.")],
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    cache_dir: Annotated[Path, typer.Option(help="Where decoded images are cached.")] = Path(".cache/brainxai"),
+) -> None:
+    """Fit the softmax temperature on the checkpoint's own validation split and store it in its JSON.
+
+    The split is rebuilt from the recipe in the checkpoint (seed, validation fraction, per-class
+    limit); the data must have the checkpoint's dataset fingerprint. Testing is never used.
+    """
+    from brainxai.data.dataset import DatasetLayoutError
+    from brainxai.training.calibrate import calibrate_checkpoint
+    from brainxai.training.checkpoint import CheckpointError, checkpoint_paths
+
+    try:
+        c = calibrate_checkpoint(checkpoint, data, device=device, cache_dir=cache_dir)
+    except (DatasetLayoutError, CheckpointError, ValueError) as exc:
+        fail(str(exc))
+        return
+    typer.echo(f"temperature {c['temperature']:.4f} fitted on {c['n']} images ({c['fitted_on']})")
+    typer.echo(f"NLL {c['nll_before']:.4f} -> {c['nll_after']:.4f}; ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}")
+    typer.echo(f"wrote temperature and calibration into {checkpoint_paths(checkpoint)[1]}")

@@ -1,0 +1,125 @@
+"""Fitting a checkpoint's softmax temperature on its own validation split.
+
+The trainer calls :func:`fit_checkpoint_temperature` at the end of a run on the split it trained
+with; ``brainxai calibrate`` calls :func:`calibrate_checkpoint`, which rebuilds that split from the
+recipe stored in the checkpoint first. The test split is never used.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from brainxai.data.dataset import DatasetLayoutError
+from brainxai.evaluation.calibration import TEMPERATURE_BOUNDS, fit_temperature_report
+from brainxai.inference import Classifier
+from brainxai.training.checkpoint import CheckpointError, load_checkpoint, update_checkpoint_meta
+from brainxai.training.split import training_split
+
+logger = logging.getLogger(__name__)
+
+METHOD = "temperature scaling"
+
+
+def split_description(val_fraction: float, seed: int, limit_per_class: int | None = None) -> str:
+    """How the fitting data was chosen, for the checkpoint's ``calibration.fitted_on``."""
+    limit = f", at most {limit_per_class} images per class" if limit_per_class else ""
+    return f"validation split of Training (seed {seed}, fraction {val_fraction}{limit})"
+
+
+def fit_checkpoint_temperature(
+    checkpoint: str | Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    fitted_on: str,
+    device: str | torch.device = "auto",
+) -> dict[str, Any]:
+    """Fits the temperature of a checkpoint's model on prepared images; writes nothing.
+
+    Args:
+        checkpoint: The checkpoint (stem or either file); its stored temperature is ignored.
+        images: ``(N, S, S)`` prepared ``uint8`` images (the checkpoint's preprocessing).
+        labels: ``(N,)`` true class indices.
+        fitted_on: Description of where the images come from.
+        device: Where to run the model.
+
+    Returns:
+        ``{"temperature", "method", "fitted_on", "n", "nll_before", "nll_after", "ece_before",
+        "ece_after"}``.
+    """
+    classifier = Classifier(load_checkpoint(checkpoint), device=device)
+    logits = classifier.logits_prepared(images)
+    fit = fit_temperature_report(logits, labels)
+    if fit.temperature in TEMPERATURE_BOUNDS:
+        logger.warning(
+            "the fitted temperature %.3g sits at the edge of its search range %s (%d validation images): "
+            "the validation split is too small or too easy to calibrate on",
+            fit.temperature, TEMPERATURE_BOUNDS, fit.n,
+        )
+    result = fit.to_dict()
+    return {"temperature": result.pop("temperature"), "method": METHOD, "fitted_on": fitted_on, **result}
+
+
+def calibrate_checkpoint(
+    checkpoint: str | Path,
+    data: str | Path,
+    device: str | torch.device = "auto",
+    cache_dir: str | Path | None = ".cache/brainxai",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Rebuilds a checkpoint's validation split, fits its temperature and stores it in the JSON.
+
+    Args:
+        checkpoint: The checkpoint to calibrate (its JSON is rewritten atomically).
+        data: Dataset root (with ``Training/``) or the training folder: the same files the model was
+            trained on, possibly at another path than the recorded one.
+        device: Where to run the model.
+        cache_dir: Decoded-image cache.
+        progress: Show a progress bar while decoding.
+
+    Returns:
+        What :func:`fit_checkpoint_temperature` returns.
+
+    Raises:
+        CheckpointError: The checkpoint records no recipe or data fingerprint to rebuild the split from.
+        DatasetLayoutError: ``data`` is not the data the checkpoint was trained on (fingerprint mismatch).
+    """
+    meta = load_checkpoint(checkpoint).meta
+    recipe = meta.recipe
+    missing = [k for k in ("val_fraction", "seed") if k not in recipe]
+    if missing or not meta.dataset_fingerprint:
+        raise CheckpointError(
+            f"{checkpoint}: the checkpoint records no "
+            + (f"recipe field(s) {', '.join(missing)}" if missing else "dataset fingerprint")
+            + "; its validation split cannot be rebuilt"
+        )
+    val_fraction, seed = float(recipe["val_fraction"]), int(recipe["seed"])
+    limit = recipe.get("limit_per_class")
+    split = training_split(
+        data, meta.preprocess, val_fraction=val_fraction, seed=seed,
+        limit_per_class=limit, cache_dir=cache_dir, progress=progress,
+    )
+    if split.fingerprint != meta.dataset_fingerprint:
+        raise DatasetLayoutError(
+            f"dataset fingerprint mismatch: the checkpoint was trained on data with fingerprint "
+            f"{meta.dataset_fingerprint}, but {split.folder} has fingerprint {split.fingerprint} "
+            "(different files, sizes or labels); the validation split cannot be rebuilt from it. "
+            "Pass the training data the checkpoint was trained on."
+        )
+    recorded_n = recipe.get("data_info", {}).get("n_val")
+    if recorded_n is not None and recorded_n != len(split.val_idx):
+        raise CheckpointError(
+            f"the rebuilt validation split has {len(split.val_idx)} images, the checkpoint recorded {recorded_n}"
+        )
+    val = split.val_idx
+    calibration = fit_checkpoint_temperature(
+        checkpoint, split.images[val], split.labels[val],
+        split_description(val_fraction, seed, limit), device=device,
+    )
+    fields = dict(calibration)
+    update_checkpoint_meta(checkpoint, temperature=fields.pop("temperature"), calibration=fields)
+    return calibration

@@ -1,0 +1,76 @@
+"""The training folder and its seeded, stratified train/validation split: the one way to build them.
+
+The trainer builds its split here, and ``brainxai calibrate`` rebuilds a checkpoint's validation
+split here from the recipe stored in the checkpoint, so the two can never drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from brainxai.data.dataset import decode_samples, discover_samples, fingerprint
+from brainxai.data.preprocess import PreprocessConfig
+from brainxai.data.splits import stratified_split
+
+
+def resolve_training_folder(data: str | Path) -> Path:
+    """``DIR`` or ``DIR/Training``: accepts the dataset root or its training folder."""
+    p = Path(data)
+    return p / "Training" if (p / "Training").is_dir() else p
+
+
+def _limit(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Sorted indices of at most ``per_class`` images of each class, drawn with ``seed``."""
+    rng = np.random.default_rng(seed)
+    keep = [np.sort(rng.permutation(np.flatnonzero(labels == c))[:per_class]) for c in np.unique(labels)]
+    return np.sort(np.concatenate(keep))
+
+
+@dataclass
+class TrainingSplit:
+    """The decoded training folder and its train/validation split, exactly as the trainer uses them."""
+
+    folder: Path
+    images: np.ndarray  # (N, S, S) uint8, after ``limit_per_class``
+    labels: np.ndarray  # (N,)
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    fingerprint: str  # of every decoded image of ``folder`` (before ``limit_per_class``)
+    failed: list[tuple[Path, str]]
+
+
+def training_split(
+    data: str | Path,
+    preprocess: PreprocessConfig,
+    *,
+    val_fraction: float,
+    seed: int,
+    limit_per_class: int | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> TrainingSplit:
+    """Decodes ``data``'s training folder and splits it as the trainer does (the one place that does).
+
+    A run's recipe (``val_fraction``, ``seed``, ``limit_per_class``) plus the same files give the same
+    split, so the validation split of a checkpoint can be rebuilt later (``brainxai calibrate``).
+    """
+    folder = resolve_training_folder(data)
+    samples = discover_samples(folder)
+    decoded = decode_samples(samples, preprocess, cache_dir=cache_dir, progress=progress)
+    images, labels = decoded.images, decoded.labels
+    if limit_per_class:
+        keep = _limit(labels, limit_per_class, seed)
+        images, labels = images[keep], labels[keep]
+    train_idx, val_idx = stratified_split(labels, val_fraction, seed)
+    return TrainingSplit(
+        folder=folder,
+        images=images,
+        labels=labels,
+        train_idx=train_idx,
+        val_idx=val_idx,
+        fingerprint=fingerprint(decoded.samples, folder),
+        failed=decoded.failed,
+    )
