@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brainxai.data.dataset import Sample
+from brainxai.data.dataset import Sample, discover_samples, fingerprint
 from brainxai.evaluation.evaluate import predict_folder
 from brainxai.inference import Classifier, default_checkpoint_path
 
@@ -23,11 +23,18 @@ def test_default_model_accuracy_on_fixed_200_testing_images(mri_root):
     assert accuracy >= 0.97, accuracy
 
 
-def test_default_model_metadata_names_its_preprocessing():
+def test_default_model_metadata_names_its_preprocessing(mri_root):
     meta = json.loads(default_checkpoint_path().with_suffix(".json").read_text())
     assert meta["model"] == "efficientnet-lite0"
     assert meta["classes"] == ["glioma", "meningioma", "notumor", "pituitary"]
     assert meta["preprocess"] == {"img_size": 224, "channels": 3, "normalize": "imagenet", "crop": True}
-    assert meta["recipe"]["schedule"] == "progressive" and meta["history"]
+    # The recipe of scripts/train_default_model.sh, as recorded by the trainer itself.
+    recipe = meta["recipe"]
+    assert (recipe["schedule"], recipe["lr_schedule"], recipe["lr"], recipe["label_smoothing"]) == ("single", "cosine", 1e-3, 0.1)
+    assert recipe["val_fraction"] == 0.05 and recipe["seed"] == 0 and recipe["pretrained"] is True
+    assert len(meta["history"]) == recipe["epochs"] and meta["metrics"]["best_epoch"] <= recipe["epochs"]
+    # Trained on exactly the shared Training folder (file names, sizes and labels).
+    training = mri_root / "Training"
+    assert meta["dataset_fingerprint"] == fingerprint(discover_samples(training), training)
     size_mb = default_checkpoint_path().with_suffix(".safetensors").stat().st_size / 1e6
     assert size_mb <= 30
