@@ -63,13 +63,17 @@ def _library_lrp(model: torch.nn.Module) -> Callable[[torch.Tensor], np.ndarray]
 def _library_gradcam(model: torch.nn.Module) -> Callable[[torch.Tensor], np.ndarray]:
     from pytorch_grad_cam import GradCAM
 
+    from brainxai.explain.cam import align_to_receptive_fields, cam_grid
     from brainxai.models import get_target_layer
 
     layer = get_target_layer(model)
 
     def run(x: torch.Tensor) -> np.ndarray:
         with GradCAM(model=model, target_layers=[layer]) as cam:
-            return cam(input_tensor=x, targets=None)
+            maps = cam(input_tensor=x, targets=None)
+            map_size = tuple(cam.activations_and_grads.activations[0].shape[-2:])
+        # brainxai's documented receptive-field alignment (explain/cam.py) is part of the method.
+        return align_to_receptive_fields(maps, cam_grid(model, layer, tuple(x.shape[-2:]), x.shape[1], map_size))
 
     return run
 

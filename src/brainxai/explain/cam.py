@@ -3,6 +3,19 @@
 The CAM is computed at the model's target layer (``brainxai.models.get_target_layer``), rectified,
 upsampled bilinearly to the input size and min-max scaled to [0, 1] per image by the library.
 
+Receptive-field alignment (on by default, ``align=False`` gives the library's map unchanged). The
+library's resize puts cell ``j`` of an ``h x w`` map at input pixel ``s * j + (s - 1) / 2`` (stride
+``s``), the centre of the ``j``-th block of pixels. A convolutional network's cell ``j`` is centred
+where its receptive field is: with the symmetric ``kernel // 2`` padding of EfficientNet-Lite0 and
+torchvision's ResNets that is ``s * j``, half a cell (15.5 px at 224 px) up and to the left of where
+the library draws it. Every CAM of those models was therefore displaced down and to the right; on
+the 512 px figshare development images that is about 35 px, more than the pointing game's 15 px
+tolerance. :func:`cam_grid` measures the grid (stride and centre of cell 0, per axis) once per
+architecture, on a copy whose weights are made uniform and positive so that the input gradient of a
+cell traces its receptive field, and the upsampled map is resampled accordingly (for those models a
+pure translation; layers without padding also need a small rescale). No parameter is fitted; the
+maps of the three methods keep their shape and values.
+
 For models whose target layer feeds straight into global average pooling and one linear layer
 (EfficientNet-Lite0, ResNet-18, ResNet-50-GAP), the Grad-CAM channel weights are known without a
 backward pass: d y_c / d A_k(i, j) = W[c, k] / (h * w). :class:`GradCamExplainer` then uses them
@@ -11,8 +24,11 @@ backward pass: d y_c / d A_k(i, j) = W[c, k] / (h * w). :class:`GradCamExplainer
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import cv2
 import numpy as np
 import torch
 from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM
@@ -31,17 +47,189 @@ def _target_layer(explainer: Explainer) -> nn.Module:
     return get_target_layer(explainer.model)
 
 
+@dataclass(frozen=True)
+class CamGrid:
+    """Where the cells of a layer's map sit on the input.
+
+    Cell ``(i, j)`` is centred at ``(offset_y + stride_y * i, offset_x + stride_x * j)`` input pixels;
+    ``resize_y``/``resize_x`` are input size over map size, the scale a plain resize uses (it draws
+    cell ``j`` at ``resize * (j + 0.5) - 0.5``).
+    """
+
+    stride_y: float
+    stride_x: float
+    offset_y: float
+    offset_x: float
+    resize_y: float
+    resize_x: float
+
+    def resize_to_receptive(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """Per axis ``(a, b)`` such that the resized map's value for input pixel ``p`` is at ``a * p + b``."""
+
+        def axis(stride: float, offset: float, resize: float) -> tuple[float, float]:
+            # pixel p -> cell u = (p - offset) / stride -> resized position resize * (u + 0.5) - 0.5
+            return resize / stride, resize * (0.5 - offset / stride) - 0.5
+
+        return axis(self.stride_y, self.offset_y, self.resize_y), axis(self.stride_x, self.offset_x, self.resize_x)
+
+
+_GRIDS: dict[tuple[Any, ...], CamGrid] = {}
+#: Cells per side of the probe input: the central cell's receptive field must fit inside it (the
+#: receptive fields of the registered CNNs' CAM layers do at 32; at 16 EfficientNet-Lite0's do not).
+_PROBE_CELLS = 32
+
+
+class _StopForward(Exception):
+    """Ends the probe's forward pass at the target layer."""
+
+
+def _architecture_key(model: nn.Module, layer: nn.Module, size: tuple[int, int]) -> tuple[Any, ...]:
+    # Weights do not matter for the geometry; the layer sequence and the input size do.
+    layers = tuple(
+        (name, type(m).__name__, getattr(m, "kernel_size", None), getattr(m, "stride", None),
+         getattr(m, "padding", None), getattr(m, "dilation", None), m is layer)
+        for name, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) or m is layer
+    )
+    return (type(model).__qualname__, size, layers)
+
+
+def cam_grid(
+    model: nn.Module,
+    layer: nn.Module,
+    input_size: tuple[int, int],
+    channels: int = 3,
+    map_size: tuple[int, int] | None = None,
+) -> CamGrid:
+    """The grid of ``layer``'s output for inputs of ``input_size`` (height, width).
+
+    A registered model states its cell offset (``ModelConfig.cam_cell_offset``); with ``map_size``
+    given that is all it takes. Otherwise the grid is measured (and cached per architecture).
+
+    The stride is the input size over the map size. The centre of cell 0 comes from a probe: a copy of
+    the model with every convolution averaging its inputs, batch norm as the identity and max pooling
+    as average pooling (ties would send the gradient to one corner), fed a constant input large enough
+    that a central cell's receptive field lies inside it; the centroid of that cell's input gradient is
+    its receptive-field centre.
+    """
+    config = getattr(model, "brainxai_config", None)
+    offset = getattr(config, "cam_cell_offset", None)
+    if offset is not None and map_size is not None and layer is _registered_target(model):
+        ry, rx = input_size[0] / map_size[0], input_size[1] / map_size[1]
+        return CamGrid(ry, rx, offset, offset, ry, rx)
+    key = _architecture_key(model, layer, input_size)
+    if key in _GRIDS:
+        return _GRIDS[key]
+    probe = copy.deepcopy(model).eval().float().cpu()
+    probe_layer = dict(probe.named_modules())[next(n for n, m in model.named_modules() if m is layer)]
+    for name, m in list(probe.named_modules()):
+        for child_name, child in list(m.named_children()):
+            if isinstance(child, nn.MaxPool2d):
+                setattr(m, child_name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding))
+    with torch.no_grad():
+        for m in probe.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.fill_(1.0 / m.weight[0].numel())
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.zero_()
+                m.running_var.fill_(1.0 - m.eps)
+                m.weight.fill_(1.0)
+                m.bias.fill_(0.0)
+    store: dict[str, torch.Tensor] = {}
+
+    def capture(_m: nn.Module, _i: Any, out: torch.Tensor) -> None:
+        store["a"] = out
+        raise _StopForward  # the layers after the target (heads of any input size) are not needed
+
+    handle = probe_layer.register_forward_hook(capture)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        try:
+            probe(x)
+        except _StopForward:
+            pass
+        return store["a"]
+
+    try:
+        with torch.no_grad():
+            h, w = run(torch.zeros(1, channels, *input_size)).shape[-2:]
+        resize_y, resize_x = input_size[0] / h, input_size[1] / w
+        size = (round(resize_y * _PROBE_CELLS), round(resize_x * _PROBE_CELLS))
+        # Small positive input: every ReLU/ReLU6 stays in its linear range.
+        x = torch.full((1, channels, *size), 0.01, requires_grad=True)
+        out = run(x)
+        c = _PROBE_CELLS // 2
+        centres = []
+        for cell in (c, c + 1):  # two neighbouring cells give the stride, one of them the offset
+            (grad,) = torch.autograd.grad(out[0, :, cell, cell].sum(), x, retain_graph=True)
+            g = grad[0].abs().sum(0).double().numpy()
+            ys, xs = np.indices(g.shape)
+            centres.append(((g * ys).sum() / g.sum(), (g * xs).sum() / g.sum()))
+    finally:
+        handle.remove()
+    stride_y, stride_x = centres[1][0] - centres[0][0], centres[1][1] - centres[0][1]
+    grid = CamGrid(
+        round(float(stride_y), 2), round(float(stride_x), 2),
+        round(float(centres[0][0] - stride_y * c), 2), round(float(centres[0][1] - stride_x * c), 2),
+        resize_y, resize_x,
+    )
+    _GRIDS[key] = grid
+    return grid
+
+
+def _registered_target(model: nn.Module) -> nn.Module | None:
+    from brainxai.models import get_target_layer
+
+    try:
+        return get_target_layer(model)
+    except (AttributeError, KeyError, ValueError):
+        return None
+
+
+def align_to_receptive_fields(maps: np.ndarray, grid: CamGrid) -> np.ndarray:
+    """Resamples resized maps ``(N, H, W)`` so every cell sits on its receptive-field centre; [0, 1] kept."""
+    (ay, by), (ax, bx) = grid.resize_to_receptive()
+    if max(abs(ay - 1), abs(ax - 1), abs(by), abs(bx)) < 1e-3:
+        return maps
+    # dst(x, y) = src(ax * x + bx, ay * y + by); for the registered CNNs a pure translation. Edges continued.
+    m = np.array([[ax, 0.0, bx], [0.0, ay, by]])
+    out = np.empty_like(maps)
+    for i, cam in enumerate(maps):
+        shifted = cv2.warpAffine(
+            cam.astype(np.float32), m, (cam.shape[1], cam.shape[0]),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE,
+        )
+        lo, hi = float(shifted.min()), float(shifted.max())
+        out[i] = (shifted - lo) / (hi - lo) if hi > lo else shifted
+    return out
+
+
 class _CamExplainer(Explainer):
-    """Runs one pytorch-grad-cam class; subclasses only name it."""
+    """Runs one pytorch-grad-cam class; subclasses only name it.
+
+    Args:
+        model: The classifier.
+        align: Translate the map onto the layer's receptive-field centres (see the module docs).
+    """
 
     cam_class: ClassVar[type[BaseCAM]]
 
-    def __init__(self, model: nn.Module, **kwargs: Any) -> None:
+    def __init__(self, model: nn.Module, align: bool = True, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         self.target_layer = _target_layer(self)
+        self.align = align
 
     def _make_cam(self) -> BaseCAM:
         return self.cam_class(model=self.model, target_layers=[self.target_layer])
+
+    def _aligned(self, maps: np.ndarray, x: torch.Tensor, cam: BaseCAM) -> np.ndarray:
+        if not self.align:
+            return maps
+        map_size = tuple(cam.activations_and_grads.activations[0].shape[-2:])
+        grid = cam_grid(self.model, self.target_layer, tuple(x.shape[-2:]), x.shape[1], map_size)
+        return align_to_receptive_fields(maps, grid)
 
     def _attribute(self, x: torch.Tensor, targets: torch.Tensor | None) -> tuple[np.ndarray, torch.Tensor]:
         cam_targets = None if targets is None else [ClassifierOutputTarget(int(t)) for t in targets.tolist()]
@@ -49,6 +237,7 @@ class _CamExplainer(Explainer):
         with self._make_cam() as cam:
             maps = cam(input_tensor=x, targets=cam_targets)
             logits = cam.outputs.detach()
+            maps = self._aligned(maps, x, cam)
         return maps, logits
 
 
@@ -93,8 +282,8 @@ class GradCamExplainer(_CamExplainer):
     name = "gradcam"
     cam_class = GradCAM
 
-    def __init__(self, model: nn.Module, shortcut: bool = True, **kwargs: Any) -> None:
-        super().__init__(model, **kwargs)
+    def __init__(self, model: nn.Module, shortcut: bool = True, align: bool = True, **kwargs: Any) -> None:
+        super().__init__(model, align=align, **kwargs)
         self.head = gap_linear_head(model, self.target_layer) if shortcut else None
 
     def _attribute(self, x: torch.Tensor, targets: torch.Tensor | None) -> tuple[np.ndarray, torch.Tensor]:
@@ -107,7 +296,7 @@ class GradCamExplainer(_CamExplainer):
             chosen = self.select_targets(logits, targets)
             cam_targets = [ClassifierOutputTarget(int(t)) for t in chosen.tolist()]
             per_layer = cam.compute_cam_per_layer(x, cam_targets, eigen_smooth=False)
-            maps = cam.aggregate_multi_layers(per_layer)
+            maps = self._aligned(cam.aggregate_multi_layers(per_layer), x, cam)
         return maps, logits
 
 

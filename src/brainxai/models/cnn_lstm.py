@@ -61,6 +61,7 @@ class CNNLSTM(nn.Module):
         name="cnn-lstm",
         preprocess=PreprocessConfig(img_size=64, channels=1, normalize="unit", crop=True),
         target_layer="features.2",
+        cam_cell_offset=3.5,
         stages=(("classifier",), ("lstm",), ("features.2",)),
         description="CNN + row-sequence LSTM on 64x64 grayscale",
         supports_lrp=False,

@@ -144,6 +144,7 @@ def load_imagenet_weights(model: EfficientNetLite0) -> bool:
         name="efficientnet-lite0",
         preprocess=PreprocessConfig(img_size=224, channels=3, normalize="imagenet", crop=True),
         target_layer="head",
+        cam_cell_offset=0.0,
         # Stage groups follow the architecture: head + last stage, the 192-channel stage, the 112-channel one.
         stages=(
             ("classifier",),

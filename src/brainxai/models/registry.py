@@ -30,6 +30,10 @@ class ModelConfig:
         classes: Output classes, in order.
         description: One line for ``brainxai models``.
         supports_lrp: Whether zennit LRP is meaningful for this architecture.
+        cam_cell_offset: Input pixel at which cell 0 of the target layer's map is centred, with cells
+            one stride (input size / map size) apart: ``0.0`` for symmetric ``kernel // 2`` padding.
+            ``None``: measured at run time (``brainxai.explain.cam.cam_grid``); a test checks the
+            registered values against that measurement.
     """
 
     name: str
@@ -39,6 +43,7 @@ class ModelConfig:
     classes: tuple[str, ...] = CLASSES
     description: str = ""
     supports_lrp: bool = True
+    cam_cell_offset: float | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
 
 

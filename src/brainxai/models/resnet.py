@@ -50,6 +50,7 @@ def _torchvision_resnet(arch: str, pretrained: bool) -> nn.Module:
         name="resnet18",
         preprocess=_IMAGENET_224,
         target_layer="layer4",
+        cam_cell_offset=0.0,
         stages=_RESNET_STAGES,
         description="torchvision ResNet-18, final layer replaced by a 4-class linear layer",
     )
@@ -65,6 +66,7 @@ def resnet18(num_classes: int = 4, pretrained: bool = True, **_: Any) -> nn.Modu
         name="resnet50-mlp",
         preprocess=_IMAGENET_224,
         target_layer="layer4",
+        cam_cell_offset=0.0,
         stages=_RESNET_STAGES,
         description="torchvision ResNet-50 with head 2048->256->ReLU->Dropout(0.3)->4",
     )
@@ -85,6 +87,7 @@ def resnet50_mlp(num_classes: int = 4, pretrained: bool = True, **_: Any) -> nn.
         name="resnet50-gap",
         preprocess=_IMAGENET_224,
         target_layer="layer4",
+        cam_cell_offset=0.0,
         stages=_RESNET_STAGES,
         description="torchvision ResNet-50, global average pooling -> Dropout(0.4) -> 4",
     )
