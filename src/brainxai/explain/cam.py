@@ -103,14 +103,9 @@ def cam_grid(
 ) -> CamGrid:
     """The grid of ``layer``'s output for inputs of ``input_size`` (height, width).
 
-    A registered model states its cell offset (``ModelConfig.cam_cell_offset``); with ``map_size``
-    given that is all it takes. Otherwise the grid is measured (and cached per architecture).
-
-    The stride is the input size over the map size. The centre of cell 0 comes from a probe: a copy of
-    the model with every convolution averaging its inputs, batch norm as the identity and max pooling
-    as average pooling (ties would send the gradient to one corner), fed a constant input large enough
-    that a central cell's receptive field lies inside it; the centroid of that cell's input gradient is
-    its receptive-field centre.
+    A registered model states its cell offset (``ModelConfig.cam_cell_offset``, cells one
+    ``input / map`` stride apart); with ``map_size`` given that is all it takes. Otherwise the grid is
+    measured by :func:`_measure_grid` and cached per architecture.
     """
     config = getattr(model, "brainxai_config", None)
     offset = getattr(config, "cam_cell_offset", None)
@@ -118,11 +113,25 @@ def cam_grid(
         ry, rx = input_size[0] / map_size[0], input_size[1] / map_size[1]
         return CamGrid(ry, rx, offset, offset, ry, rx)
     key = _architecture_key(model, layer, input_size)
-    if key in _GRIDS:
-        return _GRIDS[key]
+    if key not in _GRIDS:
+        # The probe needs autograd even when called from a no_grad or inference_mode caller.
+        with torch.inference_mode(False), torch.enable_grad():
+            _GRIDS[key] = _measure_grid(model, layer, input_size, channels)
+    return _GRIDS[key]
+
+
+def _measure_grid(model: nn.Module, layer: nn.Module, input_size: tuple[int, int], channels: int) -> CamGrid:
+    """Receptive-field probe: where two neighbouring cells of ``layer`` are centred on the input.
+
+    A copy of the model gets convolutions that average their inputs, batch norms that are the identity
+    and average instead of max pooling (ties would send the gradient to one corner of each window). On
+    a small constant input every activation is then in its linear range, and the input gradient of a
+    cell is a positive weight over its receptive field, whose centroid is the cell's centre. The probe
+    input is ``_PROBE_CELLS`` cells a side so that a central cell's receptive field lies inside it.
+    """
     probe = copy.deepcopy(model).eval().float().cpu()
-    probe_layer = dict(probe.named_modules())[next(n for n, m in model.named_modules() if m is layer)]
-    for name, m in list(probe.named_modules()):
+    path = next(name for name, m in model.named_modules() if m is layer)
+    for m in list(probe.modules()):
         for child_name, child in list(m.named_children()):
             if isinstance(child, nn.MaxPool2d):
                 setattr(m, child_name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding))
@@ -137,13 +146,12 @@ def cam_grid(
                 m.running_var.fill_(1.0 - m.eps)
                 m.weight.fill_(1.0)
                 m.bias.fill_(0.0)
+
     store: dict[str, torch.Tensor] = {}
 
     def capture(_m: nn.Module, _i: Any, out: torch.Tensor) -> None:
         store["a"] = out
         raise _StopForward  # the layers after the target (heads of any input size) are not needed
-
-    handle = probe_layer.register_forward_hook(capture)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         try:
@@ -152,13 +160,13 @@ def cam_grid(
             pass
         return store["a"]
 
+    handle = dict(probe.named_modules())[path].register_forward_hook(capture)
     try:
         with torch.no_grad():
             h, w = run(torch.zeros(1, channels, *input_size)).shape[-2:]
         resize_y, resize_x = input_size[0] / h, input_size[1] / w
-        size = (round(resize_y * _PROBE_CELLS), round(resize_x * _PROBE_CELLS))
-        # Small positive input: every ReLU/ReLU6 stays in its linear range.
-        x = torch.full((1, channels, *size), 0.01, requires_grad=True)
+        x = torch.full((1, channels, round(resize_y * _PROBE_CELLS), round(resize_x * _PROBE_CELLS)), 0.01,
+                       requires_grad=True)
         out = run(x)
         c = _PROBE_CELLS // 2
         centres = []
@@ -170,13 +178,11 @@ def cam_grid(
     finally:
         handle.remove()
     stride_y, stride_x = centres[1][0] - centres[0][0], centres[1][1] - centres[0][1]
-    grid = CamGrid(
+    return CamGrid(
         round(float(stride_y), 2), round(float(stride_x), 2),
         round(float(centres[0][0] - stride_y * c), 2), round(float(centres[0][1] - stride_x * c), 2),
         resize_y, resize_x,
     )
-    _GRIDS[key] = grid
-    return grid
 
 
 def _registered_target(model: nn.Module) -> nn.Module | None:
