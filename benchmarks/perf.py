@@ -35,7 +35,7 @@ from brainxai.io.raster import read_raster
 from brainxai.service import sample_scans
 
 REPEATS = 20
-LRP_NOTE = "hooked BN-folded copy kept between calls; z+ skips its all-zero branch; ReLU pass-through without hooks"
+LRP_NOTE = "hooked BN-folded copy kept between calls; z+ skips its all-zero branch and sign terms; ReLU pass-through without hooks; no discarded input gradients"
 
 
 def _one_hot_relevance(out: torch.Tensor) -> torch.Tensor:

@@ -70,3 +70,20 @@ def test_non_negative_zplus_equals_zennits_zplus(signed, dtype, monkeypatch) -> 
     # The two-branch computation runs only when there is a negative input.
     assert calls == ([1] if signed else [])
 
+
+
+def test_non_negative_zplus_copies_keep_their_stabiliser() -> None:
+    # zennit gives every layer its own copy of a rule; the fast branch's epsilon must come along.
+    rule = NonNegativeZPlus(stabilizer=1e-3)
+    clone = rule.copy()
+    assert type(clone) is NonNegativeZPlus and clone is not rule and clone.epsilon == 1e-3
+
+
+def test_main_pass_flag_is_cleared_after_an_error() -> None:
+    from brainxai.explain import lrp
+
+    with pytest.raises(RuntimeError):
+        with lrp._main_pass():
+            assert lrp._MAIN_PASS.active
+            raise RuntimeError("forward failed")
+    assert lrp._MAIN_PASS.active is False

@@ -34,8 +34,10 @@ output by 0.9995.
 Speed (``benchmarks/perf.md``; maps equal the plain zennit call, tested): the explainer prepares a
 private copy of the model once (batch norm folded into the convolutions, canonizers applied, rule
 hooks registered) and keeps it between calls, rebuilding it when a weight changes; ReLU/ReLU6 get
-their ``Pass`` behaviour from an autograd function instead of a hook; and the default composite uses
-:class:`NonNegativeZPlus`, which skips the z+ branch that is exactly zero after a ReLU.
+their ``Pass`` behaviour from an autograd function instead of a hook; the default composite uses
+:class:`NonNegativeZPlus`, which skips the z+ branch that is exactly zero after a ReLU (and the sign
+terms of the stabiliser, which are 1 there); and in the main pass the hooked convolutions do not
+compute the input gradient that zennit's hooks replace by the rule's relevance anyway.
 
 Models with recurrent layers (the CNN-LSTM) are refused: LRP through LSTM gates needs dedicated
 rules that zennit does not provide.
@@ -50,6 +52,10 @@ decomposition of the logit on that model.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import types
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -128,6 +134,16 @@ class NonNegativeZPlus(ZPlus):
     without it (tested against ``ZPlus``) and falls back to ``ZPlus`` for inputs with negative values.
     """
 
+    def __init__(self, stabilizer: float = 1e-6, zero_params: Any = None) -> None:
+        super().__init__(stabilizer=stabilizer, zero_params=zero_params)
+        self.epsilon = float(stabilizer)
+
+    def copy(self) -> NonNegativeZPlus:
+        # zennit builds one rule instance per layer with copy(); BasicHook.copy would drop epsilon.
+        clone = super().copy()
+        clone.epsilon = self.epsilon
+        return clone
+
     def backward(self, module: nn.Module, grad_input: Any, grad_output: Any) -> tuple[torch.Tensor | None, ...]:
         original = self.stored_tensors["input"][0]
         # amin is a single cheap reduction (``(x < 0).any()`` costs ~100x more here).
@@ -137,7 +153,8 @@ class NonNegativeZPlus(ZPlus):
         inputs = original.detach().requires_grad_()
         with ParamMod.ensure(self.param_modifiers[0])(module) as modified, torch.autograd.enable_grad():
             output = self.output_modifiers[0](modified.forward(inputs))
-        grad_out = self.gradient_mapper(grad_output[0], [output])[0]
+        # z = W+ x + b+ >= 0 here, where zennit's stabiliser z + (1[z == 0] + sign z) * eps is exactly z + eps.
+        grad_out = grad_output[0] / (output + self.epsilon)
         (gradient,) = torch.autograd.grad(
             output, inputs, grad_outputs=grad_out, create_graph=grad_output[0].requires_grad
         )
@@ -229,7 +246,8 @@ class LrpExplainer(Explainer):
 
         # What zennit's Gradient attributor does, on the copy whose hooks stay registered.
         try:
-            output = lrp_model(x)
+            with _main_pass():
+                output = lrp_model(x)
             (relevance,) = torch.autograd.grad(output, x, grad_outputs=output_relevance(output))
         finally:
             # Registered hooks keep this call's inputs and a handle per autograd node until removed;
@@ -259,6 +277,7 @@ class LrpExplainer(Explainer):
         composite = build_composite(self.composite_name, copy, self._channels(), self.epsilon)
         composite.register(copy)
         self._hooks = _registered_hooks(copy)
+        _skip_replaced_input_gradients(copy)
         self._lrp, self._lrp_stamp = (copy, composite), stamp
         return copy
 
@@ -316,6 +335,55 @@ def _pass_through_activations(model: nn.Module) -> None:
         for name, child in list(parent.named_children()):
             if type(child) in PassThroughActivation._FUNCTIONS:
                 setattr(parent, name, PassThroughActivation(child))
+
+
+_MAIN_PASS = threading.local()
+
+
+@contextlib.contextmanager
+def _main_pass() -> Iterator[None]:
+    """Marks the forward pass whose input gradients the rule hooks replace (see below)."""
+    _MAIN_PASS.active = True
+    try:
+        yield
+    finally:
+        _MAIN_PASS.active = False
+
+
+class _ReplacedInputGradient(torch.autograd.Function):
+    """A convolution whose input gradient is not computed: a zennit rule hook replaces it anyway.
+
+    zennit stores the gradient arriving at a hooked layer's output, lets autograd compute the layer's
+    input gradient, and then substitutes the rule's relevance for it at the layer's input. That
+    input gradient (a transposed convolution per layer and call) is thrown away; this function hands
+    autograd a free, expanded zero instead. The relevance is unchanged (tested against plain zennit).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+        ctx.input_shape = x.shape
+        return nn.Conv2d.forward(conv, x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad.new_zeros(()).expand(ctx.input_shape), None
+
+
+def _skip_replaced_input_gradients(model: nn.Module) -> None:
+    """Gives every rule-hooked ``Conv2d`` of ``model`` the cheap backward of the main pass (in place).
+
+    Only during :func:`_main_pass`: the rules' own forward passes, run inside the backward pass, call
+    the same module and need its real gradient.
+    """
+    for m in model.modules():
+        if type(m) is nn.Conv2d and any(isinstance(getattr(fn, "__self__", None), Hook) for fn in m._forward_hooks.values()):
+            m.forward = types.MethodType(_conv_forward_for_lrp, m)
+
+
+def _conv_forward_for_lrp(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    if getattr(_MAIN_PASS, "active", False) and x.requires_grad:
+        return _ReplacedInputGradient.apply(x, conv)
+    return nn.Conv2d.forward(conv, x)
 
 
 def _registered_hooks(model: nn.Module) -> list[Hook]:
