@@ -25,8 +25,7 @@ import torch
 
 from brainxai.bench import hardware_summary, time_call
 from brainxai.inference import Classifier, default_checkpoint_path
-from brainxai.models import create_model
-from brainxai.training.checkpoint import CheckpointMeta, LoadedCheckpoint
+from brainxai.training.checkpoint import CheckpointMeta, LoadedCheckpoint, build_model
 from brainxai.io.raster import read_raster
 from brainxai.service import sample_scans
 
@@ -83,10 +82,7 @@ def _classifier(checkpoint: Path) -> tuple[Classifier, bool]:
     if checkpoint.with_suffix(".safetensors").is_file():
         return Classifier.load(checkpoint, device="cpu"), True
     meta = CheckpointMeta.from_dict(json.loads(checkpoint.with_suffix(".json").read_text()))
-    model = create_model(
-        meta.model, pretrained=False, num_classes=len(meta.classes), img_size=meta.preprocess.img_size,
-        **meta.model_kwargs,
-    ).eval()
+    model = build_model(meta).eval()
     return Classifier(LoadedCheckpoint(model, meta, checkpoint.with_suffix(".safetensors"), "untrained"), device="cpu"), False
 
 

@@ -63,17 +63,15 @@ def _library_lrp(model: torch.nn.Module) -> Callable[[torch.Tensor], np.ndarray]
 def _library_gradcam(model: torch.nn.Module) -> Callable[[torch.Tensor], np.ndarray]:
     from pytorch_grad_cam import GradCAM
 
-    from brainxai.explain.cam import align_to_receptive_fields, cam_grid
+    from brainxai.explain.cam import aligned_maps
     from brainxai.models import get_target_layer
 
     layer = get_target_layer(model)
 
     def run(x: torch.Tensor) -> np.ndarray:
         with GradCAM(model=model, target_layers=[layer]) as cam:
-            maps = cam(input_tensor=x, targets=None)
-            map_size = tuple(cam.activations_and_grads.activations[0].shape[-2:])
-        # brainxai's documented receptive-field alignment (explain/cam.py) is part of the method.
-        return align_to_receptive_fields(maps, cam_grid(model, layer, tuple(x.shape[-2:]), x.shape[1], map_size))
+            # brainxai's documented receptive-field alignment (explain/cam.py) is part of the method.
+            return aligned_maps(cam(input_tensor=x, targets=None), cam, model, layer, x)
 
     return run
 
@@ -240,7 +238,7 @@ def run(data: Path | None, dedup_list: Path | None, with_compile: bool) -> dict[
         images, labels, dedup = _test_set(data, clf, dedup_list)
         rng = np.random.default_rng(0)
         from brainxai.data.dataset import decode_samples, discover_samples
-        from brainxai.training.trainer import resolve_training_folder
+        from brainxai.training.split import resolve_training_folder
 
         train = decode_samples(discover_samples(resolve_training_folder(data), clf.classes), clf.preprocess, cache_dir=".cache/brainxai", progress=False)
         calib = clf.tensor(train.images[rng.choice(len(train.images), 128, replace=False)]).numpy()

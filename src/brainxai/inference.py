@@ -101,26 +101,27 @@ class Classifier:
         """Prepared ``uint8`` image(s) -> normalised tensor on the model's device."""
         return to_tensor(prepared, self.preprocess).to(self.device)
 
+    def _logits(self, prepared: np.ndarray, batch_size: int) -> list[torch.Tensor]:
+        """Float32 logits of prepared images ``(N, H, W)`` (or one ``(H, W)``), one tensor per batch."""
+        if prepared.ndim == 2:
+            prepared = prepared[None]
+        return [
+            self._classify_model(self.tensor(prepared[i : i + batch_size])).float()
+            for i in range(0, len(prepared), batch_size)
+        ]
+
     @torch.inference_mode()
     def logits_prepared(self, prepared: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Raw logits (no temperature) for prepared images ``(N, H, W)``; returns ``(N, C)`` float32."""
-        if prepared.ndim == 2:
-            prepared = prepared[None]
-        out = [
-            self._classify_model(self.tensor(prepared[i : i + batch_size])).float().cpu().numpy()
-            for i in range(0, len(prepared), batch_size)
-        ]
+        out = [logits.cpu().numpy() for logits in self._logits(prepared, batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), dtype=np.float32)
 
     @torch.inference_mode()
     def predict_proba_prepared(self, prepared: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Class probabilities ``softmax(logits / temperature)`` for prepared images ``(N, H, W)``;
         returns ``(N, C)`` float64."""
-        if prepared.ndim == 2:
-            prepared = prepared[None]
         out = []
-        for i in range(0, len(prepared), batch_size):
-            logits = self._classify_model(self.tensor(prepared[i : i + batch_size])).float()
+        for logits in self._logits(prepared, batch_size):
             if self.temperature != 1.0:
                 logits = logits / self.temperature
             out.append(torch.softmax(logits, dim=1).cpu().double().numpy())

@@ -212,6 +212,15 @@ def align_to_receptive_fields(maps: np.ndarray, grid: CamGrid) -> np.ndarray:
     return out
 
 
+def aligned_maps(maps: np.ndarray, cam: BaseCAM, model: nn.Module, layer: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """A pytorch-grad-cam result for input ``x``, moved onto ``layer``'s receptive-field centres.
+
+    Call it inside the CAM's context, while ``cam`` still holds the layer's activations.
+    """
+    map_size = tuple(cam.activations_and_grads.activations[0].shape[-2:])
+    return align_to_receptive_fields(maps, cam_grid(model, layer, tuple(x.shape[-2:]), x.shape[1], map_size))
+
+
 class _CamExplainer(Explainer):
     """Runs one pytorch-grad-cam class; subclasses only name it.
 
@@ -231,11 +240,7 @@ class _CamExplainer(Explainer):
         return self.cam_class(model=self.model, target_layers=[self.target_layer])
 
     def _aligned(self, maps: np.ndarray, x: torch.Tensor, cam: BaseCAM) -> np.ndarray:
-        if not self.align:
-            return maps
-        map_size = tuple(cam.activations_and_grads.activations[0].shape[-2:])
-        grid = cam_grid(self.model, self.target_layer, tuple(x.shape[-2:]), x.shape[1], map_size)
-        return align_to_receptive_fields(maps, grid)
+        return aligned_maps(maps, cam, self.model, self.target_layer, x) if self.align else maps
 
     def _attribute(self, x: torch.Tensor, targets: torch.Tensor | None) -> tuple[np.ndarray, torch.Tensor]:
         cam_targets = None if targets is None else [ClassifierOutputTarget(int(t)) for t in targets.tolist()]

@@ -17,7 +17,7 @@ import torch
 from brainxai.data.dataset import DatasetLayoutError
 from brainxai.evaluation.calibration import TEMPERATURE_BOUNDS, fit_temperature_report
 from brainxai.inference import Classifier
-from brainxai.training.checkpoint import CheckpointError, load_checkpoint, update_checkpoint_meta
+from brainxai.training.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint, update_checkpoint_meta
 from brainxai.training.split import training_split
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def split_description(val_fraction: float, seed: int, limit_per_class: int | Non
 
 
 def fit_checkpoint_temperature(
-    checkpoint: str | Path,
+    checkpoint: str | Path | LoadedCheckpoint,
     images: np.ndarray,
     labels: np.ndarray,
     fitted_on: str,
@@ -41,7 +41,7 @@ def fit_checkpoint_temperature(
     """Fits the temperature of a checkpoint's model on prepared images; writes nothing.
 
     Args:
-        checkpoint: The checkpoint (stem or either file); its stored temperature is ignored.
+        checkpoint: The checkpoint (stem or either file, or already loaded); its stored temperature is ignored.
         images: ``(N, S, S)`` prepared ``uint8`` images (the checkpoint's preprocessing).
         labels: ``(N,)`` true class indices.
         fitted_on: Description of where the images come from.
@@ -51,7 +51,8 @@ def fit_checkpoint_temperature(
         ``{"temperature", "method", "fitted_on", "n", "nll_before", "nll_after", "ece_before",
         "ece_after"}``.
     """
-    classifier = Classifier(load_checkpoint(checkpoint), device=device)
+    loaded = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else load_checkpoint(checkpoint)
+    classifier = Classifier(loaded, device=device)
     logits = classifier.logits_prepared(images)
     fit = fit_temperature_report(logits, labels)
     if fit.temperature in TEMPERATURE_BOUNDS:
@@ -88,7 +89,8 @@ def calibrate_checkpoint(
         CheckpointError: The checkpoint records no recipe or data fingerprint to rebuild the split from.
         DatasetLayoutError: ``data`` is not the data the checkpoint was trained on (fingerprint mismatch).
     """
-    meta = load_checkpoint(checkpoint).meta
+    loaded = load_checkpoint(checkpoint)
+    meta = loaded.meta
     recipe = meta.recipe
     missing = [k for k in ("val_fraction", "seed") if k not in recipe]
     if missing or not meta.dataset_fingerprint:
@@ -117,7 +119,7 @@ def calibrate_checkpoint(
         )
     val = split.val_idx
     calibration = fit_checkpoint_temperature(
-        checkpoint, split.images[val], split.labels[val],
+        loaded, split.images[val], split.labels[val],
         split_description(val_fraction, seed, limit), device=device,
     )
     fields = dict(calibration)

@@ -188,19 +188,10 @@ class LoadedCheckpoint:
         return self.meta.preprocess
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
-    """Restores a model from a checkpoint, in eval mode, with float32 weights.
-
-    Raises:
-        CheckpointError: A file is missing or the weights do not fit the named model.
-    """
+def build_model(meta: CheckpointMeta) -> nn.Module:
+    """The architecture a checkpoint describes, untrained, configured with the checkpoint's preprocessing."""
     from brainxai.models import create_model  # local: models import data, which imports nothing here
 
-    weights_path, meta_path = checkpoint_paths(path)
-    for p in (weights_path, meta_path):
-        if not p.is_file():
-            raise CheckpointError(f"checkpoint file not found: {p}")
-    meta = CheckpointMeta.from_dict(json.loads(meta_path.read_text()))
     model = create_model(
         meta.model,
         pretrained=False,
@@ -208,12 +199,27 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
         img_size=meta.preprocess.img_size,
         **meta.model_kwargs,
     )
+    # The checkpoint's preprocessing wins over the registry default.
+    model.brainxai_config = replace(model.brainxai_config, preprocess=meta.preprocess, classes=tuple(meta.classes))
+    return model
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Restores a model from a checkpoint, in eval mode, with float32 weights.
+
+    Raises:
+        CheckpointError: A file is missing or the weights do not fit the named model.
+    """
+    weights_path, meta_path = checkpoint_paths(path)
+    for p in (weights_path, meta_path):
+        if not p.is_file():
+            raise CheckpointError(f"checkpoint file not found: {p}")
+    meta = CheckpointMeta.from_dict(json.loads(meta_path.read_text()))
+    model = build_model(meta)
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights_path)).items()}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{weights_path} does not match model {meta.model!r}: {exc}") from exc
-    # The checkpoint's preprocessing wins over the registry default.
-    model.brainxai_config = replace(model.brainxai_config, preprocess=meta.preprocess, classes=tuple(meta.classes))
     model.to(device).eval()
     return LoadedCheckpoint(model=model, meta=meta, weights_path=weights_path, sha256=file_sha256(weights_path))

@@ -42,7 +42,7 @@ from brainxai.training.schedules import (
     set_train_mode,
     single_schedule,
 )
-from brainxai.training.split import resolve_training_folder, training_split  # noqa: F401 (re-exported)
+from brainxai.training.split import training_split
 
 logger = logging.getLogger(__name__)
 
