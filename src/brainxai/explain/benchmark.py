@@ -142,7 +142,9 @@ def randomized_copy(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 @dataclass
-class _Images:
+class BoxImages:
+    """The images of a box CSV, read and preprocessed once for every method."""
+
     records: list[BoxRecord]
     originals: list[np.ndarray]
     prepared: np.ndarray  # (N, S, S) uint8
@@ -151,7 +153,8 @@ class _Images:
     brains: list[np.ndarray] = field(default_factory=list)
 
 
-def _load(records: Sequence[BoxRecord], classifier: Classifier) -> _Images:
+def load_box_images(records: Sequence[BoxRecord], classifier: Classifier) -> BoxImages:
+    """Reads the scans, preprocesses them as inference does and scales their boxes to the scans."""
     originals, prepared, crops, boxes, brains = [], [], [], [], []
     for rec in records:
         img = read_raster(rec.path)
@@ -161,7 +164,7 @@ def _load(records: Sequence[BoxRecord], classifier: Classifier) -> _Images:
         crops.append(crop)
         boxes.append(_scaled_box(rec, img.shape))
         brains.append(brain_mask(img))
-    return _Images(list(records), originals, np.stack(prepared), crops, boxes, brains)
+    return BoxImages(list(records), originals, np.stack(prepared), crops, boxes, brains)
 
 
 def _score_fn(classifier: Classifier, target: int, chunk: int = 64):
@@ -229,7 +232,7 @@ def run_xai_benchmark(
     if bad:
         raise ValueError(f"label(s) {', '.join(bad)} are not classes of the model ({', '.join(classifier.classes)})")
 
-    data = _load(records, classifier)
+    data = load_box_images(records, classifier)
     n = len(records)
     probs = classifier.predict_proba_prepared(data.prepared)
     predicted = probs.argmax(axis=1)
@@ -312,7 +315,7 @@ def _image_metrics(
     i: int,
     relevance: np.ndarray,
     rand_exp: Any,
-    data: _Images,
+    data: BoxImages,
     target: int,
     classifier: Classifier,
     steps: int,
@@ -500,7 +503,7 @@ def _markdown(
 
 def _write_grid(
     path: Path,
-    data: _Images,
+    data: BoxImages,
     rows: list[int],
     maps: dict[str, list[np.ndarray]],
     methods: Sequence[str],
