@@ -73,10 +73,9 @@ _MALLOC_TRIM = _load_malloc_trim()
 def return_free_heap() -> bool:
     """Hands the C heap's free pages back to the operating system (glibc ``malloc_trim``).
 
-    An analysis allocates and frees a few hundred MB in small blocks; glibc keeps freed blocks in the
-    middle of its heap mapped, so without this the server's resident memory stays at its high-water
-    mark between requests (about 60 MB more after a few analyses, ``benchmarks/perf.md``). Costs a few
-    milliseconds. Returns whether anything was released; always False where glibc is not the allocator.
+    An analysis allocates and frees many heap blocks; glibc keeps the freed ones in the middle of its
+    heap resident, so without this the server stays near its high-water mark between requests (about
+    55 MB more after an analysis, ``benchmarks/perf.md``). Costs a few milliseconds. Returns whether anything was released; always False where glibc is not the allocator.
     """
     return bool(_MALLOC_TRIM(0)) if _MALLOC_TRIM is not None else False
 
