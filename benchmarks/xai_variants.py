@@ -70,9 +70,10 @@ def _batches(data: BoxImages, classifier: Classifier, targets: np.ndarray, fn: C
     return np.concatenate(out).astype(np.float32)
 
 
-def _explainer_maps(name: str, model: nn.Module, **kwargs) -> Callable:
-    explainer = create_explainer(name, model, **kwargs)
-    return lambda x, t: np.stack([e.relevance for e in explainer.explain(x, t)])
+def _explainer_maps(data: BoxImages, classifier: Classifier, targets: np.ndarray, name: str, **kwargs) -> np.ndarray:
+    """A registered explainer's maps; one explainer for all batches, closed (hooks removed) after."""
+    with create_explainer(name, classifier.model, **kwargs) as explainer:
+        return _batches(data, classifier, targets, lambda x, t: np.stack([e.relevance for e in explainer.explain(x, t)]))
 
 
 def _gradcam(model: nn.Module, layer: nn.Module, weights: Callable[[int], torch.Tensor] | None = None, shift: int = 0) -> Callable:
@@ -211,11 +212,11 @@ def main() -> None:
     target_layer = dict(model.named_modules())[model.brainxai_config.target_layer]
     blocks = getattr(model, "blocks", None)
     maps: dict[str, np.ndarray] = {}
+    for label, name, kwargs in (("guided-backprop", "guided-backprop", {}), ("guided-gradcam", "guided-gradcam", {}),
+                                ("lrp-epsilon-gamma-box", "lrp", {"composite": "epsilon-gamma-box"})):
+        maps[label] = _explainer_maps(data, classifier, labels, name, **kwargs)
     jobs: list[tuple[str, Callable]] = [
         ("gradcam", _gradcam(model, target_layer)),
-        ("guided-backprop", _explainer_maps("guided-backprop", model)),
-        ("guided-gradcam", _explainer_maps("guided-gradcam", model)),
-        ("lrp-epsilon-gamma-box", _explainer_maps("lrp", model, composite="epsilon-gamma-box")),
         ("gradcam, 2x2 shifts of 16 px", _gradcam(model, target_layer, shift=16)),
         ("gradcam, 4x4 shifts of 8 px", _gradcam(model, target_layer, shift=8)),
     ]

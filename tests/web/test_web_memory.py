@@ -18,11 +18,12 @@ def test_return_free_heap_releases_fragmented_free_blocks() -> None:
     """Blocks freed between live ones stay resident until trimmed; trimming gives most of them back."""
     script = textwrap.dedent(
         """
-        import re
+        import os
         from brainxai.web.analysis import return_free_heap
+        from brainxai.web.process import rss_bytes
 
         def rss_mb():
-            return int(re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) / 1024
+            return rss_bytes(os.getpid()) / 2**20
 
         blocks = [bytearray(b"x" * 65536) for _ in range(4000)]  # 250 MB in heap-sized blocks
         del blocks[::2]  # free every other block: holes the heap cannot shrink past

@@ -75,7 +75,8 @@ def return_free_heap() -> bool:
 
     An analysis allocates and frees many heap blocks; glibc keeps the freed ones in the middle of its
     heap resident, so without this the server stays near its high-water mark between requests (about
-    55 MB more after an analysis, ``benchmarks/perf.md``). Costs a few milliseconds. Returns whether anything was released; always False where glibc is not the allocator.
+    55 MB more after an analysis, ``benchmarks/perf.md``). Costs a few milliseconds. Returns whether
+    anything was released; always False where glibc is not the allocator.
     """
     return bool(_MALLOC_TRIM(0)) if _MALLOC_TRIM is not None else False
 
