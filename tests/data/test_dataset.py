@@ -104,6 +104,11 @@ def test_stratified_split_is_seeded_and_stratified():
     assert np.bincount(labels[va]).tolist() == [10, 6, 12, 8]
     with pytest.raises(ValueError):
         stratified_split(labels, 1.0)
+    with pytest.raises(ValueError):
+        stratified_split(labels, -0.1)
+    # 0 holds out nothing: a refit on all the data.
+    tr0, va0 = stratified_split(labels, 0.0, seed=3)
+    assert np.array_equal(tr0, np.arange(len(labels))) and va0.size == 0
 
 
 def test_dataset_augmentation_depends_on_seed_epoch_index_only():

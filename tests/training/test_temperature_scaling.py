@@ -152,3 +152,44 @@ def test_evaluation_report_names_the_temperature(tiny_run, tmp_path):
         report = (out / "report.md").read_text()
         assert ("temperature T = 1.7000" in report) is expected
         assert ("validation split of Training (seed 1" in report) is expected
+
+
+def test_calibrate_from_carries_a_temperature_over_to_a_refit(tiny_run, tmp_path):
+    data, result = tiny_run
+    source = json.loads(result.checkpoint.with_suffix(".json").read_text())
+    refit = train(TrainConfig(
+        data=str(data), model="cnn-lstm", out=str(tmp_path / "refit"), epochs=1, batch_size=8, limit_per_class=6,
+        val_fraction=0.0, lr_schedule="cosine", seed=1, device="cpu", cache_dir=None, progress=False,
+    ))
+    stem = refit.checkpoint.with_suffix("")
+    assert Classifier.load(stem, device="cpu").temperature == 1.0
+    base = ["calibrate", "--checkpoint", str(stem), "--device", "cpu", "--cache-dir", str(tmp_path / "cache")]
+
+    # A refit has no validation split of its own to fit on: the error points to --from.
+    own = CliRunner().invoke(app, [*base, "--data", str(data)])
+    assert own.exit_code == 1 and "--from" in own.output and "no validation split" in own.output
+    for args in ([], ["--data", str(data), "--from", str(result.checkpoint)]):
+        bad = CliRunner().invoke(app, [*base, *args])
+        assert bad.exit_code == 1 and "either --data" in bad.output
+
+    ok = CliRunner().invoke(app, [*base, "--from", str(result.checkpoint)])
+    assert ok.exit_code == 0, ok.output
+    assert "carried over" in ok.output
+    meta = json.loads(stem.with_suffix(".json").read_text())
+    assert meta["temperature"] == source["temperature"]
+    cal = meta["calibration"]
+    # The figures are the source's, and the record says where the temperature was fitted.
+    assert {k: cal[k] for k in ("n", "nll_before", "nll_after", "method")} == {
+        k: source["calibration"][k] for k in ("n", "nll_before", "nll_after", "method")
+    }
+    assert cal["fitted_on"].startswith(source["calibration"]["fitted_on"] + " of another checkpoint (sha256 ")
+    assert cal["fitted_on"].endswith("carried over unchanged")
+    assert Classifier.load(stem, device="cpu").temperature == source["temperature"]
+
+    # A source that was never calibrated has nothing to carry over; nothing is written.
+    plain = _copy_checkpoint(result, tmp_path / "plain")
+    _set_meta(plain, temperature=None, calibration=None)
+    before = stem.with_suffix(".json").read_bytes()
+    none = CliRunner().invoke(app, [*base, "--from", str(plain)])
+    assert none.exit_code == 1 and "no fitted temperature" in none.output
+    assert stem.with_suffix(".json").read_bytes() == before

@@ -128,23 +128,75 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(tmp_path / "nothing")
 
 
-def test_resolve_amp_is_bf16_autocast_on_cuda_only():
+def test_resolve_amp_is_bf16_autocast_on_cuda_by_default_and_on_request_on_cpu():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")  # resolve_amp only reads .type; no GPU needed
     assert resolve_amp("auto", cpu) is False
     assert resolve_amp("off", cpu) is False
+    assert resolve_amp("bf16", cpu) is True  # asked for: faster on CPUs with AMX
     assert resolve_amp("auto", cuda) is True
     assert resolve_amp("bf16", cuda) is True
     assert resolve_amp("off", cuda) is False
-    with pytest.raises(ValueError, match="CUDA"):
-        resolve_amp("bf16", cpu)
+    with pytest.raises(ValueError, match="CUDA device or the CPU"):
+        resolve_amp("bf16", torch.device("mps"))
     for bad in ("fp16", "on", ""):
         with pytest.raises(ValueError, match="auto, bf16 or off"):
             resolve_amp(bad, cpu)
         with pytest.raises(ValueError):
             resolve_amp(bad, cuda)
-    # The trainer refuses a CPU bf16 run before touching the data.
-    with pytest.raises(ValueError, match="CUDA"):
-        Trainer(TrainConfig(data="/nonexistent", device="cpu", amp="bf16"))
+
+
+def test_cpu_bf16_training_runs_under_autocast_and_records_it(mri_root, tmp_path, monkeypatch):
+    seen = []
+    real = trainer_mod._run_epoch
+
+    def spy(model, loader, device, loss_fn, optimizer, desc, progress, deadline=None, amp=False):
+        seen.append(amp)
+        return real(model, loader, device, loss_fn, optimizer, desc, progress, deadline, amp)
+
+    monkeypatch.setattr(trainer_mod, "_run_epoch", spy)
+    result = train(_config(mri_root, tmp_path / "bf16", amp="bf16"))
+    assert seen == [True, True]  # the training and the validation pass
+    assert json.loads(result.checkpoint.with_suffix(".json").read_text())["recipe"]["amp"] == "bf16"
+    assert all(torch.isfinite(v).all() for v in load_checkpoint(result.checkpoint).model.state_dict().values()
+               if v.is_floating_point())
+
+
+def test_refit_without_validation_keeps_the_last_epoch_and_stop_after_keeps_the_schedule(mri_root, tmp_path):
+    kw = dict(val_fraction=0.0, lr_schedule="cosine", epochs=3, patience=1)
+    # --stop-after 2 of a 3-epoch cosine schedule, then resumed to the end ...
+    part = train(_config(mri_root, tmp_path / "refit", stop_after=2, **kw))
+    assert [h["epoch"] for h in part.history] == [1, 2] and part.best_epoch == 2 and part.best_val_loss is None
+    assert all(h["val_loss"] is None and h["val_accuracy"] is None for h in part.history)
+    assert part.extra["n_val"] == 0 and part.extra["n_train"] == 24  # all 4 x 6 images train
+    # The rates are those of the 3-epoch schedule, not of a 2-epoch one.
+    assert [h["lr"] for h in part.history] == pytest.approx([1e-3, 7.525e-4], rel=1e-9)
+    meta = json.loads(part.checkpoint.with_suffix(".json").read_text())
+    assert meta["recipe"]["stop_after"] == 2 and meta["recipe"]["val_fraction"] == 0.0
+    assert meta["metrics"] == {"best_epoch": 2, "val_loss": None, "val_accuracy": None}
+    assert meta["temperature"] == 1.0 and not meta.get("calibration")  # nothing to fit on
+    # The checkpoint is the last epoch's model (no validation loss can pick another), even with
+    # patience 1, which a run with validation could have stopped on.
+    last = torch.load(tmp_path / "refit" / "last.pt", weights_only=False)["model"]
+    kept = load_checkpoint(part.checkpoint).model.state_dict()
+    assert all(torch.equal(kept[k], last[k]) for k in kept)
+    again = train(_config(mri_root, tmp_path / "refit", stop_after=2, **kw), resume=True)
+    assert [h["epoch"] for h in again.history] == [1, 2]  # already there: nothing more is trained
+
+    resumed = train(_config(mri_root, tmp_path / "refit", **kw), resume=True)
+    full = train(_config(mri_root, tmp_path / "full", **kw))
+    # ... equals the uninterrupted 3-epoch refit.
+    strip = lambda hist: [{k: v for k, v in h.items() if not k.endswith("time_s")} for h in hist]  # noqa: E731
+    assert strip(resumed.history) == strip(full.history) and resumed.best_epoch == 3
+    a = load_checkpoint(full.checkpoint).model.state_dict()
+    b = load_checkpoint(resumed.checkpoint).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_refit_refuses_the_plateau_schedule_and_a_bad_stop_after(mri_root, tmp_path):
+    with pytest.raises(ValueError, match="plateau schedule reads the validation loss"):
+        train(_config(mri_root, tmp_path / "p", val_fraction=0.0, lr_schedule="plateau"))
+    with pytest.raises(ValueError, match="--stop-after must be at least 1"):
+        train(_config(mri_root, tmp_path / "s", stop_after=0))
 
 
 def test_cosine_schedule_records_the_rate_used_in_each_epoch(mri_root, tmp_path):

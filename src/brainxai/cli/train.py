@@ -32,7 +32,7 @@ def train(
     phase_epochs: Annotated[str, typer.Option(help="Progressive: epochs per phase, comma-separated.")] = "15,20,15",
     phase_lrs: Annotated[str, typer.Option(help="Progressive: learning rate per phase.")] = "1e-3,1e-4,5e-5",
     patience: Annotated[int, typer.Option(help="Early stopping: epochs without val-loss improvement.")] = 5,
-    val_fraction: Annotated[float, typer.Option(help="Stratified validation share taken from Training.")] = 0.2,
+    val_fraction: Annotated[float, typer.Option(help="Stratified validation share taken from Training; 0 trains on all of it (a refit: no selection, the last epoch is kept, cosine schedule only).")] = 0.2,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     out: Annotated[Path, typer.Option(help="Output folder for checkpoints and history.")] = Path("runs/train"),
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt.")] = False,
@@ -42,9 +42,10 @@ def train(
     limit_per_class: Annotated[int | None, typer.Option(help="Use at most N training images per class (smoke tests).")] = None,
     label_smoothing: Annotated[float, typer.Option(help="Cross-entropy label smoothing (0 = none).")] = 0.0,
     lr_schedule: Annotated[str, typer.Option(help="plateau (halve on a stalled val loss) | cosine (anneal to 1 percent of the rate over each phase).")] = "plateau",
-    amp: Annotated[str, typer.Option(help="auto (bfloat16 autocast on CUDA, off on CPU) | bf16 | off.")] = "auto",
+    amp: Annotated[str, typer.Option(help="auto (bfloat16 autocast on CUDA, off on CPU) | bf16 (also on a CPU: faster on Xeons with AMX) | off.")] = "auto",
     workers: Annotated[int, typer.Option(help="DataLoader worker processes for augmentation (0: in the main process).")] = 0,
     time_budget: Annotated[float | None, typer.Option(help="Stop after this many minutes of this sitting, mid-epoch if need be; the cut epoch is validated and can become best, but is not resumable.")] = None,
+    stop_after: Annotated[int | None, typer.Option(help="Stop after this many epochs; the learning-rate schedule still spans --epochs (to refit at the epoch chosen on a split).")] = None,
 ) -> None:
     """Train a model; writes OUT/best.safetensors + best.json, last.pt and history.csv/json."""
     from brainxai.data.dataset import DatasetLayoutError
@@ -76,15 +77,19 @@ def train(
         amp=amp,  # type: ignore[arg-type]
         workers=workers,
         time_budget_s=time_budget * 60 if time_budget else None,
+        stop_after=stop_after,
     )
     try:
         result = run_training(config, resume=resume)
     except (DatasetLayoutError, ValueError, KeyError) as exc:
         fail(str(exc))
         return
-    typer.echo(
-        f"best epoch {result.best_epoch} (val loss {result.best_val_loss:.4f}); checkpoint: {result.checkpoint}"
-    )
+    if result.best_val_loss is None:
+        typer.echo(f"last epoch {result.best_epoch} kept (no validation split); checkpoint: {result.checkpoint}")
+    else:
+        typer.echo(
+            f"best epoch {result.best_epoch} (val loss {result.best_val_loss:.4f}); checkpoint: {result.checkpoint}"
+        )
 
 
 @app.command("models")

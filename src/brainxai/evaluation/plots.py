@@ -77,15 +77,17 @@ def reliability_figure(y_true: np.ndarray, probs: np.ndarray, ece: float, n_bins
 
 
 def training_curves_figure(history: Sequence[dict[str, Any]]) -> Figure:
-    """Loss and accuracy per epoch, train and validation, with phase boundaries."""
+    """Loss and accuracy per epoch, train and validation (absent for a run without a validation split),
+    with phase boundaries."""
     epochs = [h["epoch"] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=120)
-    ax1.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
-    ax1.plot(epochs, [h["val_loss"] for h in history], "o-", label="validation")
-    ax1.set_title("loss")
-    ax2.plot(epochs, [h["train_accuracy"] for h in history], "o-", label="train")
-    ax2.plot(epochs, [h["val_accuracy"] for h in history], "o-", label="validation")
-    ax2.set_title("accuracy")
+    validated = any(h.get("val_loss") is not None for h in history)
+    for ax, key, title in ((ax1, "loss", "loss"), (ax2, "accuracy", "accuracy")):
+        ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", label="train")
+        if validated:
+            values = [np.nan if h.get(f"val_{key}") is None else h[f"val_{key}"] for h in history]
+            ax.plot(epochs, values, "o-", label="validation")
+        ax.set_title(title if validated else f"{title} (no validation split)")
     for i in range(1, len(history)):
         if history[i].get("phase") != history[i - 1].get("phase"):
             for ax in (ax1, ax2):

@@ -2,11 +2,13 @@
 
 The trainer calls :func:`fit_checkpoint_temperature` at the end of a run on the split it trained
 with; ``brainxai calibrate`` calls :func:`calibrate_checkpoint`, which rebuilds that split from the
-recipe stored in the checkpoint first. The test split is never used.
+recipe stored in the checkpoint first, or :func:`carry_temperature` for a checkpoint trained without
+a validation split. The test split is never used.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,14 @@ import torch
 from brainxai.data.dataset import DatasetLayoutError
 from brainxai.evaluation.calibration import TEMPERATURE_BOUNDS, fit_temperature_report
 from brainxai.inference import Classifier
-from brainxai.training.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint, update_checkpoint_meta
+from brainxai.training.checkpoint import (
+    CheckpointError,
+    LoadedCheckpoint,
+    checkpoint_paths,
+    file_sha256,
+    load_checkpoint,
+    update_checkpoint_meta,
+)
 from brainxai.training.split import training_split
 
 logger = logging.getLogger(__name__)
@@ -100,6 +109,11 @@ def calibrate_checkpoint(
             + "; its validation split cannot be rebuilt"
         )
     val_fraction, seed = float(recipe["val_fraction"]), int(recipe["seed"])
+    if val_fraction == 0:
+        raise CheckpointError(
+            f"{checkpoint} was trained on all of Training (no validation split) and cannot be calibrated on its own; "
+            "carry the temperature over from the run its recipe was chosen on (`brainxai calibrate --from`)"
+        )
     limit = recipe.get("limit_per_class")
     split = training_split(
         data, meta.preprocess, val_fraction=val_fraction, seed=seed,
@@ -125,3 +139,35 @@ def calibrate_checkpoint(
     fields = dict(calibration)
     update_checkpoint_meta(checkpoint, temperature=fields.pop("temperature"), calibration=fields)
     return calibration
+
+
+def carry_temperature(checkpoint: str | Path, source: str | Path) -> dict[str, Any]:
+    """Copies the temperature fitted for ``source`` into ``checkpoint`` and records where it came from.
+
+    For a refit on all of Training (``--val-fraction 0``): it has no validation split to fit on, so
+    it takes the temperature of the run its recipe was chosen on. That is an approximation, and the
+    stored ``fitted_on`` says so.
+
+    Returns:
+        The calibration record written (``temperature`` included).
+
+    Raises:
+        CheckpointError: ``source`` was never calibrated, or a file is missing.
+    """
+    weights, meta_path = checkpoint_paths(source)
+    for p in (weights, meta_path):
+        if not p.is_file():
+            raise CheckpointError(f"checkpoint file not found: {p}")
+    meta = json.loads(meta_path.read_text())
+    calibration = meta.get("calibration") or {}
+    if not calibration.get("fitted_on"):
+        raise CheckpointError(f"{source} has no fitted temperature to carry over; calibrate it first")
+    record = calibration | {
+        "fitted_on": (
+            f"{calibration['fitted_on']} of another checkpoint (sha256 {file_sha256(weights)[:16]}), "
+            "carried over unchanged"
+        ),
+        "carried_over_from": str(weights),
+    }
+    update_checkpoint_meta(checkpoint, temperature=meta["temperature"], calibration=record)
+    return {"temperature": meta["temperature"], **record}

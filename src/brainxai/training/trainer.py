@@ -77,6 +77,7 @@ class TrainConfig:
     amp: Literal["auto", "bf16", "off"] = "auto"
     workers: int = 0
     time_budget_s: float | None = None
+    stop_after: int | None = None
     progress: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,7 +92,7 @@ class TrainResult:
     checkpoint: Path
     history: list[dict[str, Any]]
     best_epoch: int
-    best_val_loss: float
+    best_val_loss: float | None  # None when trained without a validation split
     stopped_early: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -165,15 +166,16 @@ def _run_epoch(
 
 
 def resolve_amp(amp: str, device: torch.device) -> bool:
-    """Whether to train under bfloat16 autocast: ``auto`` means yes on CUDA, no elsewhere.
+    """Whether to train under bfloat16 autocast: ``auto`` means yes on CUDA, no elsewhere; ``bf16`` forces it.
 
-    On a CPU bfloat16 is slower than float32 on most hardware, so ``bf16`` is refused there.
+    On most CPUs bfloat16 is slower than float32, hence ``auto`` leaves it off there; CPUs with AMX
+    (Intel Xeon since Sapphire Rapids) run it faster, and ``bf16`` asks for it.
     """
     if amp not in ("auto", "bf16", "off"):
         raise ValueError(f"unknown --amp {amp!r}; use auto, bf16 or off")
-    if amp == "bf16" and device.type != "cuda":
-        raise ValueError(f"--amp bf16 needs a CUDA device, not {device}")
-    return device.type == "cuda" and amp != "off"
+    if amp == "bf16" and device.type not in ("cuda", "cpu"):
+        raise ValueError(f"--amp bf16 needs a CUDA device or the CPU, not {device}")
+    return amp == "bf16" or (device.type == "cuda" and amp == "auto")
 
 
 def _make_scheduler(
@@ -257,6 +259,16 @@ class Trainer:
         model = create_model(c.model, pretrained=c.pretrained, img_size=c.img_size).to(self.device)
         preprocess = model.brainxai_config.preprocess
         train_ds, val_ds, data_fp, data_info = self._data(preprocess)
+        # Without a validation split (a refit on all of Training, --val-fraction 0) nothing can select
+        # an epoch: the run trains a fixed number of epochs and its checkpoint is the last one.
+        refit = len(val_ds) == 0
+        if c.stop_after is not None and c.stop_after < 1:
+            raise ValueError(f"--stop-after must be at least 1, got {c.stop_after}")
+        if refit and c.lr_schedule == "plateau":
+            raise ValueError(
+                "--val-fraction 0 trains without a validation split, but the plateau schedule reads the "
+                "validation loss; use --lr-schedule cosine (and --stop-after N for the epoch chosen on a split)"
+            )
         phases = _build_phases(c, model)
         loss_fn = nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
         # Model selection uses the plain negative log-likelihood, so runs with and without label
@@ -284,6 +296,7 @@ class Trainer:
             logger.warning("--resume given but %s does not exist; starting afresh", last_path)
 
         stopped_early = budget_spent = False
+        reached_stop = c.stop_after is not None and epoch >= c.stop_after
         deadline = time.perf_counter() + c.time_budget_s if c.time_budget_s else None
         total_epochs = sum(p.epochs for p in phases)
         for phase_i in range(start_phase, len(phases)):
@@ -300,7 +313,7 @@ class Trainer:
                 bad_epochs = 0
             phase_best = float("inf") if first == 0 else state["phase_best"]  # type: ignore[index]
             for e_in_phase in range(first, phase.epochs):
-                if bad_epochs >= c.patience or budget_spent:
+                if bad_epochs >= c.patience or budget_spent or reached_stop:
                     break
                 t0 = time.perf_counter()
                 # Per-epoch seeding makes a resumed run draw the same shuffles and dropout masks.
@@ -319,8 +332,13 @@ class Trainer:
                 )
                 budget_spent = deadline is not None and time.perf_counter() > deadline
                 model.eval()
-                va = _run_epoch(
-                    model, val_loader, self.device, val_loss_fn, None, f"epoch {epoch + 1} val", c.progress, None, self.amp
+                va = (
+                    {"loss": None, "accuracy": None}
+                    if refit
+                    else _run_epoch(
+                        model, val_loader, self.device, val_loss_fn, None, f"epoch {epoch + 1} val", c.progress,
+                        None, self.amp,
+                    )
                 )
                 if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     scheduler.step(va["loss"])
@@ -331,8 +349,8 @@ class Trainer:
                     "phase": phase.name,
                     "train_loss": round(tr["loss"], 6),
                     "train_accuracy": round(tr["accuracy"], 6),
-                    "val_loss": round(va["loss"], 6),
-                    "val_accuracy": round(va["accuracy"], 6),
+                    "val_loss": None if refit else round(va["loss"], 6),
+                    "val_accuracy": None if refit else round(va["accuracy"], 6),
                     "lr": lr_now,
                     "time_s": round(time.perf_counter() - t0, 2),
                     "data_time_s": round(tr["data_time"], 2),
@@ -340,17 +358,23 @@ class Trainer:
                 }
                 history.append(row)
                 logger.info(
-                    "epoch %d [%s] train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0fs",
-                    epoch + 1, phase.name, tr["loss"], tr["accuracy"], va["loss"], va["accuracy"], row["time_s"],
+                    "epoch %d [%s] train loss %.4f acc %.4f | %s | %.0fs",
+                    epoch + 1, phase.name, tr["loss"], tr["accuracy"],
+                    "no validation" if refit else f"val loss {va['loss']:.4f} acc {va['accuracy']:.4f}", row["time_s"],
                 )
                 epoch += 1
-                if va["loss"] < phase_best:
-                    phase_best, bad_epochs = va["loss"], 0
-                else:
-                    bad_epochs += 1
-                if va["loss"] < best_val:
-                    best_val, best_epoch = va["loss"], epoch
+                reached_stop = c.stop_after is not None and epoch >= c.stop_after
+                if refit:
+                    best_epoch = epoch
                     self._save_best(model, preprocess, history, data_fp, data_info, row)
+                else:
+                    if va["loss"] < phase_best:
+                        phase_best, bad_epochs = va["loss"], 0
+                    else:
+                        bad_epochs += 1
+                    if va["loss"] < best_val:
+                        best_val, best_epoch = va["loss"], epoch
+                        self._save_best(model, preprocess, history, data_fp, data_info, row)
                 _write_history(self.out, history)
                 if tr["fraction"] < 1.0:
                     # last.pt means "completed epochs"; a budget-cut epoch is not one, so it is not resumable.
@@ -380,32 +404,41 @@ class Trainer:
             if budget_spent:
                 logger.warning("time budget of %.0f s spent during epoch %d; stopping", c.time_budget_s, epoch)
                 break
+            if reached_stop:
+                logger.info("stopping after epoch %d (--stop-after)", epoch)
+                break
 
         best_path = self.out / "best"
         if best_epoch < 0:
             raise RuntimeError("training ran no epoch; nothing to save")
-        # Post-hoc temperature scaling of the best checkpoint on the validation split (one pass), and
-        # its metadata refreshed with the complete history, in one atomic write.
-        calibration = fit_checkpoint_temperature(
-            best_path, val_ds.images, val_ds.labels,
-            split_description(c.val_fraction, c.seed, c.limit_per_class), device=self.device,
-        )
         meta_path = best_path.with_suffix(".json")
         meta = json.loads(meta_path.read_text())
         meta["history"] = history
-        meta["temperature"] = calibration.pop("temperature")
-        meta["calibration"] = calibration
+        if refit:
+            logger.warning(
+                "no validation split: the checkpoint's temperature stays 1 (uncalibrated); "
+                "`brainxai calibrate --from` can carry one over from the run the recipe was chosen on"
+            )
+        else:
+            # Post-hoc temperature scaling of the best checkpoint on the validation split (one pass), and
+            # its metadata refreshed with the complete history, in one atomic write.
+            calibration = fit_checkpoint_temperature(
+                best_path, val_ds.images, val_ds.labels,
+                split_description(c.val_fraction, c.seed, c.limit_per_class), device=self.device,
+            )
+            meta["temperature"] = calibration.pop("temperature")
+            meta["calibration"] = calibration
+            logger.info(
+                "temperature %.4f fitted on %d validation images: NLL %.4f -> %.4f, ECE %.4f -> %.4f",
+                meta["temperature"], calibration["n"], calibration["nll_before"], calibration["nll_after"],
+                calibration["ece_before"], calibration["ece_after"],
+            )
         atomic_write_bytes(meta_path, json.dumps(meta, indent=2).encode())
-        logger.info(
-            "temperature %.4f fitted on %d validation images: NLL %.4f -> %.4f, ECE %.4f -> %.4f",
-            meta["temperature"], calibration["n"], calibration["nll_before"], calibration["nll_after"],
-            calibration["ece_before"], calibration["ece_after"],
-        )
         return TrainResult(
             checkpoint=best_path.with_suffix(".safetensors"),
             history=history,
             best_epoch=best_epoch,
-            best_val_loss=best_val,
+            best_val_loss=None if refit else best_val,
             stopped_early=stopped_early,
             extra=data_info | {"time_budget_spent": budget_spent},
         )
