@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,8 @@ def main() -> None:
         "Round-1 candidates of the default-model sweep on their own 20% validation split of Training "
         "(seed 0). Errors and negative log-likelihood at temperature 1; `flip TTA` averages the logits of the "
         "scan and of its mirror image. Testing is not used.",
+        "",
+        "Command: `python benchmarks/tta_validation.py " + " ".join(sys.argv[1:]) + "`",
         "",
         "| candidate | flips in training | n | errors plain | errors mirror only | errors flip TTA | NLL plain | NLL flip TTA | predictions changed |",
         "|---|---|---|---|---|---|---|---|---|",

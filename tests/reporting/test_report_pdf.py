@@ -126,12 +126,21 @@ def test_labels() -> None:
     assert date_text("not a date") == "not a date"
 
 
-@pytest.mark.parametrize(("temperature", "expected"), [(0.5166, "divided by 0.517 (temperature scaling"), (None, "(not calibrated)")])
-def test_report_says_how_the_probabilities_were_computed(tmp_path: Path, temperature, expected) -> None:
+@pytest.mark.parametrize(
+    ("temperature", "carried", "expected"),
+    [
+        (0.5166, False, "divided by 0.517 (temperature scaling fitted on held-out training images"),
+        (0.5166, True, "carried over to this model, which was then trained on all training images"),
+        (None, False, "(not calibrated)"),
+    ],
+)
+def test_report_says_how_the_probabilities_were_computed(tmp_path: Path, temperature, carried, expected) -> None:
     result, images = _result("glioma", None, None)
     if temperature is not None:
         result["model"]["temperature"] = temperature
-    text = _text(write_report(result, images, tmp_path / "r.pdf"))
+    result["model"]["temperature_carried_over"] = carried
+    text = " ".join(_text(write_report(result, images, tmp_path / "r.pdf")).split())
     assert "Model probabilities: softmax of the model's outputs" in text
     assert expected in text
+    assert ("roughly 90%" in text) is carried
     assert "not the probability that the patient has the disease" in text

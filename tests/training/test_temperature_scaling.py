@@ -15,7 +15,7 @@ from brainxai.constants import CLASSES
 from brainxai.evaluation.calibration import nll
 from brainxai.evaluation.evaluate import evaluate
 from brainxai.inference import Classifier
-from brainxai.training.checkpoint import CheckpointError, load_checkpoint
+from brainxai.training.checkpoint import CheckpointError, file_sha256, load_checkpoint
 from brainxai.training.split import training_split
 from brainxai.training.trainer import TrainConfig, train
 
@@ -184,6 +184,8 @@ def test_calibrate_from_carries_a_temperature_over_to_a_refit(tiny_run, tmp_path
     }
     assert cal["fitted_on"].startswith(source["calibration"]["fitted_on"] + " of another checkpoint (sha256 ")
     assert cal["fitted_on"].endswith("carried over unchanged")
+    assert cal["carried_over_from_sha256"] == file_sha256(result.checkpoint)
+    assert cal["fitted_on"].split("sha256 ")[1].startswith(cal["carried_over_from_sha256"][:16])
     assert Classifier.load(stem, device="cpu").temperature == source["temperature"]
 
     # A source that was never calibrated has nothing to carry over; nothing is written.

@@ -96,9 +96,18 @@ def _styles() -> dict[str, ParagraphStyle]:
 def probability_note(model: Mapping[str, Any]) -> str:
     """How the class probabilities were computed, in one sentence for the report."""
     temperature = model.get("temperature")
+    # A refit on all training images has no held-out images of its own; its temperature comes from
+    # the run its recipe was chosen on, which makes the calibration an approximation.
+    if model.get("temperature_carried_over"):
+        fit = (
+            "fitted on training images held out from an earlier run of this model's recipe and carried over to "
+            "this model, which was then trained on all training images, so that a probability of 90% is right "
+            "roughly 90% of the time on this dataset"
+        )
+    else:
+        fit = "fitted on held-out training images, so that a probability of 90% is right about 90% of the time on this dataset"
     how = (
-        f"softmax of the model's outputs divided by {temperature:.3g} (temperature scaling fitted on held-out "
-        "training images, so that a probability of 90% is right about 90% of the time on this dataset)"
+        f"softmax of the model's outputs divided by {temperature:.3g} (temperature scaling {fit})"
         if isinstance(temperature, (int, float)) and temperature != 1.0
         else "softmax of the model's outputs (not calibrated)"
     )

@@ -162,12 +162,10 @@ def carry_temperature(checkpoint: str | Path, source: str | Path) -> dict[str, A
     calibration = meta.get("calibration") or {}
     if not calibration.get("fitted_on"):
         raise CheckpointError(f"{source} has no fitted temperature to carry over; calibrate it first")
+    sha = file_sha256(weights)
     record = calibration | {
-        "fitted_on": (
-            f"{calibration['fitted_on']} of another checkpoint (sha256 {file_sha256(weights)[:16]}), "
-            "carried over unchanged"
-        ),
-        "carried_over_from": str(weights),
+        "fitted_on": f"{calibration['fitted_on']} of another checkpoint (sha256 {sha[:16]}), carried over unchanged",
+        "carried_over_from_sha256": sha,
     }
     update_checkpoint_meta(checkpoint, temperature=meta["temperature"], calibration=record)
     return {"temperature": meta["temperature"], **record}

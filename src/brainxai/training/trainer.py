@@ -2,7 +2,8 @@
 
 Outputs in ``out``:
   ``best.safetensors`` + ``best.json``   best-validation-loss checkpoint (the one to use), with its
-                                        softmax temperature fitted on the validation split
+                                        softmax temperature fitted on the validation split; without
+                                        a split (``val_fraction=0``, a refit) the last epoch, T = 1
   ``last.pt``                           full state after the last completed epoch (for ``--resume``)
   ``history.csv`` / ``history.json``    one row per epoch
 """
@@ -126,7 +127,7 @@ def _run_epoch(
 
     With a ``deadline`` (a ``time.perf_counter()`` value) the pass stops after the first batch that
     ends past it; ``fraction`` then says how much of the epoch was run. ``amp`` runs the forward
-    pass under bfloat16 autocast (CUDA only; weights and optimiser state stay float32).
+    pass under bfloat16 autocast (weights and optimiser state stay float32).
     """
     total_loss, correct, n, batches = 0.0, 0, 0, 0
     data_time = compute_time = 0.0
