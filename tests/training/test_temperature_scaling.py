@@ -188,6 +188,14 @@ def test_calibrate_from_carries_a_temperature_over_to_a_refit(tiny_run, tmp_path
     assert cal["fitted_on"].split("sha256 ")[1].startswith(cal["carried_over_from_sha256"][:16])
     assert Classifier.load(stem, device="cpu").temperature == source["temperature"]
 
+    # Another architecture's temperature is refused; nothing is written.
+    other = _copy_checkpoint(result, tmp_path / "other")
+    _set_meta(other, model="resnet18")
+    before = stem.with_suffix(".json").read_bytes()
+    wrong = CliRunner().invoke(app, [*base, "--from", str(other)])
+    assert wrong.exit_code == 1 and "same model and classes" in wrong.output
+    assert stem.with_suffix(".json").read_bytes() == before
+
     # A source that was never calibrated has nothing to carry over; nothing is written.
     plain = _copy_checkpoint(result, tmp_path / "plain")
     _set_meta(plain, temperature=None, calibration=None)

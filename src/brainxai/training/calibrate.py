@@ -152,13 +152,25 @@ def carry_temperature(checkpoint: str | Path, source: str | Path) -> dict[str, A
         The calibration record written (``temperature`` included).
 
     Raises:
-        CheckpointError: ``source`` was never calibrated, or a file is missing.
+        CheckpointError: ``source`` was never calibrated, names another model or other classes, or a
+            file is missing.
     """
     weights, meta_path = checkpoint_paths(source)
     for p in (weights, meta_path):
         if not p.is_file():
             raise CheckpointError(f"checkpoint file not found: {p}")
     meta = json.loads(meta_path.read_text())
+    _, target_meta_path = checkpoint_paths(checkpoint)
+    if not target_meta_path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {target_meta_path}")
+    target = json.loads(target_meta_path.read_text())
+    # A temperature only means something for the same network and class order.
+    for key in ("model", "classes"):
+        if meta.get(key) != target.get(key):
+            raise CheckpointError(
+                f"{source} has {key} {meta.get(key)!r} but {checkpoint} has {target.get(key)!r}; "
+                "a temperature can only be carried over between checkpoints of the same model and classes"
+            )
     calibration = meta.get("calibration") or {}
     if not calibration.get("fitted_on"):
         raise CheckpointError(f"{source} has no fitted temperature to carry over; calibrate it first")
