@@ -28,16 +28,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from brainxai.evaluation.calibration import nll
 from brainxai.inference import Classifier
 from brainxai.training.checkpoint import load_checkpoint
 from brainxai.training.split import training_split
-
-
-def _nll(logits: np.ndarray, labels: np.ndarray) -> float:
-    logp = torch.log_softmax(torch.from_numpy(logits).double(), dim=1).numpy()
-    return float(-logp[np.arange(len(labels)), labels].mean())
 
 
 def evaluate(name: str, checkpoint: str, data: str, cache_dir: str | None) -> dict:
@@ -57,7 +52,7 @@ def evaluate(name: str, checkpoint: str, data: str, cache_dir: str | None) -> di
     for key, logits in (("plain", plain), ("mirror_only", mirrored), ("flip_tta", tta)):
         pred = logits.argmax(1)
         row[f"{key}_errors"] = int((pred != labels).sum())
-        row[f"{key}_nll"] = round(_nll(logits, labels), 4)
+        row[f"{key}_nll"] = round(nll(logits, labels), 4)
     row["changed_predictions"] = int((plain.argmax(1) != tta.argmax(1)).sum())
     return row
 
@@ -71,7 +66,6 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
 
     rows = [evaluate(*spec.split("=", 1), args.data, args.cache_dir) for spec in args.checkpoint]
     total_plain = sum(r["plain_errors"] for r in rows)

@@ -175,7 +175,7 @@ class AnalysisService:
             "sha256": ckpt.sha256,
             "classes": list(self.classifier.classes),
             "temperature": self.classifier.temperature,
-            "temperature_carried_over": "carried_over_from_sha256" in ckpt.meta.calibration,
+            "temperature_carried_over": ckpt.meta.temperature_carried_over,
         }
 
     def score_slices(self, slices: Sequence[np.ndarray]) -> list[float]:

@@ -8,7 +8,6 @@ a validation split. The test split is never used.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,13 @@ from brainxai.data.dataset import DatasetLayoutError
 from brainxai.evaluation.calibration import TEMPERATURE_BOUNDS, fit_temperature_report
 from brainxai.inference import Classifier
 from brainxai.training.checkpoint import (
+    CARRIED_OVER_KEY,
     CheckpointError,
     LoadedCheckpoint,
     checkpoint_paths,
     file_sha256,
     load_checkpoint,
+    read_checkpoint_json,
     update_checkpoint_meta,
 )
 from brainxai.training.split import training_split
@@ -155,15 +156,10 @@ def carry_temperature(checkpoint: str | Path, source: str | Path) -> dict[str, A
         CheckpointError: ``source`` was never calibrated, names another model or other classes, or a
             file is missing.
     """
-    weights, meta_path = checkpoint_paths(source)
-    for p in (weights, meta_path):
-        if not p.is_file():
-            raise CheckpointError(f"checkpoint file not found: {p}")
-    meta = json.loads(meta_path.read_text())
-    _, target_meta_path = checkpoint_paths(checkpoint)
-    if not target_meta_path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {target_meta_path}")
-    target = json.loads(target_meta_path.read_text())
+    weights, _ = checkpoint_paths(source)
+    if not weights.is_file():
+        raise CheckpointError(f"checkpoint file not found: {weights}")
+    meta, target = read_checkpoint_json(source), read_checkpoint_json(checkpoint)
     # A temperature only means something for the same network and class order.
     for key in ("model", "classes"):
         if meta.get(key) != target.get(key):
@@ -177,7 +173,7 @@ def carry_temperature(checkpoint: str | Path, source: str | Path) -> dict[str, A
     sha = file_sha256(weights)
     record = calibration | {
         "fitted_on": f"{calibration['fitted_on']} of another checkpoint (sha256 {sha[:16]}), carried over unchanged",
-        "carried_over_from_sha256": sha,
+        CARRIED_OVER_KEY: sha,
     }
     update_checkpoint_meta(checkpoint, temperature=meta["temperature"], calibration=record)
     return {"temperature": meta["temperature"], **record}

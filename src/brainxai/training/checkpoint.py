@@ -27,6 +27,8 @@ from brainxai import __version__
 from brainxai.data.preprocess import PreprocessConfig
 
 FORMAT_VERSION = 1
+# ``calibration`` key naming the weights whose temperature was copied (``brainxai calibrate --from``).
+CARRIED_OVER_KEY = "carried_over_from_sha256"
 
 
 class CheckpointError(ValueError):
@@ -51,6 +53,11 @@ class CheckpointMeta:
     # Probabilities are softmax(logits / temperature); fitted post hoc on the validation split.
     temperature: float = 1.0
     calibration: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def temperature_carried_over(self) -> bool:
+        """Whether the temperature was fitted for another checkpoint and copied here (a refit)."""
+        return CARRIED_OVER_KEY in self.calibration
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -151,15 +158,25 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta, ha
     return weights_path
 
 
+def read_checkpoint_json(path: str | Path) -> dict[str, Any]:
+    """The raw JSON metadata of a checkpoint (stem or either file).
+
+    Raises:
+        CheckpointError: The JSON file does not exist.
+    """
+    _, meta_path = checkpoint_paths(path)
+    if not meta_path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {meta_path}")
+    return json.loads(meta_path.read_text())
+
+
 def update_checkpoint_meta(path: str | Path, **fields: Any) -> dict[str, Any]:
     """Sets top-level fields of a checkpoint's JSON in place (atomically) and returns the new content.
 
     The result must still load (e.g. a bad ``temperature`` is refused before anything is written).
     """
     _, meta_path = checkpoint_paths(path)
-    if not meta_path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {meta_path}")
-    data = json.loads(meta_path.read_text()) | fields
+    data = read_checkpoint_json(path) | fields
     CheckpointMeta.from_dict(data)
     atomic_write_bytes(meta_path, json.dumps(data, indent=2).encode())
     return data
