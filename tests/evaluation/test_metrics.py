@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from brainxai.evaluation.metrics import (
+    wilson_interval,
     bootstrap_ci,
     classification_metrics,
     confusion_matrix,
@@ -67,3 +68,28 @@ def test_bootstrap_ci_brackets_the_estimate():
     assert ci["accuracy"][0] < acc < ci["accuracy"][1]
     assert ci["accuracy"][1] - ci["accuracy"][0] < 0.12
     assert bootstrap_ci(y, pred, 3, n_boot=300, seed=1) == ci
+
+
+def test_wilson_interval_known_values():
+    # Reference values from the closed form, worked by hand: p = 50/60, z = 1.959964.
+    lo, hi = wilson_interval(50, 60)
+    assert lo == pytest.approx(0.7197, abs=1e-4) and hi == pytest.approx(0.9068, abs=1e-4)
+    # At the edges the interval stays inside [0, 1] and is not degenerate (the normal one would be [0, 0]).
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)
+    assert wilson_interval(10, 10) == pytest.approx((1 - 0.2775, 1.0), abs=1e-4)
+
+
+def test_wilson_interval_is_symmetric_and_narrows_with_n():
+    for k, n in [(3, 7), (12, 60), (1, 2)]:
+        lo, hi = wilson_interval(k, n)
+        lo2, hi2 = wilson_interval(n - k, n)
+        assert lo == pytest.approx(1 - hi2) and hi == pytest.approx(1 - lo2)
+        assert lo <= k / n <= hi
+    assert np.diff(wilson_interval(500, 600)) < np.diff(wilson_interval(50, 60))
+    assert np.diff(wilson_interval(50, 60, confidence=0.99)) > np.diff(wilson_interval(50, 60))
+
+
+@pytest.mark.parametrize("args", [(1, 0), (-1, 5), (6, 5), (2, 5, 1.0)])
+def test_wilson_interval_rejects_bad_input(args):
+    with pytest.raises(ValueError):
+        wilson_interval(*args)

@@ -96,6 +96,11 @@ def test_runner_on_three_images(small_checkpoint, three_boxes, boxes_csv, tmp_pa
     assert on_disk == json.loads(json.dumps(results))
     md = (out / "xai.md").read_text()
     assert "| lrp |" in md and "Does sharpness agree with localisation?" in md and "Research use only" in md
+    # Each row carries the 95% Wilson interval of its pointing game, and it brackets the figure.
+    row = next(line for line in md.splitlines() if line.startswith("| lrp |")).split("|")
+    lo, hi = (float(v) for v in row[3].strip(" []").split(","))
+    assert lo <= results["lrp"]["pointing_game"] <= hi and hi - lo > 0.3  # three images: a wide interval
+    assert "95% CI [" in md
     with open(out / "xai_per_image.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 18

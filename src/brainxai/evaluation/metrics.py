@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -89,6 +90,30 @@ def reliability_bins(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 15) ->
         out["confidence"].append(float(conf[m].mean()) if m.any() else float("nan"))
         out["accuracy"].append(float(correct[m].mean()) if m.any() else float("nan"))
     return out
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion ``successes / n`` (e.g. a pointing game).
+
+    Unlike the normal approximation it stays inside [0, 1] and is usable for proportions near 0 or 1
+    and for small ``n``, as with a 60-image box set.
+
+    Raises:
+        ValueError: ``n`` < 1, ``successes`` outside ``0..n`` or ``confidence`` outside (0, 1).
+    """
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n >= 1, got {successes} of {n}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    # At 0 or n successes the bound is exactly 0 or 1 in exact arithmetic; don't leave rounding noise.
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == n else min(1.0, centre + half)
+    return float(lo), float(hi)
 
 
 def bootstrap_ci(

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from brainxai.analysis.region import brain_mask, relevance_region
 from brainxai.constants import DISCLAIMER
 from brainxai.data.preprocess import prepare_with_box, to_tensor
+from brainxai.evaluation.metrics import wilson_interval
 from brainxai.explain.base import (
     UnsupportedModelError,
     create_explainer,
@@ -372,6 +373,14 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return f"{v:.{digits}f}"
 
 
+def _pointing_ci(r: dict[str, Any]) -> str:
+    """95% Wilson interval of a method's pointing game, ``-`` when it was not run."""
+    if r["pointing_game"] is None or not r["n"]:
+        return "-"
+    lo, hi = wilson_interval(round(r["pointing_game"] * r["n"]), r["n"])
+    return f"[{lo:.3f}, {hi:.3f}]"
+
+
 def _spearman(a: Sequence[float], b: Sequence[float]) -> float:
     x, y = np.asarray(a, float), np.asarray(b, float)
     if len(x) < 3:
@@ -404,14 +413,14 @@ def _markdown(
         ),
         "",
         (
-            "| method | pointing game ↑ | energy in box ↑ | IoU ↑ | deletion AUC ↓ | insertion AUC ↑ | "
+            "| method | pointing game ↑ | 95% CI | energy in box ↑ | IoU ↑ | deletion AUC ↓ | insertion AUC ↑ | "
             "sanity rank corr ↓ | sharpness | ms / image | n |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for method, r in results.items():
         lines.append(
-            f"| {method} | {_fmt(r['pointing_game'])} | {_fmt(r['energy_in_box'])} | {_fmt(r['iou'])} | "
+            f"| {method} | {_fmt(r['pointing_game'])} | {_pointing_ci(r)} | {_fmt(r['energy_in_box'])} | {_fmt(r['iou'])} | "
             f"{_fmt(r['deletion_auc'])} | {_fmt(r['insertion_auc'])} | {_fmt(r['sanity_rank_corr'])} | "
             f"{_fmt(r['sharpness'], 5)} | {_fmt(r['ms_per_image'], 1)} | {r['n']} |"
         )
@@ -421,7 +430,9 @@ def _markdown(
         verdict = "meets" if scored[best] >= POINTING_GOAL else "does not meet"
         lines += [
             "",
-            f"Best pointing game: **{best}** ({scored[best]:.3f}), which {verdict} the goal of {POINTING_GOAL:.2f}.",
+            f"Best pointing game: **{best}** ({scored[best]:.3f}, 95% CI {_pointing_ci(results[best])}), which "
+            f"{verdict} the goal of {POINTING_GOAL:.2f}. CI: Wilson score interval over the images, which treats "
+            "them as independent draws; it says how far another set of the same kind may move the figure.",
         ]
     for method, note in notes.items():
         lines += ["", f"- `{method}` not run: {note}"]
