@@ -2,13 +2,13 @@ import numpy as np
 import pytest
 
 from brainxai.evaluation.metrics import (
-    wilson_interval,
     bootstrap_ci,
     classification_metrics,
     confusion_matrix,
     expected_calibration_error,
     macro_f1,
     per_class_from_confusion,
+    wilson_interval,
 )
 
 CLASSES = ["a", "b", "c"]
