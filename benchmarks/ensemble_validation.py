@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _validation import own_validation_split
+
 from brainxai.evaluation.calibration import fit_temperature, nll
 from brainxai.inference import Classifier
-from brainxai.training.checkpoint import load_checkpoint
-from brainxai.training.split import training_split
 
 MIN_GAIN = 2  # errors fewer than the best member, for adoption
 
@@ -48,20 +48,16 @@ def member_logits(checkpoint: str, data: str, cache_dir: str | None, *, half: bo
     """Validation logits, labels and validation indices of one round-1 checkpoint on its own split.
 
     Args:
-        half: Round the weights to float16 (and back) first, as a half-precision file would store them.
+        half: Round the parameters to float16 (and back) first, as a half-precision file would store them
+            (BatchNorm running statistics, buffers, stay float32).
     """
-    loaded = load_checkpoint(checkpoint)
+    loaded, images, labels, idx = own_validation_split(checkpoint, data, cache_dir)
     if half:
         with torch.no_grad():
             for p in loaded.model.parameters():
                 p.copy_(p.half().float())
-    recipe = loaded.meta.recipe
-    split = training_split(
-        data, loaded.preprocess, val_fraction=recipe["val_fraction"], seed=recipe["seed"],
-        limit_per_class=recipe.get("limit_per_class"), cache_dir=cache_dir,
-    )
-    images, labels = split.images[split.val_idx], split.labels[split.val_idx]
-    return Classifier(loaded, device="cpu").logits_prepared(images), labels, np.asarray(split.val_idx)
+    classifier = Classifier(loaded, device="cpu")
+    return classifier.logits_prepared(images), labels, idx
 
 
 def main() -> None:

@@ -29,26 +29,20 @@ from pathlib import Path
 
 import numpy as np
 
+from _validation import own_validation_split
+
 from brainxai.evaluation.calibration import nll
 from brainxai.inference import Classifier
-from brainxai.training.checkpoint import load_checkpoint
-from brainxai.training.split import training_split
 
 
 def evaluate(name: str, checkpoint: str, data: str, cache_dir: str | None) -> dict:
     """Errors and NLL (temperature 1) of one checkpoint on its own validation split, plain and flip-averaged."""
-    loaded = load_checkpoint(checkpoint)
-    recipe = loaded.meta.recipe
-    split = training_split(
-        data, loaded.preprocess, val_fraction=recipe["val_fraction"], seed=recipe["seed"],
-        limit_per_class=recipe.get("limit_per_class"), cache_dir=cache_dir,
-    )
-    images, labels = split.images[split.val_idx], split.labels[split.val_idx]
+    loaded, images, labels, _ = own_validation_split(checkpoint, data, cache_dir)
     classifier = Classifier(loaded, device="cpu")
     plain = classifier.logits_prepared(images)
     mirrored = classifier.logits_prepared(np.ascontiguousarray(images[:, :, ::-1]))
     tta = (plain + mirrored) / 2
-    row = {"candidate": name, "n_val": int(len(labels)), "hflip_in_training": bool(recipe.get("hflip"))}
+    row = {"candidate": name, "n_val": int(len(labels)), "hflip_in_training": bool(loaded.meta.recipe.get("hflip"))}
     for key, logits in (("plain", plain), ("mirror_only", mirrored), ("flip_tta", tta)):
         pred = logits.argmax(1)
         row[f"{key}_errors"] = int((pred != labels).sum())
