@@ -44,20 +44,18 @@ from brainxai.inference import Classifier
 MIN_GAIN = 2  # errors fewer than the best member, for adoption
 
 
-def member_logits(checkpoint: str, data: str, cache_dir: str | None, *, half: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validation logits, labels and validation indices of one round-1 checkpoint on its own split.
-
-    Args:
-        half: Round the parameters to float16 (and back) first, as a half-precision file would store them
-            (BatchNorm running statistics, buffers, stay float32).
-    """
+def member_logits(checkpoint: str, data: str, cache_dir: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One round-1 checkpoint on its own validation split: logits, logits with the parameters rounded to
+    float16 and back (as a half-precision file would store them; BatchNorm running statistics, buffers,
+    stay float32), labels and validation indices."""
     loaded, images, labels, idx = own_validation_split(checkpoint, data, cache_dir)
-    if half:
-        with torch.no_grad():
-            for p in loaded.model.parameters():
-                p.copy_(p.half().float())
-    classifier = Classifier(loaded, device="cpu")
-    return classifier.logits_prepared(images), labels, idx
+    full = Classifier(loaded, device="cpu").logits_prepared(images)
+    # Classifier classifies a BatchNorm-folded copy, so rounding the loaded model afterwards is safe.
+    with torch.no_grad():
+        for p in loaded.model.parameters():
+            p.copy_(p.half().float())
+    half = Classifier(loaded, device="cpu").logits_prepared(images)
+    return full, half, labels, idx
 
 
 def main() -> None:
@@ -73,8 +71,7 @@ def main() -> None:
     labels = val_idx = None
     for spec in args.checkpoint:
         name, path = spec.split("=", 1)
-        logits, y, idx = member_logits(path, args.data, args.cache_dir, half=False)
-        logits_half, _, _ = member_logits(path, args.data, args.cache_dir, half=True)
+        logits, logits_half, y, idx = member_logits(path, args.data, args.cache_dir)
         if labels is None:
             labels, val_idx = y, idx
         elif not (np.array_equal(labels, y) and np.array_equal(val_idx, idx)):
