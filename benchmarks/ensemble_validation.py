@@ -34,9 +34,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from _validation import own_validation_split
+from _validation import member_specs, own_validation_split, round_to_half
 
 from brainxai.evaluation.calibration import fit_temperature, nll
 from brainxai.inference import Classifier
@@ -51,9 +50,7 @@ def member_logits(checkpoint: str, data: str, cache_dir: str | None) -> tuple[np
     loaded, images, labels, idx = own_validation_split(checkpoint, data, cache_dir)
     full = Classifier(loaded, device="cpu").logits_prepared(images)
     # Classifier classifies a BatchNorm-folded copy, so rounding the loaded model afterwards is safe.
-    with torch.no_grad():
-        for p in loaded.model.parameters():
-            p.copy_(p.half().float())
+    round_to_half(loaded.model)
     half = Classifier(loaded, device="cpu").logits_prepared(images)
     return full, half, labels, idx
 
@@ -69,8 +66,7 @@ def main() -> None:
 
     names, full, half = [], [], []
     labels = val_idx = None
-    for spec in args.checkpoint:
-        name, path = spec.split("=", 1)
+    for name, path in member_specs(args.checkpoint):
         logits, logits_half, y, idx = member_logits(path, args.data, args.cache_dir)
         if labels is None:
             labels, val_idx = y, idx

@@ -35,6 +35,7 @@ Writes ``soup_validation.json`` and ``soup_validation.md`` in ``--out``.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import sys
@@ -46,10 +47,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from _validation import checkpoint_split, member_specs, round_to_half
+
 from brainxai.evaluation.calibration import fit_temperature, nll
 from brainxai.inference import Classifier
+from brainxai.data.preprocess import to_tensor
 from brainxai.training.checkpoint import LoadedCheckpoint, load_checkpoint
-from brainxai.training.split import training_split
 
 MIN_GAIN = 2  # errors fewer than the best member, for adoption
 
@@ -79,13 +82,6 @@ def reestimate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor], tota
     model.eval()
 
 
-def round_to_half(model: nn.Module) -> None:
-    """Rounds parameters to float16 and back, as a half-precision file stores them (buffers stay float32)."""
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(p.half().float())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True)
@@ -97,19 +93,14 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     torch.manual_seed(0)  # dropout is active in the train-mode BatchNorm pass; seeded so a re-run matches
 
-    names, members = [], []
-    for spec in args.checkpoint:
-        name, path = spec.split("=", 1)
-        names.append(name)
-        members.append(load_checkpoint(path))
+    specs = member_specs(args.checkpoint)
+    names = [name for name, _ in specs]
+    members = [load_checkpoint(path) for _, path in specs]
     recipes = [(m.meta.recipe["val_fraction"], m.meta.recipe["seed"], m.meta.recipe.get("limit_per_class")) for m in members]
     if len(set(recipes)) != 1 or len({m.meta.model for m in members}) != 1:
         raise SystemExit("the members must share one architecture and one split (val_fraction, seed, limit)")
     first = members[0]
-    split = training_split(
-        args.data, first.preprocess, val_fraction=recipes[0][0], seed=recipes[0][1],
-        limit_per_class=recipes[0][2], cache_dir=args.cache_dir,
-    )
+    split = checkpoint_split(first, args.data, args.cache_dir)
     val_images, labels = split.images[split.val_idx], split.labels[split.val_idx]
 
     def val_logits(loaded: LoadedCheckpoint) -> np.ndarray:
@@ -120,21 +111,19 @@ def main() -> None:
         logits = val_logits(loaded)
         rows.append({"member": name, "errors": int((logits.argmax(1) != labels).sum()), "nll": round(nll(logits, labels), 4)})
 
-    states = [{k: v.detach().clone() for k, v in m.model.state_dict().items()} for m in members]
-    soup_state = average_state(states)
+    soup_state = average_state([m.model.state_dict() for m in members])
 
     # For information only: every entry averaged, BatchNorm statistics included.
-    plain = load_checkpoint(first.weights_path.with_suffix(""))
+    plain = copy.deepcopy(first)
     plain.model.load_state_dict(soup_state)
     plain_logits = val_logits(plain)
 
     # The candidate: averaged weights, BatchNorm statistics re-estimated on the fitting part of the split.
-    soup = load_checkpoint(first.weights_path.with_suffix(""))
-    soup.model.load_state_dict(soup_state)
-    to_tensor = Classifier(soup, device="cpu").tensor
+    soup = copy.deepcopy(plain)
     fit_images = split.images[split.train_idx]
     starts = range(0, len(fit_images), args.batch_size)
-    reestimate_batchnorm(soup.model, (to_tensor(fit_images[i : i + args.batch_size]) for i in starts), len(starts))
+    batches = (to_tensor(fit_images[i : i + args.batch_size], soup.preprocess) for i in starts)
+    reestimate_batchnorm(soup.model, batches, len(starts))
     logits = val_logits(soup)
     round_to_half(soup.model)
     logits_half = val_logits(soup)
