@@ -9,7 +9,8 @@ annotated class explained), so that a proposal to change a default can be judged
 - Grad-CAM at other layers (the last MBConv block, 7x7; block 10, 14x14);
 - shift-averaged Grad-CAM: the mean of the maps of the input shifted by sub-cell steps and shifted back
   (a finer effective grid; "augmented Grad-CAM", Morbidelli et al., 2020, without its super-resolution
-  solver);
+  solver): here with circular shifts of 0..31 px, and as the library's ``shifts=4`` option (centred
+  shifts, black fill), alone and inside guided Grad-CAM (`xai/shifted_cam.md`);
 - contrastive targets: the target logit minus the "no tumour" logit, or minus the mean of the others;
 - products of a pixel-level map with Grad-CAM (as guided Grad-CAM multiplies guided backprop with it);
 - Relevance-CAM (Lee et al., 2021): CAM with channel weights from LRP relevance at the layer.
@@ -213,6 +214,8 @@ def main() -> None:
     blocks = getattr(model, "blocks", None)
     maps: dict[str, np.ndarray] = {}
     for label, name, kwargs in (("guided-backprop", "guided-backprop", {}), ("guided-gradcam", "guided-gradcam", {}),
+                                ("guided-gradcam, 4x4 shifts", "guided-gradcam", {"shifts": 4}),
+                                ("gradcam, 4x4 shifts (library: centred, black fill)", "gradcam", {"shifts": 4}),
                                 ("lrp-epsilon-gamma-box", "lrp", {"composite": "epsilon-gamma-box"})):
         maps[label] = _explainer_maps(data, classifier, labels, name, **kwargs)
     jobs: list[tuple[str, Callable]] = [

@@ -101,13 +101,18 @@ class GuidedBackpropExplainer(Explainer):
 
 @register_explainer
 class GuidedGradCamExplainer(Explainer):
-    """Guided Grad-CAM: guided-backprop magnitude x Grad-CAM (both at input resolution)."""
+    """Guided Grad-CAM: guided-backprop magnitude x Grad-CAM (both at input resolution).
+
+    Args:
+        model: The classifier.
+        shifts: Sub-cell shift averaging of the Grad-CAM factor (see the CAM explainers; 1: off).
+    """
 
     name = "guided-gradcam"
 
-    def __init__(self, model: nn.Module, **kwargs: Any) -> None:
+    def __init__(self, model: nn.Module, shifts: int = 1, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
-        self.gradcam = GradCamExplainer(model)
+        self.gradcam = GradCamExplainer(model, shifts=shifts)
         self.guided = GuidedBackpropExplainer(model)
 
     def _attribute(self, x: torch.Tensor, targets: torch.Tensor | None) -> tuple[np.ndarray, torch.Tensor]:
