@@ -59,3 +59,14 @@ def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture()
+def dark_scan() -> np.ndarray:
+    """A 120x160 head below the crop threshold (intensity 40) with one bright 30x20 patch: the contour crop
+    keeps the patch only, the failure seen on dark scans."""
+    yy, xx = np.mgrid[:120, :160]
+    img = np.zeros((120, 160), np.uint8)
+    img[((xx - 79.5) / 70) ** 2 + ((yy - 59.5) / 50) ** 2 <= 1] = 40
+    img[60:80, 70:100] = 90
+    return img

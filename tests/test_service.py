@@ -99,6 +99,7 @@ def test_result_files_json_and_images(dicom_and_png) -> None:
     assert data["model"]["sha256"] == dcm.model["sha256"] and len(data["model"]["sha256"]) == 64
     assert data["patient"] == {"name": "Jane Roe", "age": 61, "sex": "F"}
     assert data["disclaimer"] == DISCLAIMER
+    assert data["warnings"] == [] and data["scan"]["model_input_crop"]["area_fraction"] > 0.2
     assert data["agreement"]["second_method"] == "gradcam"
     assert 0.0 <= param(dcm, "confidence")["details"]["agreement"] <= 1.0
     for kind in ("original", "heatmap", "overlay", "outline", "mask"):
@@ -179,6 +180,18 @@ def test_no_tumour_prediction(service: AnalysisService, sample: np.ndarray, tmp_
     assert "No tumour pattern found" in " ".join(text.split())
     heat = np.asarray(Image.open(result.images["heatmap"]))
     assert heat.max() == 0  # no tumour region is drawn for a no-tumour prediction
+
+
+def test_failed_crop_is_reported(service: AnalysisService, dark_scan: np.ndarray, tmp_path: Path) -> None:
+    result = service.analyze(_png(dark_scan), filename="dark.png", method="gradcam",
+                             agreement=False, out_dir=tmp_path)
+    crop = result.scan["model_input_crop"]
+    assert crop["area_fraction"] < 0.05 and len(crop["box_xyxy"]) == 4
+    assert len(result.warnings) == 1 and "automatic head crop kept only" in result.warnings[0]
+    saved = json.loads(result.report_json.read_text())
+    assert saved["warnings"] == result.warnings and saved["scan"]["model_input_crop"] == crop
+    text = " ".join(" ".join(p.extract_text() for p in PdfReader(result.report_pdf).pages).split())
+    assert "Warning: The automatic head crop kept only" in text
 
 
 def _png(image: np.ndarray) -> bytes:

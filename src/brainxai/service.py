@@ -90,6 +90,8 @@ class AnalysisResult:
     patient: dict[str, Any] | None = None
     agreement: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    #: Conditions that make this result unreliable (shown prominently; ``notes`` are context).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def is_tumour(self) -> bool:
@@ -259,7 +261,7 @@ class AnalysisService:
         """
         from brainxai.analysis.region import brain_mask, relevance_region
         from brainxai.analysis.spatial import compute_spatial_parameters
-        from brainxai.data.preprocess import prepare_with_box
+        from brainxai.data.preprocess import crop_warning, prepare_with_box
         from brainxai.explain.views import outline_image, relevance_to_original, render_views
 
         patient_info = PatientInfo.coerce(patient)
@@ -269,6 +271,11 @@ class AnalysisService:
         notes: list[str] = []
 
         prepared, box = prepare_with_box(scan.pixels, self.classifier.preprocess)
+        warnings: list[str] = []
+        crop_note = crop_warning(box, scan.shape)
+        if crop_note is not None:
+            logger.warning("%s: %s", scan.source_name, crop_note)
+            warnings.append(crop_note)
         with self._lock:
             probs = self.classifier.predict_proba_prepared(prepared[None])[0]
             index = int(np.argmax(probs))
@@ -344,6 +351,11 @@ class AnalysisService:
             images[kind] = path
 
         scan_info = scan.info()
+        x0, y0, x1, y1 = box
+        scan_info["model_input_crop"] = {
+            "box_xyxy": [int(v) for v in box],
+            "area_fraction": round((x1 - x0) * (y1 - y0) / float(scan.shape[0] * scan.shape[1]), 4),
+        }
         if spacing_assumed:
             scan_info["assumed_pixel_spacing_mm"] = list(spacing)
         if seq and not scan_info.get("sequence"):
@@ -365,6 +377,7 @@ class AnalysisService:
             patient=patient_info.to_dict() if patient_info else None,
             agreement=agreement_info,
             notes=notes,
+            warnings=warnings,
         )
         payload = result.to_dict()
         if result.report_pdf is not None:

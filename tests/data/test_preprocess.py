@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from brainxai.data.preprocess import PreprocessConfig, contour_crop, denormalize, prepare, prepare_with_box, to_tensor
+from brainxai.data.preprocess import (
+    PreprocessConfig,
+    contour_crop,
+    crop_warning,
+    denormalize,
+    prepare,
+    prepare_with_box,
+    to_tensor,
+)
 
 
 def synthetic_head(h: int = 120, w: int = 160, box: tuple[int, int, int, int] = (30, 20, 110, 100)) -> np.ndarray:
@@ -69,3 +77,19 @@ def test_config_validation_and_roundtrip():
         PreprocessConfig(normalize="zscore")  # type: ignore[arg-type]
     cfg = PreprocessConfig(img_size=96, channels=1, normalize="unit", crop=False)
     assert PreprocessConfig.from_dict(cfg.to_dict() | {"unknown": 1}) == cfg
+
+
+def test_crop_warning_flags_a_crop_that_kept_a_bright_patch_only(dark_scan):
+    img = dark_scan
+    _, box = contour_crop(img)
+    assert (box[2] - box[0]) * (box[3] - box[1]) < 0.05 * img.size  # the patch, not the head
+    warning = crop_warning(box, img.shape)
+    assert warning is not None and "kept only 4% of the image" in warning and "unreliable" in warning
+
+
+def test_crop_warning_is_silent_for_a_normal_crop_and_at_the_limit():
+    img = synthetic_head()
+    _, box = contour_crop(img)
+    assert crop_warning(box, img.shape) is None
+    assert crop_warning((0, 0, 20, 10), (10, 100)) is None  # exactly 20% of the image
+    assert crop_warning((0, 0, 19, 10), (10, 100)) is not None

@@ -146,7 +146,22 @@ def test_cli_explain_writes_views(small_checkpoint, samples_dir, tmp_path) -> No
     assert rel.shape == (64, 64) and np.isfinite(rel).all()
     meta = json.loads((out / "explanation.json").read_text())
     assert meta["target_label"] == "meningioma" and meta["method"] == "gradcam"
+    assert meta["crop_warning"] is None
     assert "Research use only" in result.output
+
+
+def test_cli_explain_warns_about_a_failed_crop(small_checkpoint, dark_scan, tmp_path) -> None:
+    from PIL import Image
+
+    Image.fromarray(dark_scan).save(tmp_path / "dark.png")
+    result = CliRunner().invoke(
+        app, ["explain", str(tmp_path / "dark.png"), "--method", "gradcam", "--checkpoint", str(small_checkpoint),
+              "--out", str(tmp_path / "exp")],
+    )
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "exp" / "explanation.json").read_text())
+    assert "kept only 4% of the image" in meta["crop_warning"]
+    assert "Warning: The automatic head crop kept only 4%" in result.output
 
 
 def test_cli_explain_no_tumour_needs_the_flag(small_checkpoint, samples_dir, tmp_path) -> None:

@@ -47,7 +47,9 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_login_analyse_download_batch_and_history(live_server: ServerProcess, samples_dir: Path, shots: Path) -> None:
+def test_login_analyse_download_batch_and_history(
+    live_server: ServerProcess, samples_dir: Path, shots: Path, dark_scan, tmp_path: Path
+) -> None:
     from playwright.sync_api import expect, sync_playwright
     from pypdf import PdfReader
 
@@ -95,6 +97,7 @@ def test_login_analyse_download_batch_and_history(live_server: ServerProcess, sa
         assert heatmap.evaluate("i => i.naturalWidth") > 32
         for kind in ("original", "overlay", "outline", "mask"):
             assert page.locator(f"#img-{kind}").evaluate("i => i.complete && i.naturalWidth > 0"), kind
+        expect(page.locator("#result-warnings")).to_be_hidden()
         page.screenshot(path=str(shots / "02-result.png"), full_page=True)
 
         with page.expect_download() as info:
@@ -130,6 +133,19 @@ def test_login_analyse_download_batch_and_history(live_server: ServerProcess, sa
         page.locator("#study-rows tr", has_text="glioma.jpg").get_by_role("button", name="Open").click()
         expect(page.locator("#result")).to_be_visible()
         expect(page.locator("#study-meta")).to_contain_text("glioma.jpg")
+
+        # A scan whose automatic crop failed is flagged above the result.
+        from PIL import Image
+
+        dark = tmp_path / "dark.png"
+        Image.fromarray(dark_scan).save(dark)
+        page.click("button[data-tab=single]")
+        page.set_input_files("#file-single", str(dark))
+        page.click("#analyze")
+        expect(page.locator("#study-meta")).to_contain_text("dark.png")
+        expect(page.locator("#result-warnings")).to_be_visible()
+        expect(page.locator("#result-warnings")).to_contain_text("automatic head crop kept only")
+        page.screenshot(path=str(shots / "05-crop-warning.png"), full_page=True)
 
         page.click("#logout")
         expect(page.locator("#login-view")).to_be_visible()

@@ -57,7 +57,7 @@ def explain_command(
     from PIL import Image
 
     from brainxai.constants import DISCLAIMER
-    from brainxai.data.preprocess import prepare_with_box
+    from brainxai.data.preprocess import crop_warning, prepare_with_box
     from brainxai.explain import (
         UnsupportedModelError,
         create_explainer,
@@ -103,6 +103,7 @@ def explain_command(
         "predicted": prediction.label,
         "probabilities": prediction.probabilities,
         "crop_box": list(box),
+        "crop_warning": crop_warning(box, scan.shape),
         "original_shape": list(scan.shape),
         "relevance_npy": "relevance.npy: (H, W) float32 map at model-input resolution of the crop box",
         "caption": views.caption,
@@ -115,6 +116,8 @@ def explain_command(
         f"{explanation.target_label} (p={target_p:.3f}) written to {out}"
     )
     typer.echo(views.caption)
+    if meta["crop_warning"]:
+        typer.echo(f"Warning: {meta['crop_warning']}", err=True)
     typer.echo(DISCLAIMER)
 
 

@@ -104,6 +104,34 @@ def contour_crop(
     return image[y0:y1, x0:x1], (x0, y0, x1, y1)
 
 
+#: A contour crop covering less than this share of the image is reported as failed (:func:`crop_warning`).
+SMALL_CROP_FRACTION = 0.2
+
+
+def crop_warning(box: tuple[int, int, int, int], shape: tuple[int, int]) -> str | None:
+    """A warning when the automatic crop kept implausibly little of the image, else ``None``.
+
+    The contour crop takes the largest bright blob as the head. On dark scans the head falls partly below
+    the threshold and the blob can be a sinus, the orbits or a patch of cortex: the model then sees only
+    that part, and nothing outside it can influence the prediction or appear in a map. On the Kaggle
+    brain-tumour set 70 of 7,019 crops (1.0%) cover less than :data:`SMALL_CROP_FRACTION` of the image;
+    every one of those inspected (20) had cut off brain, several the tumour itself.
+
+    Args:
+        box: ``(x0, y0, x1, y1)`` crop box, as returned by :func:`contour_crop`.
+        shape: ``(height, width)`` of the image it was taken from.
+    """
+    x0, y0, x1, y1 = box
+    fraction = (x1 - x0) * (y1 - y0) / float(shape[0] * shape[1])
+    if fraction >= SMALL_CROP_FRACTION:
+        return None
+    return (
+        f"The automatic head crop kept only {100 * fraction:.0f}% of the image (box x {x0}-{x1}, y {y0}-{y1} "
+        "pixels), which usually means it failed on a dark scan: the model saw only that part, so the "
+        "prediction and the maps ignore everything outside it. Treat this result as unreliable."
+    )
+
+
 def resize(image: np.ndarray, size: int) -> np.ndarray:
     """Resizes a 2-D array to ``size`` x ``size`` (area interpolation when shrinking)."""
     h, w = image.shape[:2]

@@ -218,6 +218,15 @@ def _scan_rows(scan: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def _alert(text: str, styles: dict[str, ParagraphStyle]) -> Table:
+    """A full-width amber box: the research-use banner and warnings about this result."""
+    box = Table([[_p(text, styles["warn"])]], colWidths=[CONTENT_W])
+    box.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), WARN_BG), ("BOX", (0, 0), (-1, -1), 0.6, WARN_INK),
+                             ("LEFTPADDING", (0, 0), (-1, -1), 6), ("TOPPADDING", (0, 0), (-1, -1), 4),
+                             ("BOTTOMPADDING", (0, 0), (-1, -1), 4)]))
+    return box
+
+
 def _footer(canvas: Any, doc: Any, report_id: str) -> None:
     regular, _ = _fonts()
     canvas.saveState()
@@ -280,11 +289,7 @@ def build_report(result: Mapping[str, Any], images: Mapping[str, Any]) -> bytes:
                               ("BOTTOMPADDING", (0, 0), (-1, -1), 5)]))
     story += [head, Spacer(1, 4)]
 
-    banner = Table([[_p("RESEARCH USE ONLY — NOT A DIAGNOSIS. " + DISCLAIMER, styles["warn"])]], colWidths=[CONTENT_W])
-    banner.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), WARN_BG), ("BOX", (0, 0), (-1, -1), 0.6, WARN_INK),
-                                ("LEFTPADDING", (0, 0), (-1, -1), 6), ("TOPPADDING", (0, 0), (-1, -1), 4),
-                                ("BOTTOMPADDING", (0, 0), (-1, -1), 4)]))
-    story += [banner, Spacer(1, 4)]
+    story += [_alert("RESEARCH USE ONLY — NOT A DIAGNOSIS. " + DISCLAIMER, styles), Spacer(1, 4)]
 
     half = (CONTENT_W - 6 * mm) / 2
     info = Table(
@@ -320,6 +325,8 @@ def build_report(result: Mapping[str, Any], images: Mapping[str, Any]) -> bytes:
     finding.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0),
                                  ("RIGHTPADDING", (0, 0), (-1, -1), 0)]))
     story += [finding, Spacer(1, 3)]
+    for line in result.get("warnings", []) or []:
+        story += [_alert(f"Warning: {line}", styles), Spacer(1, 3)]
 
     # Images side by side
     cell = (CONTENT_W - 3 * 3 * mm) / 4

@@ -218,6 +218,10 @@ function renderStudy(study) {
   if (!rows.length) rows.push(el("tr", {}, [el("td", { colspan: "3", text: "No spatial parameters for this result." })]));
   $("spatial").querySelector("tbody").replaceChildren(...rows);
 
+  const warnings = study.result.warnings || [];
+  $("result-warnings").replaceChildren(...warnings.map((w) => el("li", { text: `Warning: ${w}` })));
+  $("result-warnings").hidden = !warnings.length;
+
   const notes = [...(study.result.notes || [])];
   if (study.result.agreement_method && study.result.agreement && study.result.agreement.iou != null) {
     notes.push(`Agreement: ${study.result.agreement_method} = ${fmtValue(study.result.agreement.iou)}`);
