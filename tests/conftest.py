@@ -61,12 +61,23 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-@pytest.fixture()
-def dark_scan() -> np.ndarray:
-    """A 120x160 head below the crop threshold (intensity 40) with one bright 30x20 patch: the contour crop
-    keeps the patch only, the failure seen on dark scans."""
+def _head_with_patch(head: int, patch: int) -> np.ndarray:
+    """A 120x160 elliptic head of intensity ``head`` on black, with one 30x20 patch of intensity ``patch``."""
     yy, xx = np.mgrid[:120, :160]
     img = np.zeros((120, 160), np.uint8)
-    img[((xx - 79.5) / 70) ** 2 + ((yy - 59.5) / 50) ** 2 <= 1] = 40
-    img[60:80, 70:100] = 90
+    img[((xx - 79.5) / 70) ** 2 + ((yy - 59.5) / 50) ** 2 <= 1] = head
+    img[60:80, 70:100] = patch
     return img
+
+
+@pytest.fixture()
+def dark_scan() -> np.ndarray:
+    """A head below the crop threshold 45 but above the fallback 20, with a bright patch: threshold 45 alone
+    keeps the patch only (the failure seen on dark scans); the fallback finds the head."""
+    return _head_with_patch(40, 90)
+
+
+@pytest.fixture()
+def failed_crop_scan() -> np.ndarray:
+    """A head below both crop thresholds with a bright patch: the crop keeps 4% of the image."""
+    return _head_with_patch(17, 60)

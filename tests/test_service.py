@@ -182,8 +182,13 @@ def test_no_tumour_prediction(service: AnalysisService, sample: np.ndarray, tmp_
     assert heat.max() == 0  # no tumour region is drawn for a no-tumour prediction
 
 
-def test_failed_crop_is_reported(service: AnalysisService, dark_scan: np.ndarray, tmp_path: Path) -> None:
-    result = service.analyze(_png(dark_scan), filename="dark.png", method="gradcam",
+def test_failed_crop_is_retried_or_reported(
+    service: AnalysisService, dark_scan: np.ndarray, failed_crop_scan: np.ndarray, tmp_path: Path
+) -> None:
+    recovered = service.analyze(_png(dark_scan), filename="dark.png", method="gradcam", agreement=False,
+                                report=False, out_dir=tmp_path)
+    assert recovered.warnings == [] and recovered.scan["model_input_crop"]["area_fraction"] > 0.5
+    result = service.analyze(_png(failed_crop_scan), filename="dark.png", method="gradcam",
                              agreement=False, out_dir=tmp_path)
     crop = result.scan["model_input_crop"]
     assert crop["area_fraction"] < 0.05 and len(crop["box_xyxy"]) == 4

@@ -261,7 +261,7 @@ class AnalysisService:
         """
         from brainxai.analysis.region import brain_mask, relevance_region
         from brainxai.analysis.spatial import compute_spatial_parameters
-        from brainxai.data.preprocess import crop_warning, prepare_with_box
+        from brainxai.data.preprocess import crop_fraction, crop_warning, prepare_with_box
         from brainxai.explain.views import outline_image, relevance_to_original, render_views
 
         patient_info = PatientInfo.coerce(patient)
@@ -351,10 +351,9 @@ class AnalysisService:
             images[kind] = path
 
         scan_info = scan.info()
-        x0, y0, x1, y1 = box
         scan_info["model_input_crop"] = {
             "box_xyxy": [int(v) for v in box],
-            "area_fraction": round((x1 - x0) * (y1 - y0) / float(scan.shape[0] * scan.shape[1]), 4),
+            "area_fraction": round(crop_fraction(box, scan.shape), 4),
         }
         if spacing_assumed:
             scan_info["assumed_pixel_spacing_mm"] = list(spacing)

@@ -95,6 +95,18 @@ def test_decode_cache_roundtrip(tmp_path):
     assert [s.path for s in first.samples] == [s.path for s in second.samples]
 
 
+def test_a_new_crop_version_does_not_reuse_cached_crops(tmp_path, monkeypatch):
+    from brainxai.data import dataset
+
+    root = make_dataset(tmp_path / "d", names=CLASSES, n=1)
+    samples = discover_samples(root)
+    cfg = PreprocessConfig(img_size=16, crop=True)
+    decode_samples(samples, cfg, cache_dir=tmp_path / "cache", progress=False)
+    monkeypatch.setattr(dataset, "CROP_VERSION", dataset.CROP_VERSION + 1)
+    decode_samples(samples, cfg, cache_dir=tmp_path / "cache", progress=False)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+
+
 def test_stratified_split_is_seeded_and_stratified():
     labels = np.repeat(np.arange(4), [50, 30, 60, 40])
     tr, va = stratified_split(labels, 0.2, seed=3)

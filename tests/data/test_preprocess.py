@@ -79,10 +79,22 @@ def test_config_validation_and_roundtrip():
     assert PreprocessConfig.from_dict(cfg.to_dict() | {"unknown": 1}) == cfg
 
 
-def test_crop_warning_flags_a_crop_that_kept_a_bright_patch_only(dark_scan):
-    img = dark_scan
+def test_failed_crop_is_retried_at_the_fallback_threshold(dark_scan):
+    _, patch = contour_crop(dark_scan, fallback_threshold=None)
+    assert (patch[2] - patch[0]) * (patch[3] - patch[1]) < 0.05 * dark_scan.size  # the patch, not the head
+    cropped, box = contour_crop(dark_scan)
+    assert all(abs(a - b) <= 2 for a, b in zip(box, (10, 10, 150, 110), strict=True))  # the head's box
+    assert cropped.shape == (box[3] - box[1], box[2] - box[0])
+    assert crop_warning(box, dark_scan.shape) is None
+    # A crop that did not fail is never retried: the head of synthetic_head is above both thresholds.
+    img = synthetic_head()
+    assert contour_crop(img)[1] == contour_crop(img, fallback_threshold=None)[1]
+
+
+def test_crop_warning_flags_a_crop_that_kept_a_bright_patch_only(failed_crop_scan):
+    img = failed_crop_scan
     _, box = contour_crop(img)
-    assert (box[2] - box[0]) * (box[3] - box[1]) < 0.05 * img.size  # the patch, not the head
+    assert (box[2] - box[0]) * (box[3] - box[1]) < 0.05 * img.size  # the patch, even at the fallback
     warning = crop_warning(box, img.shape)
     assert warning is not None and "kept only 4% of the image" in warning and "unreliable" in warning
 
@@ -93,3 +105,19 @@ def test_crop_warning_is_silent_for_a_normal_crop_and_at_the_limit():
     assert crop_warning(box, img.shape) is None
     assert crop_warning((0, 0, 20, 10), (10, 100)) is None  # exactly 20% of the image
     assert crop_warning((0, 0, 19, 10), (10, 100)) is not None
+
+
+@pytest.mark.parametrize(
+    "name", ["Testing/glioma/Te-gl_0214.jpg", "Testing/meningioma/Te-me_0011.jpg", "Testing/notumor/Te-no_0038.jpg"]
+)
+def test_real_failed_crops_are_recovered(mri_root, name):
+    # Three dark Kaggle scans on which threshold 45 keeps a sinus or a patch of cortex (3-11% of the
+    # image; the tumour of Te-me_0011 lies outside it); the fallback keeps the head (75-86%).
+    from brainxai.io import read_raster
+
+    img = read_raster(mri_root / name)
+    h, w = img.shape
+    x0, y0, x1, y1 = contour_crop(img, fallback_threshold=None)[1]
+    assert (x1 - x0) * (y1 - y0) < 0.12 * h * w
+    x0, y0, x1, y1 = contour_crop(img)[1]
+    assert (x1 - x0) * (y1 - y0) > 0.7 * h * w

@@ -150,10 +150,10 @@ def test_cli_explain_writes_views(small_checkpoint, samples_dir, tmp_path) -> No
     assert "Research use only" in result.output
 
 
-def test_cli_explain_warns_about_a_failed_crop(small_checkpoint, dark_scan, tmp_path) -> None:
+def test_cli_explain_warns_about_a_failed_crop(small_checkpoint, failed_crop_scan, tmp_path) -> None:
     from PIL import Image
 
-    Image.fromarray(dark_scan).save(tmp_path / "dark.png")
+    Image.fromarray(failed_crop_scan).save(tmp_path / "dark.png")
     result = CliRunner().invoke(
         app, ["explain", str(tmp_path / "dark.png"), "--method", "gradcam", "--checkpoint", str(small_checkpoint),
               "--out", str(tmp_path / "exp")],

@@ -48,7 +48,7 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_login_analyse_download_batch_and_history(
-    live_server: ServerProcess, samples_dir: Path, shots: Path, dark_scan, tmp_path: Path
+    live_server: ServerProcess, samples_dir: Path, shots: Path, failed_crop_scan, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
     from pypdf import PdfReader
@@ -138,7 +138,7 @@ def test_login_analyse_download_batch_and_history(
         from PIL import Image
 
         dark = tmp_path / "dark.png"
-        Image.fromarray(dark_scan).save(dark)
+        Image.fromarray(failed_crop_scan).save(dark)
         page.click("button[data-tab=single]")
         page.set_input_files("#file-single", str(dark))
         page.click("#analyze")

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from brainxai.constants import CLASSES, FOLDER_ALIASES, IMAGE_SUFFIXES
-from brainxai.data.preprocess import PreprocessConfig, prepare, to_tensor
+from brainxai.data.preprocess import CROP_VERSION, PreprocessConfig, prepare, to_tensor
 from brainxai.io.raster import ImageReadError, read_raster
 
 logger = logging.getLogger(__name__)
@@ -127,7 +127,8 @@ def _decode_one(sample: Sample, config: PreprocessConfig) -> np.ndarray | str:
 
 
 def _cache_file(cache_dir: Path, samples: Sequence[Sample], config: PreprocessConfig) -> Path:
-    h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+    # The crop's version is part of the key: a changed crop must not reuse crops cached by the old one.
+    h = hashlib.sha256(json.dumps({**config.to_dict(), "crop_version": CROP_VERSION}, sort_keys=True).encode())
     for s in samples:
         st = s.path.stat()
         h.update(f"{s.path.resolve()}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
