@@ -254,6 +254,8 @@ class _CamExplainer(Explainer):
         return aligned_maps(maps, cam, self.model, self.target_layer, x) if self.align else maps
 
     def _attribute(self, x: torch.Tensor, targets: torch.Tensor | None) -> tuple[np.ndarray, torch.Tensor]:
+        # With shifts the unshifted pass only supplies the logits, the chosen class and the grid size (its map
+        # is not among the averaged ones); that costs one pass and keeps one code path for both cases.
         maps, logits, map_size = self._cam(x, targets)
         if self.shifts == 1:
             return maps, logits
