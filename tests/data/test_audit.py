@@ -5,7 +5,14 @@ import numpy as np
 from PIL import Image
 
 from brainxai.constants import CLASSES
-from brainxai.data.audit import audit_dataset, hamming_matrix, near_pairs, read_subset, write_audit
+from brainxai.data.audit import (
+    audit_dataset,
+    hamming_matrix,
+    near_pairs,
+    nearest_training_images,
+    read_subset,
+    write_audit,
+)
 
 
 def _blobs(seed: int) -> np.ndarray:
@@ -59,3 +66,21 @@ def test_audit_finds_planted_duplicates(tmp_path):
     assert read_subset(paths["dedup_list"]) == report["dedup_test"]
     assert read_subset(paths["json"]) == report["dedup_test"]
     assert paths["size_plot"].stat().st_size > 1000
+
+
+def test_nearest_training_images(tmp_path):
+    train = tmp_path / "Training"
+    for k, c in enumerate(CLASSES):
+        (train / c).mkdir(parents=True)
+        Image.fromarray(_blobs(100 + k)).save(train / c / "a.png")
+    # A resized JPEG copy of a training image (a re-export), an unrelated image and a broken file.
+    Image.fromarray(_blobs(101)).resize((224, 224)).save(tmp_path / "copy.jpg", quality=90)
+    Image.fromarray(_blobs(999)).save(tmp_path / "new.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+
+    copy, new, broken = nearest_training_images(
+        [tmp_path / "copy.jpg", tmp_path / "new.png", tmp_path / "broken.png"], train, progress=False
+    )
+    assert copy.path == train / CLASSES[1] / "a.png" and copy.class_name == CLASSES[1] and copy.distance <= 2
+    assert new.distance > 10
+    assert broken is None

@@ -9,9 +9,13 @@ from brainxai.explain.quality import (
     auc,
     blurred_baseline,
     box_mask,
+    box_to_input,
+    centre_map,
     distance_to_box,
     energy_in_box,
     iou_with_box,
+    mirrored_box,
+    occlusion_drop,
     perturbation_auc,
     perturbation_curve,
     pointing_game,
@@ -144,3 +148,54 @@ def test_sharpness_prefers_detail_and_ignores_scale() -> None:
     assert sharpness(5 * blob) == pytest.approx(sharpness(blob))
     assert sharpness(np.zeros((64, 64))) == 0.0
     assert sharpness(np.ones((64, 64))) == 0.0
+
+
+def test_box_to_input_inverts_the_crop_and_resize() -> None:
+    # No crop, same size: unchanged.
+    assert box_to_input((10, 20, 30, 40), (0, 0, 100, 100), 100) == (10, 20, 30, 40)
+    # Crop (50, 100)-(250, 300) of a scan, resized to 100 px: shift by the corner, halve.
+    assert box_to_input((70, 140, 110, 180), (50, 100, 250, 300), 100) == (10, 20, 30, 40)
+    # Rounded outwards: a box between input pixels covers every pixel it touches.
+    assert box_to_input((51, 101, 52, 102), (50, 100, 250, 300), 100) == (0, 0, 1, 1)
+    # Clipped to the input; a box outside the crop is empty.
+    assert box_to_input((0, 0, 70, 140), (50, 100, 250, 300), 100) == (0, 0, 10, 20)
+    x0, y0, x1, y1 = box_to_input((300, 0, 400, 50), (50, 100, 250, 300), 100)
+    assert x0 == x1 or y0 == y1
+    with pytest.raises(ValueError, match="empty crop"):
+        box_to_input((0, 0, 1, 1), (5, 5, 5, 9), 10)
+
+
+def test_mirrored_box_reflects_left_right() -> None:
+    assert mirrored_box((10, 20, 30, 40), 100) == (70, 20, 90, 40)
+    assert mirrored_box(mirrored_box(BOX, 100), 100) == BOX
+    m = box_mask((100, 100), BOX)
+    assert np.array_equal(box_mask((100, 100), mirrored_box(BOX, 100)), m[:, ::-1])
+
+
+def test_occlusion_drop_measures_reliance_on_the_box() -> None:
+    image = np.full((100, 100), 100.0, np.float32)
+    image[30:50, 20:40] = 255.0  # a bright "lesion" filling BOX
+
+    def lesion_score(batch: np.ndarray) -> np.ndarray:  # depends on the lesion only
+        return batch[:, 30:50, 20:40].mean(axis=(1, 2)) / 255.0
+
+    def global_score(batch: np.ndarray) -> np.ndarray:  # ignores where the lesion is
+        return np.full(len(batch), 0.9)
+
+    assert occlusion_drop(lesion_score, image, BOX) == pytest.approx(1.0)
+    assert occlusion_drop(lesion_score, image, mirrored_box(BOX, 100)) == pytest.approx(0.0)
+    assert occlusion_drop(lesion_score, image, BOX, fill=127.5) == pytest.approx(0.5)
+    assert occlusion_drop(global_score, image, BOX) == 0.0
+    assert image[35, 25] == 255.0  # the input is not modified
+
+
+def test_centre_map_is_a_centred_gaussian() -> None:
+    m = centre_map(9)
+    assert m.shape == (9, 9) and m.dtype == np.float32
+    assert np.unravel_index(np.argmax(m), m.shape) == (4, 4) and m[4, 4] == pytest.approx(1.0)
+    assert np.allclose(m, m[::-1, :]) and np.allclose(m, m.T)
+    # sigma = a quarter of the side (25 px of 100).
+    big = centre_map(100)
+    assert big[50, 75] == pytest.approx(np.exp(-(25.5**2 + 0.5**2) / (2 * 25.0**2)), rel=1e-5)  # centre at 49.5
+    # A centred box wins the pointing game, a corner box does not.
+    assert pointing_game(m, (3, 3, 6, 6), tolerance=0) and not pointing_game(m, (0, 0, 2, 2), tolerance=0)

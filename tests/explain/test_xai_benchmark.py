@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -79,11 +80,20 @@ def test_randomized_copy_changes_weights_not_the_original(registered_factory) ->
     assert torch.isfinite(out).all() and out.abs().max() > 1e-3  # not collapsed to subnormal values
 
 
-def test_runner_on_three_images(small_checkpoint, three_boxes, boxes_csv, tmp_path) -> None:
+def test_runner_on_three_images(small_checkpoint, three_boxes, boxes_csv, samples_dir, tmp_path) -> None:
+    # A "training set" holding the three boxes' meningioma image, so one image counts as seen.
+    with open(three_boxes, newline="") as fh:
+        seen_file = next(r["file"] for r in csv.DictReader(fh) if r["label"] == "meningioma")
+    train = tmp_path / "Training"
+    for name in ("glioma", "meningioma", "notumor", "pituitary"):
+        (train / name).mkdir(parents=True)
+        shutil.copy(samples_dir / f"{name}.jpg", train / name / "sample.jpg")
+    shutil.copy(boxes_csv.parent / seen_file, train / "meningioma" / "seen.jpg")
     classifier = Classifier.load(small_checkpoint, device="cpu")
     out = tmp_path / "xai"
     results = run_xai_benchmark(
-        three_boxes, out, classifier, images_root=boxes_csv.parent, steps=4, batch_size=2, grid_images=3, progress=False
+        three_boxes, out, classifier, images_root=boxes_csv.parent, steps=4, batch_size=2, grid_images=3,
+        train_data=train, progress=False,
     )
     assert list(results) == ["lrp", "gradcam", "gradcam++", "hirescam", "guided-backprop", "guided-gradcam"]
     for method, r in results.items():
@@ -105,6 +115,28 @@ def test_runner_on_three_images(small_checkpoint, three_boxes, boxes_csv, tmp_pa
         rows = list(csv.DictReader(fh))
     assert len(rows) == 18
     assert (out / "xai_grid.png").stat().st_size > 10_000
+
+    # The model-level checks: one box occlusion drop per image, the same in every method's rows.
+    drops = {(r["file"], r["method"]): float(r["box_occlusion_drop"]) for r in rows}
+    for f in {r["file"] for r in rows}:
+        assert len({v for (ff, _), v in drops.items() if ff == f}) == 1
+    seen = {r["file"]: (r["nearest_train"], int(r["nearest_train_distance"])) for r in rows}
+    assert seen[Path(seen_file).name] == ("meningioma/seen.jpg", 0)
+    assert sum(d <= 4 for _, d in seen.values()) == 1
+    subsets = json.loads((out / "xai_subsets.json").read_text())
+    assert subsets["in the training data"]["n"] == 1 and subsets["in the training data"]["labels"]["meningioma"] == 1
+    assert subsets["not in the training data"]["n"] == 2
+    assert subsets["model uses the box"]["n"] + subsets["model does not use the box"]["n"] == 3
+    uses = [f for f in {r["file"] for r in rows} if drops[(f, "lrp")] >= 0.1]
+    assert subsets["model uses the box"]["n"] == len(uses)
+    # A subset's pointing game is the mean of its images' hits.
+    hits = {r["file"]: int(r["pointing_game"]) for r in rows if r["method"] == "gradcam"}
+    assert subsets["in the training data"]["methods"]["gradcam"]["pointing_game"] == hits[Path(seen_file).name]
+    assert "## Did the model use the tumour?" in md and "1 of 3 have a twin" in md
+    # The centre baseline is scored like a method and reported beside them.
+    centre = subsets["not in the training data"]["centre_baseline"]
+    assert centre["n"] == 2 and 0.0 <= centre["energy_in_box"] <= 1.0 and centre["pointing_game"] in (0.0, 0.5, 1.0)
+    assert "Centre baseline (" in md and "| *centre baseline* |" in md
 
 
 def test_runner_reports_unsupported_methods(three_boxes, boxes_csv, tmp_path) -> None:
@@ -194,3 +226,11 @@ def test_cli_xai_benchmark(small_checkpoint, three_boxes, boxes_csv, tmp_path) -
     assert set(json.loads((out / "xai.json").read_text())) == {"gradcam", "guided-backprop"}
     r = CliRunner().invoke(app, ["xai-benchmark", "--boxes", str(three_boxes), "--methods", "nope", "--out", str(out)])
     assert r.exit_code == 1 and "unknown method" in r.output
+    # A --train-data folder that is not one folder per class is a clear error, not a traceback.
+    (tmp_path / "flat").mkdir()
+    r = CliRunner().invoke(
+        app,
+        ["xai-benchmark", "--boxes", str(three_boxes), "--images-root", str(boxes_csv.parent), "--methods", "gradcam",
+         "--checkpoint", str(small_checkpoint), "--out", str(out), "--no-sanity", "--train-data", str(tmp_path / "flat")],
+    )
+    assert r.exit_code == 1 and "flat" in r.output and "Traceback" not in r.output

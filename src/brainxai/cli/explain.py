@@ -133,10 +133,18 @@ def xai_benchmark_command(
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     sanity: bool = typer.Option(True, "--sanity/--no-sanity", help="Model-randomisation check."),
     grid_images: int = typer.Option(4, "--grid-images", min=1, help="Rows of the comparison figure."),
+    train_data: Path | None = typer.Option(
+        None,
+        "--train-data",
+        exists=True,
+        file_okay=False,
+        help="The model's training images (one folder per class): report the images it was trained on apart.",
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ) -> None:
     """Measure explanation quality against tumour boxes: writes xai.json, xai.md and a figure."""
     from brainxai.explain import list_explainers
+    from brainxai.data.dataset import DatasetLayoutError
     from brainxai.explain.benchmark import run_xai_benchmark
 
     if target not in ("label", "predicted"):
@@ -158,8 +166,9 @@ def xai_benchmark_command(
             batch_size=batch_size,
             sanity=sanity,
             grid_images=grid_images,
+            train_data=train_data,
         )
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, DatasetLayoutError) as exc:
         fail(str(exc))
     for method, r in results.items():
         pg = "n/a" if r["pointing_game"] is None else f"{r['pointing_game']:.3f}"

@@ -37,12 +37,18 @@ class HashedImage:
     size: tuple[int, int]
 
 
+def _phash(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
+    """The 64 pHash bits of an image file and its size."""
+    with Image.open(path) as img:
+        size = img.size
+        h = imagehash.phash(img.convert("L"))
+    return np.asarray(h.hash, dtype=bool).ravel(), size
+
+
 def _hash_one(sample: Sample) -> HashedImage | str:
     try:
-        with Image.open(sample.path) as img:
-            size = img.size
-            h = imagehash.phash(img.convert("L"))
-        return HashedImage(sample, np.asarray(h.hash, dtype=bool).ravel(), size)
+        bits, size = _phash(sample.path)
+        return HashedImage(sample, bits, size)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, not fatal
         return f"{sample.path}: {exc}"
 
@@ -77,6 +83,53 @@ def near_pairs(a: np.ndarray, b: np.ndarray | None, max_distance: int, chunk: in
             if not same or i < j:
                 pairs.append((int(i), int(j), int(d[i - start, j])))
     return pairs
+
+
+@dataclass(frozen=True)
+class NearestTrainingImage:
+    """The training image whose pHash is closest to a query image."""
+
+    path: Path
+    class_name: str
+    distance: int  # Hamming distance in bits; <= DEFAULT_MAX_DISTANCE counts as the same slice
+
+
+def nearest_training_images(
+    paths: list[Path], train_root: str | Path, progress: bool = True
+) -> list[NearestTrainingImage | None]:
+    """For each image, the nearest image of a class-per-folder training set by pHash.
+
+    Tells which images of an evaluation set a model has (nearly) seen in training: at a distance of
+    ``DEFAULT_MAX_DISTANCE`` bits or less they are the same slice, re-encoded or resized.
+
+    Args:
+        paths: The query images.
+        train_root: Folder with one sub-folder per class (e.g. ``Training/``).
+        progress: Show a progress bar while hashing the training set.
+
+    Returns:
+        One entry per path; ``None`` for an unreadable query image.
+
+    Raises:
+        DatasetLayoutError: ``train_root`` is not a class-per-folder dataset.
+        ValueError: No training image could be read.
+    """
+    train_h, failed = hash_samples(discover_samples(train_root), progress)
+    if not train_h:
+        raise ValueError(f"no readable training image in {train_root} ({len(failed)} failed)")
+    bits = np.stack([h.bits for h in train_h])
+    out: list[NearestTrainingImage | None] = []
+    for path in paths:
+        try:
+            query, _ = _phash(Path(path))
+        except Exception as exc:  # noqa: BLE001 - reported, not fatal
+            logger.warning("cannot hash %s: %s", path, exc)
+            out.append(None)
+            continue
+        d = hamming_matrix(query[None], bits)[0]
+        j = int(d.argmin())
+        out.append(NearestTrainingImage(train_h[j].sample.path, train_h[j].sample.class_name, int(d[j])))
+    return out
 
 
 def audit_dataset(

@@ -6,8 +6,14 @@ method explains the classifier's decision on the image preprocessed exactly as i
 (:func:`~brainxai.explain.views.relevance_to_original`), so the pointing-game tolerance is in original
 pixels. Faithfulness, sanity and sharpness are computed at model-input resolution.
 
-Outputs in ``out_dir``: ``xai.json`` (``{method: {metric: mean}}``), ``xai.md`` (table, settings,
-definitions, sharpness vs localisation), ``xai_per_image.csv`` and ``xai_grid.png``.
+Two checks separate a map's faults from the model's: the *box occlusion drop* (does the target
+probability fall when the tumour box is blacked out, i.e. did the model use the lesion at all?) and,
+given the training folder, which images the model was trained on (pHash twins). The box metrics are
+also reported on those subsets.
+
+Outputs in ``out_dir``: ``xai.json`` (``{method: {metric: mean}}``), ``xai_subsets.json`` (the box
+metrics on the subsets), ``xai.md`` (tables, settings, definitions, sharpness vs localisation),
+``xai_per_image.csv`` and ``xai_grid.png``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from tqdm.auto import tqdm
 
 from brainxai.analysis.region import brain_mask, relevance_region
 from brainxai.constants import DISCLAIMER
+from brainxai.data.audit import DEFAULT_MAX_DISTANCE, nearest_training_images
 from brainxai.data.preprocess import prepare_with_box
 from brainxai.evaluation.metrics import wilson_interval
 from brainxai.explain.base import (
@@ -42,8 +49,12 @@ from brainxai.explain.quality import (
     POINTING_TOLERANCE,
     Box,
     blurred_baseline,
+    box_to_input,
+    centre_map,
     energy_in_box,
     iou_with_box,
+    mirrored_box,
+    occlusion_drop,
     perturbation_auc,
     pointing_game,
     rank_correlation,
@@ -68,6 +79,12 @@ METRICS: tuple[str, ...] = (
 
 #: Target of the pointing game: 0.90 for the best method.
 POINTING_GOAL = 0.90
+
+#: Box occlusion drop (target probability) from which an image counts as "the model uses the box".
+USES_BOX_DROP = 0.10
+
+#: Metrics reported on the subsets of images (the ones that compare a map with the box).
+SUBSET_METRICS: tuple[str, ...] = ("pointing_game", "energy_in_box", "iou")
 
 
 @dataclass(frozen=True)
@@ -195,6 +212,7 @@ def run_xai_benchmark(
     sanity: bool = True,
     grid_images: int = 4,
     seed: int = 0,
+    train_data: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Runs the benchmark and writes its reports.
@@ -213,6 +231,10 @@ def run_xai_benchmark(
         sanity: Run the model-randomisation check (doubles the explanation work).
         grid_images: Rows of the comparison figure.
         seed: Seed of the randomised model.
+        train_data: The model's training images (one folder per class). When given, each image's
+            nearest training image by pHash is recorded, and the box metrics are reported separately
+            on the images the model was trained on (twin within ``DEFAULT_MAX_DISTANCE`` bits) and
+            the others.
         progress: Show a progress bar.
 
     Returns:
@@ -241,6 +263,12 @@ def run_xai_benchmark(
     targets = labels if target == "label" else predicted
     random_model = randomized_copy(classifier.model, seed) if sanity else None
     deletion_base = np.zeros(data.prepared.shape[1:], np.float32)
+    image_info = _box_reliance(data, classifier, targets)
+    if train_data is not None:
+        nearest = nearest_training_images([r.path for r in records], train_data, progress)
+        for row, twin in zip(image_info, nearest):
+            row["nearest_train"] = "" if twin is None else f"{twin.class_name}/{twin.path.name}"
+            row["nearest_train_distance"] = None if twin is None else twin.distance
 
     results: dict[str, dict[str, Any]] = {}
     notes: dict[str, str] = {}
@@ -279,8 +307,8 @@ def run_xai_benchmark(
                 bar.update(len(idx))
         if rand_explainer is not None:
             rand_explainer.close()
-        for row in rows:
-            row["method"] = method
+        for row, info_row in zip(rows, image_info):
+            row.update(info_row, method=method)
         per_image.extend(rows)
         summary = {k: float(np.mean([r[k] for r in rows])) for k in METRICS if k != "ms_per_image"}
         summary["ms_per_image"] = 1000.0 * elapsed / n
@@ -304,12 +332,99 @@ def run_xai_benchmark(
         "batch_size": batch_size,
         "sanity": sanity,
         "boxes_csv": str(boxes_csv),
+        "train_data": None if train_data is None else str(train_data),
+        "max_distance": DEFAULT_MAX_DISTANCE,
+        "uses_box_drop": USES_BOX_DROP,
     }
+    centre = centre_map(data.prepared.shape[1])
+    baseline = [_box_metrics(i, centre, data, tolerance) for i in range(n)]
+    subsets = _subsets(image_info, per_image, results, info, [r.label for r in records], baseline)
     (out_dir / "xai.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out_dir / "xai_subsets.json").write_text(json.dumps(subsets, indent=2) + "\n")
     _write_per_image(out_dir / "xai_per_image.csv", per_image)
-    (out_dir / "xai.md").write_text(_markdown(results, notes, per_image, info))
+    (out_dir / "xai.md").write_text(_markdown(results, notes, per_image, info, image_info, subsets, baseline))
     _write_grid(out_dir / "xai_grid.png", data, grid_rows, grid_maps, methods, notes, tolerance)
     return results
+
+
+def _box_reliance(data: BoxImages, classifier: Classifier, targets: np.ndarray) -> list[dict[str, Any]]:
+    """Per image: the box occlusion drop and its control, the mirrored box (other hemisphere)."""
+    size = data.prepared.shape[1]
+    out = []
+    for i, t in enumerate(targets):
+        image = data.prepared[i].astype(np.float32)
+        box = box_to_input(data.boxes[i], data.crops[i], size)
+        score = _score_fn(classifier, int(t))
+        out.append(
+            {
+                "file": data.records[i].path.name,
+                "label": data.records[i].label,
+                "box_occlusion_drop": occlusion_drop(score, image, box),
+                "mirror_occlusion_drop": occlusion_drop(score, image, mirrored_box(box, size)),
+            }
+        )
+    return out
+
+
+def _subset_masks(image_info: list[dict[str, Any]], info: dict[str, Any]) -> dict[str, np.ndarray]:
+    drop = np.array([r["box_occlusion_drop"] for r in image_info])
+    masks = {"model uses the box": drop >= USES_BOX_DROP, "model does not use the box": drop < USES_BOX_DROP}
+    if info["train_data"] is not None:
+        # An unreadable image (no distance) counts as unseen: it cannot be shown to be a twin.
+        dist = np.array([r["nearest_train_distance"] if r["nearest_train_distance"] is not None else 65 for r in image_info])
+        masks["not in the training data"] = dist > info["max_distance"]
+        masks["in the training data"] = dist <= info["max_distance"]
+    return masks
+
+
+def _mean_box_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {**{m: (float(np.mean([r[m] for r in rows])) if rows else None) for m in SUBSET_METRICS}, "n": len(rows)}
+
+
+def _subsets(
+    image_info: list[dict[str, Any]],
+    per_image: list[dict[str, Any]],
+    results: dict[str, dict[str, Any]],
+    info: dict[str, Any],
+    labels: list[str],
+    baseline: list[dict[str, float]],
+) -> dict[str, Any]:
+    """``{subset: {definition, n, labels, methods: {method: {pointing_game, energy_in_box, iou, n}}, centre_baseline}}``."""
+    definitions = {
+        "model uses the box": f"box occlusion drop >= {USES_BOX_DROP:g}",
+        "model does not use the box": f"box occlusion drop < {USES_BOX_DROP:g}",
+        "not in the training data": f"nearest training image more than {info['max_distance']} pHash bits away",
+        "in the training data": f"a training image within {info['max_distance']} pHash bits (the same slice)",
+    }
+    out: dict[str, Any] = {}
+    for name, mask in _subset_masks(image_info, info).items():
+        idx = set(np.flatnonzero(mask).tolist())
+        per_method = {}
+        for method in results:
+            # A method's rows are in image order (the runner explains the images in order).
+            rows = [row for k, row in enumerate(x for x in per_image if x["method"] == method) if k in idx]
+            per_method[method] = _mean_box_metrics(rows)
+        out[name] = {
+            "definition": definitions[name],
+            "n": len(idx),
+            "labels": {c: sum(1 for k in idx if labels[k] == c) for c in dict.fromkeys(labels)},
+            "methods": per_method,
+            "centre_baseline": _mean_box_metrics([baseline[k] for k in sorted(idx)]),
+        }
+    return out
+
+
+def _box_metrics(i: int, relevance: np.ndarray, data: BoxImages, tolerance: float) -> dict[str, float]:
+    """Pointing game, energy in box and IoU of a model-input map, placed back into scan ``i``."""
+    original = data.originals[i]
+    box = data.boxes[i]
+    mapped = relevance_to_original(relevance, data.crops[i], original.shape)
+    region = relevance_region(mapped, data.brains[i])
+    return {
+        "pointing_game": float(pointing_game(mapped, box, tolerance)),
+        "energy_in_box": energy_in_box(mapped, box),
+        "iou": iou_with_box(region, box),
+    }
 
 
 def _image_metrics(
@@ -323,19 +438,13 @@ def _image_metrics(
     tolerance: float,
     deletion_base: np.ndarray,
 ) -> dict[str, Any]:
-    original = data.originals[i]
-    box = data.boxes[i]
-    mapped = relevance_to_original(relevance, data.crops[i], original.shape)
-    region = relevance_region(mapped, data.brains[i])
     image = data.prepared[i].astype(np.float32)
     score = _score_fn(classifier, int(target))
     return {
         "file": data.records[i].path.name,
         "label": data.records[i].label,
         "target": classifier.classes[int(target)],
-        "pointing_game": float(pointing_game(mapped, box, tolerance)),
-        "energy_in_box": energy_in_box(mapped, box),
-        "iou": iou_with_box(region, box),
+        **_box_metrics(i, relevance, data, tolerance),
         "deletion_auc": perturbation_auc(score, image, relevance, "deletion", deletion_base, steps),
         "insertion_auc": perturbation_auc(score, image, relevance, "insertion", blurred_baseline(image), steps),
         "sanity_rank_corr": rank_correlation(relevance, rand_exp.relevance) if rand_exp is not None else float("nan"),
@@ -360,6 +469,9 @@ def _grid_rows(records: Sequence[BoxRecord], k: int) -> list[int]:
 
 def _write_per_image(path: Path, rows: list[dict[str, Any]]) -> None:
     keys = ["method", "file", "label", "target", *[k for k in METRICS if k != "ms_per_image"]]
+    keys += ["box_occlusion_drop", "mirror_occlusion_drop"]
+    if rows and "nearest_train" in rows[0]:
+        keys += ["nearest_train", "nearest_train_distance"]
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
@@ -388,8 +500,77 @@ def _spearman(a: Sequence[float], b: Sequence[float]) -> float:
     return rank_correlation(x[None, :], y[None, :])
 
 
+def _subset_markdown(
+    results: dict[str, dict[str, Any]],
+    image_info: list[dict[str, Any]],
+    subsets: dict[str, Any],
+    info: dict[str, Any],
+    centre: dict[str, Any],
+) -> list[str]:
+    lines = [
+        "",
+        "## Did the model use the tumour?",
+        "",
+        (
+            "This describes the model, not the maps. **Box occlusion drop**: the explained class's probability minus "
+            "its probability once the tumour box is set to black (the deletion baseline) in the model input; the "
+            "control blacks out the same box mirrored left-right (the other hemisphere). Where hiding the lesion "
+            "costs almost nothing, the model decided from elsewhere, and a faithful map has no reason to point at "
+            "the box: a pointing-game miss there is the model's as much as the method's. A black square is itself "
+            "unusual input, so compare the box with its control."
+        ),
+        "",
+        f"| label | n | median box drop | median mirror drop | images with box drop ≥ {USES_BOX_DROP:g} |",
+        "|---|---|---|---|---|",
+    ]
+    for label in dict.fromkeys(r["label"] for r in image_info):
+        rows = [r for r in image_info if r["label"] == label]
+        box = [r["box_occlusion_drop"] for r in rows]
+        mirror = [r["mirror_occlusion_drop"] for r in rows]
+        lines.append(
+            f"| {label} | {len(rows)} | {np.median(box):.3f} | {np.median(mirror):.3f} | "
+            f"{sum(d >= USES_BOX_DROP for d in box)} |"
+        )
+    if info["train_data"] is not None:
+        seen = subsets["in the training data"]
+        lines += [
+            "",
+            (
+                f"**Images the model was trained on**: {seen['n']} of {info['n']} have a twin within "
+                f"{info['max_distance']} pHash bits in `{info['train_data']}` ("
+                + ", ".join(f"{c}: {k}" for c, k in seen["labels"].items())
+                + "; the nearest training image of each is in `xai_per_image.csv`). Figures on them explain "
+                "images the model has learnt, not new ones."
+            ),
+        ]
+    names = list(subsets)
+    lines += [
+        "",
+        "Pointing game (energy in box) on subsets of the images:",
+        "",
+        "| method | all | " + " | ".join(f"{name} (n={subsets[name]['n']})" for name in names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for method, r in results.items():
+        cells = [_pg_energy(r)] + [_pg_energy(subsets[name]["methods"][method]) for name in names]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    cells = [_pg_energy(centre)] + [_pg_energy(subsets[name]["centre_baseline"]) for name in names]
+    lines.append("| *centre baseline* | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _pg_energy(r: dict[str, Any]) -> str:
+    return "-" if not r["n"] else f"{_fmt(r['pointing_game'])} ({_fmt(r['energy_in_box'], 2)})"
+
+
 def _markdown(
-    results: dict[str, dict[str, Any]], notes: dict[str, str], per_image: list[dict[str, Any]], info: dict[str, Any]
+    results: dict[str, dict[str, Any]],
+    notes: dict[str, str],
+    per_image: list[dict[str, Any]],
+    info: dict[str, Any],
+    image_info: list[dict[str, Any]],
+    subsets: dict[str, Any],
+    baseline: list[dict[str, float]],
 ) -> str:
     lines = [
         "# Explanation quality (`brainxai xai-benchmark`)",
@@ -434,8 +615,19 @@ def _markdown(
             f"{verdict} the goal of {POINTING_GOAL:.2f}. CI: Wilson score interval over the images, which treats "
             "them as independent draws; it says how far another set of the same kind may move the figure.",
         ]
+    centre = _mean_box_metrics(baseline)
+    lines += [
+        "",
+        (
+            f"Centre baseline (a map that ignores the image: a Gaussian at the centre of the model input, sigma a "
+            f"quarter of its side): pointing game {centre['pointing_game']:.3f}, 95% CI {_pointing_ci(centre)}, "
+            f"energy in box {centre['energy_in_box']:.3f}, IoU {centre['iou']:.3f}. A method is only as good as its "
+            "margin over it."
+        ),
+    ]
     for method, note in notes.items():
         lines += ["", f"- `{method}` not run: {note}"]
+    lines += _subset_markdown(results, image_info, subsets, info, centre)
 
     lines += ["", "## Does sharpness agree with localisation?", ""]
     lines.append(
@@ -505,6 +697,16 @@ def _markdown(
             "(Pech-Pacheco et al., 2000): the usual number behind \"sharper maps\"."
         ),
         "- **ms / image**: wall time of the explanation call divided by the number of images.",
+        (
+            "- **Box occlusion drop** (of the model, not of a map): target probability minus target probability with "
+            "the tumour box (mapped into the model input, rounded outwards) set to black; the mirror control does the "
+            f"same with the box reflected left-right. \"Model uses the box\": drop ≥ {USES_BOX_DROP:g}."
+        ),
+        (
+            "- **In the training data**: a training image within "
+            f"{info['max_distance']} bits of the image's 64-bit pHash (the same slice, re-encoded or resized; "
+            "`brainxai.data.audit`), only when `--train-data` is given."
+        ),
         "",
         "Per-image values: `xai_per_image.csv`; the figure: `xai_grid.png`.",
         "",

@@ -17,6 +17,13 @@ Boxes are ``(x0, y0, x1, y1)`` in pixels of the map they are compared with, ``x0
 - :func:`sharpness`: the variance of the Laplacian of the map scaled to [0, 1] (the focus measure of
   Pech-Pacheco et al., 2000), the usual way to put a number on "Grad-CAM++ gives sharper maps". It
   measures high-frequency detail, not where the map points.
+
+:func:`centre_map` is the trivial baseline of the box metrics (Zhang et al.'s "center" baseline): a
+map that ignores the image and peaks at its centre. Tumours near the middle of the head hit it.
+
+One figure here describes the model, not a map: :func:`occlusion_drop`, how much the target
+probability falls when the annotated box is blacked out. Where it barely falls, the model decided
+without the lesion, and a faithful map has no reason to point at it.
 """
 
 from __future__ import annotations
@@ -183,3 +190,63 @@ def sharpness(relevance: np.ndarray) -> float:
     if peak <= 0:
         return 0.0
     return float(cv2.Laplacian((pos / peak).astype(np.float64), cv2.CV_64F, ksize=3).var())
+
+
+def box_to_input(box: Box, crop: Box, size: int) -> Box:
+    """Maps a box in original pixels into the ``size`` x ``size`` model input made from ``crop``.
+
+    The inverse of the placement in :func:`~brainxai.explain.views.relevance_to_original`: the crop is
+    resized to the model input, so coordinates shift by the crop's corner and scale by its size. The
+    result is rounded outwards (every input pixel the box touches) and clipped to the input; a box
+    outside the crop becomes empty (``x0 == x1`` or ``y0 == y1``).
+    """
+    cx0, cy0, cx1, cy1 = crop
+    if cx1 <= cx0 or cy1 <= cy0:
+        raise ValueError(f"empty crop box {crop}")
+    sx, sy = size / (cx1 - cx0), size / (cy1 - cy0)
+    x0, y0, x1, y1 = box
+    out = (
+        int(np.floor((x0 - cx0) * sx)),
+        int(np.floor((y0 - cy0) * sy)),
+        int(np.ceil((x1 - cx0) * sx)),
+        int(np.ceil((y1 - cy0) * sy)),
+    )
+    x0, y0, x1, y1 = (int(np.clip(v, 0, size)) for v in out)
+    return (x0, y0, max(x0, x1), max(y0, y1))
+
+
+def mirrored_box(box: Box, width: int) -> Box:
+    """The box reflected left-right in an image ``width`` pixels wide (the same place, other hemisphere)."""
+    x0, y0, x1, y1 = box
+    return (width - x1, y0, width - x0, y1)
+
+
+def occlusion_drop(
+    score_fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray, box: Box, fill: float = 0.0
+) -> float:
+    """Target probability of the image minus that of the image with ``box`` set to ``fill``.
+
+    Args:
+        score_fn: Maps a ``(N, H, W)`` float batch to ``(N,)`` target probabilities.
+        image: ``(H, W)`` model input (float, 0..255).
+        box: Box in pixels of ``image``.
+        fill: Value put into the box (0: black, the deletion baseline).
+
+    Returns:
+        The drop (negative when hiding the box raises the probability).
+    """
+    occluded = image.astype(np.float32).copy()
+    occluded[box_mask(image.shape, box)] = fill
+    scores = score_fn(np.stack([image.astype(np.float32), occluded]))
+    return float(scores[0] - scores[1])
+
+
+def centre_map(size: int, sigma_fraction: float = 0.25) -> np.ndarray:
+    """A Gaussian peaked at the centre of a ``size`` x ``size`` input (sigma = ``sigma_fraction`` x side).
+
+    The baseline every localisation figure should beat: it knows nothing about the image.
+    """
+    c = (size - 1) / 2.0
+    yy, xx = np.mgrid[:size, :size]
+    sigma = sigma_fraction * size
+    return np.exp(-((xx - c) ** 2 + (yy - c) ** 2) / (2.0 * sigma**2)).astype(np.float32)
