@@ -263,7 +263,7 @@ def test_validation_loss_ignores_label_smoothing(mri_root, tmp_path, monkeypatch
 def test_train_cli_exposes_the_new_options_and_rejects_an_unknown_lr_schedule(mri_root, tmp_path):
     result = CliRunner().invoke(app, ["train", "--help"], terminal_width=200)
     assert result.exit_code == 0, result.output
-    for option in ("--lr-schedule", "--amp", "--workers", "--label-smoothing"):
+    for option in ("--lr-schedule", "--amp", "--workers", "--label-smoothing", "--exclude-twins-of"):
         assert option in result.output
 
     result = CliRunner().invoke(
@@ -275,3 +275,26 @@ def test_train_cli_exposes_the_new_options_and_rejects_an_unknown_lr_schedule(mr
     assert result.exit_code == 1
     assert "error:" in result.output and "foo" in result.output and "cosine" in result.output
     assert not (tmp_path / "o" / "best.safetensors").exists()
+
+
+def test_exclude_twins_of_keeps_an_evaluation_set_out_and_calibrate_rebuilds_the_same_split(mri_root, boxes_csv, tmp_path):
+    import imagehash
+    from PIL import Image
+
+    from brainxai.training.calibrate import calibrate_checkpoint
+
+    result = train(_config(mri_root, tmp_path / "run", exclude_twins_of=str(boxes_csv)))
+    meta = json.loads(result.checkpoint.with_suffix(".json").read_text())
+    assert meta["recipe"]["exclude_twins_of"] == str(boxes_csv)
+    excluded = meta["recipe"]["data_info"]["excluded_twins"]
+    assert excluded == result.extra["excluded_twins"]
+    # The 60 box images include figshare slices that the Kaggle Training split holds (42 of them).
+    assert len(excluded) >= 42
+    box_hashes = [imagehash.phash(Image.open(p).convert("L")) for p in sorted((boxes_csv.parent / "images").glob("*.jpg"))]
+    training = mri_root / "Training"
+    for rel in excluded[:10]:  # each one really is within 4 bits of a box image (checked independently)
+        h = imagehash.phash(Image.open(training / rel).convert("L"))
+        assert min(h - b for b in box_hashes) <= 4, rel
+    # calibrate rebuilds the run's validation split from the recipe, exclusion included.
+    report = calibrate_checkpoint(result.checkpoint, mri_root, device="cpu", cache_dir=None, progress=False)
+    assert report["n"] == result.extra["n_val"]

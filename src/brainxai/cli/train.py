@@ -40,6 +40,7 @@ def train(
     pretrained: Annotated[bool, typer.Option("--pretrained/--scratch", help="Start from ImageNet weights when available.")] = True,
     cache_dir: Annotated[Path, typer.Option(help="Where decoded images are cached.")] = Path(".cache/brainxai"),
     limit_per_class: Annotated[int | None, typer.Option(help="Use at most N training images per class (smoke tests).")] = None,
+    exclude_twins_of: Annotated[Path | None, typer.Option(help="Leave out training images that are pHash twins of these (a folder of images, or a CSV with a 'file' column such as a box CSV), to evaluate on them later.")] = None,
     label_smoothing: Annotated[float, typer.Option(help="Cross-entropy label smoothing (0 = none).")] = 0.0,
     lr_schedule: Annotated[str, typer.Option(help="plateau (halve on a stalled val loss) | cosine (anneal to 1 percent of the rate over each phase).")] = "plateau",
     amp: Annotated[str, typer.Option(help="auto (bfloat16 autocast on CUDA, off on CPU) | bf16 (also on a CPU: faster on Xeons with AMX) | off.")] = "auto",
@@ -72,6 +73,7 @@ def train(
         pretrained=pretrained,
         cache_dir=str(cache_dir),
         limit_per_class=limit_per_class,
+        exclude_twins_of=str(exclude_twins_of) if exclude_twins_of else None,
         label_smoothing=label_smoothing,
         lr_schedule=lr_schedule,  # type: ignore[arg-type]
         amp=amp,  # type: ignore[arg-type]
@@ -81,7 +83,7 @@ def train(
     )
     try:
         result = run_training(config, resume=resume)
-    except (DatasetLayoutError, ValueError, KeyError) as exc:
+    except (DatasetLayoutError, ValueError, KeyError, FileNotFoundError) as exc:
         fail(str(exc))
         return
     if result.best_val_loss is None:

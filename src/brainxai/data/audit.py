@@ -9,6 +9,7 @@ audit writes the list of test images that have none.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from brainxai.constants import CLASSES
+from brainxai.constants import CLASSES, IMAGE_SUFFIXES
 from brainxai.data.dataset import Sample, discover_samples
 
 logger = logging.getLogger(__name__)
@@ -130,6 +131,54 @@ def nearest_training_images(
         j = int(d.argmin())
         out.append(NearestTrainingImage(train_h[j].sample.path, train_h[j].sample.class_name, int(d[j])))
     return out
+
+
+def reference_images(source: str | Path) -> list[Path]:
+    """The images of an evaluation set: a folder (searched recursively) or a CSV with a ``file`` column.
+
+    CSV paths are relative to the CSV's folder (the box CSV of ``brainxai xai-benchmark`` qualifies).
+
+    Raises:
+        FileNotFoundError: ``source`` does not exist.
+        ValueError: A CSV without a ``file`` column, or no image found.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(f"{source} not found")
+    if source.is_dir():
+        paths = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    else:
+        with open(source, newline="") as fh:
+            reader = csv.DictReader(fh)
+            if "file" not in (reader.fieldnames or []):
+                raise ValueError(f"{source}: expected a folder of images or a CSV with a 'file' column")
+            paths = [source.parent / row["file"] for row in reader if row.get("file")]
+    if not paths:
+        raise ValueError(f"no images in {source}")
+    return paths
+
+
+def twins_of(
+    samples: list[Sample], references: list[Path], max_distance: int = DEFAULT_MAX_DISTANCE, progress: bool = True
+) -> list[int]:
+    """Indices of the samples that have a pHash twin (within ``max_distance`` bits) among ``references``.
+
+    Used to keep an evaluation set's images out of training. An unreadable sample is not a twin (it is
+    reported where it is decoded); an unreadable reference is an error, since it could not be kept out.
+    """
+    ref_bits = []
+    for path in references:
+        try:
+            ref_bits.append(_phash(Path(path))[0])
+        except Exception as exc:  # noqa: BLE001 - re-raised with the file named
+            raise ValueError(f"cannot read reference image {path}: {exc}") from exc
+    hashed, _ = hash_samples(samples, progress)
+    if not hashed:
+        return []
+    close = hamming_matrix(np.stack([h.bits for h in hashed]), np.stack(ref_bits)).min(axis=1) <= max_distance
+    # hash_samples drops unreadable files, so map back to the caller's indices by identity.
+    position = {id(s): k for k, s in enumerate(samples)}
+    return sorted(position[id(h.sample)] for h, c in zip(hashed, close) if c)
 
 
 def audit_dataset(

@@ -118,7 +118,7 @@ def calibrate_checkpoint(
     limit = recipe.get("limit_per_class")
     split = training_split(
         data, meta.preprocess, val_fraction=val_fraction, seed=seed,
-        limit_per_class=limit, cache_dir=cache_dir, progress=progress,
+        limit_per_class=limit, exclude_twins_of=recipe.get("exclude_twins_of"), cache_dir=cache_dir, progress=progress,
     )
     if split.fingerprint != meta.dataset_fingerprint:
         raise DatasetLayoutError(

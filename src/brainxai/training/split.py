@@ -6,11 +6,12 @@ split here from the recipe stored in the checkpoint, so the two can never drift 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from brainxai.data.audit import reference_images, twins_of
 from brainxai.data.dataset import decode_samples, discover_samples, fingerprint
 from brainxai.data.preprocess import PreprocessConfig
 from brainxai.data.splits import stratified_split
@@ -38,8 +39,9 @@ class TrainingSplit:
     labels: np.ndarray  # (N,)
     train_idx: np.ndarray
     val_idx: np.ndarray
-    fingerprint: str  # of every decoded image of ``folder`` (before ``limit_per_class``)
+    fingerprint: str  # of every decoded image of ``folder`` (before exclusion and ``limit_per_class``)
     failed: list[tuple[Path, str]]
+    excluded: list[Path] = field(default_factory=list)  # twins of ``exclude_twins_of``, left out
 
 
 def training_split(
@@ -49,6 +51,7 @@ def training_split(
     val_fraction: float,
     seed: int,
     limit_per_class: int | None = None,
+    exclude_twins_of: str | Path | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> TrainingSplit:
@@ -56,11 +59,21 @@ def training_split(
 
     A run's recipe (``val_fraction``, ``seed``, ``limit_per_class``) plus the same files give the same
     split, so the validation split of a checkpoint can be rebuilt later (``brainxai calibrate``).
+
+    ``exclude_twins_of`` (a folder of images or a CSV with a ``file`` column, such as a box CSV) leaves
+    out every training image that is a pHash twin of one of its images, so that set can later measure
+    the model on images it has not seen.
     """
     folder = resolve_training_folder(data)
     samples = discover_samples(folder)
     decoded = decode_samples(samples, preprocess, cache_dir=cache_dir, progress=progress)
     images, labels = decoded.images, decoded.labels
+    excluded: list[Path] = []
+    if exclude_twins_of is not None:
+        drop = twins_of(decoded.samples, reference_images(exclude_twins_of), progress=progress)
+        excluded = [decoded.samples[k].path for k in drop]
+        keep = np.setdiff1d(np.arange(len(labels)), drop)
+        images, labels = images[keep], labels[keep]
     if limit_per_class:
         keep = _limit(labels, limit_per_class, seed)
         images, labels = images[keep], labels[keep]
@@ -73,4 +86,5 @@ def training_split(
         val_idx=val_idx,
         fingerprint=fingerprint(decoded.samples, folder),
         failed=decoded.failed,
+        excluded=excluded,
     )

@@ -73,6 +73,7 @@ class TrainConfig:
     pretrained: bool = True
     cache_dir: str | None = ".cache/brainxai"
     limit_per_class: int | None = None
+    exclude_twins_of: str | None = None  # keep an evaluation set's images (pHash twins) out of training
     label_smoothing: float = 0.0
     lr_schedule: Literal["plateau", "cosine"] = "plateau"
     amp: Literal["auto", "bf16", "off"] = "auto"
@@ -239,7 +240,8 @@ class Trainer:
         c = self.config
         split = training_split(
             c.data, preprocess, val_fraction=c.val_fraction, seed=c.seed,
-            limit_per_class=c.limit_per_class, cache_dir=c.cache_dir, progress=c.progress,
+            limit_per_class=c.limit_per_class, exclude_twins_of=c.exclude_twins_of, cache_dir=c.cache_dir,
+            progress=c.progress,
         )
         images, labels, train_idx, val_idx = split.images, split.labels, split.train_idx, split.val_idx
         augment = default_augmentation(hflip=c.hflip) if c.augment else None
@@ -250,7 +252,10 @@ class Trainer:
             "n_train": len(train_idx),
             "n_val": len(val_idx),
             "skipped_files": [str(p) for p, _ in split.failed],
+            "excluded_twins": [str(p.relative_to(split.folder)) for p in split.excluded],
         }
+        if split.excluded:
+            logger.info("left out %d training images that are twins of %s", len(split.excluded), c.exclude_twins_of)
         return train_ds, val_ds, split.fingerprint, info
 
     def fit(self) -> TrainResult:
