@@ -144,7 +144,6 @@ def xai_benchmark_command(
 ) -> None:
     """Measure explanation quality against tumour boxes: writes xai.json, xai.md and a figure."""
     from brainxai.explain import list_explainers
-    from brainxai.data.dataset import DatasetLayoutError
     from brainxai.explain.benchmark import run_xai_benchmark
 
     if target not in ("label", "predicted"):
@@ -168,7 +167,7 @@ def xai_benchmark_command(
             grid_images=grid_images,
             train_data=train_data,
         )
-    except (ValueError, OSError, DatasetLayoutError) as exc:
+    except (ValueError, OSError) as exc:  # DatasetLayoutError (a bad --train-data) is a ValueError
         fail(str(exc))
     for method, r in results.items():
         pg = "n/a" if r["pointing_game"] is None else f"{r['pointing_game']:.3f}"

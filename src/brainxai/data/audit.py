@@ -5,6 +5,9 @@ median) changes little under re-encoding, resizing and small intensity changes, 
 hashes differ in at most ``max_distance`` bits are the same slice (or a neighbouring slice of the
 same patient). Test images with such a twin in Training make a raw test accuracy optimistic; the
 audit writes the list of test images that have none.
+
+The same hashes find an evaluation set's images in a training set: :func:`nearest_training_images`
+(which benchmark images did the model see?) and :func:`twins_of` (leave them out of training).
 """
 
 from __future__ import annotations
