@@ -58,12 +58,13 @@ def main() -> None:
             drops.setdefault(rec.label, {}).setdefault(k, []).append(occlusion_drop(score, image, scaled))
             mirror.setdefault(rec.label, {}).setdefault(k, []).append(occlusion_drop(score, image, mirrored_box(scaled, size)))
 
+    checkpoint_arg = f" --checkpoint {args.checkpoint}" if args.checkpoint else ""
     lines = [
         "# Box occlusion drop with enlarged boxes",
         "",
         f"> {DISCLAIMER}",
         "",
-        f"Reproduce: `python benchmarks/box_reliance.py --boxes {args.boxes} --out {args.out}` "
+        f"Reproduce: `python benchmarks/box_reliance.py --boxes {args.boxes}{checkpoint_arg} --out {args.out}` "
         f"(model `{classifier.name}`, sha256 `{classifier.checkpoint.sha256[:12]}`).",
         "",
         "Drop of the annotated class's probability when the tumour box, enlarged about its centre and clipped "

@@ -84,3 +84,9 @@ def test_nearest_training_images(tmp_path):
     assert copy.path == train / CLASSES[1] / "a.png" and copy.class_name == CLASSES[1] and copy.distance <= 2
     assert new.distance > 10
     assert broken is None
+
+    # A file the model was not trained on is no twin: the copy's nearest is then another image, far away.
+    (again,) = nearest_training_images(
+        [tmp_path / "copy.jpg"], train, progress=False, exclude=[f"{CLASSES[1]}/a.png"]
+    )
+    assert again.path != train / CLASSES[1] / "a.png" and again.distance > 10

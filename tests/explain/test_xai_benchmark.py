@@ -138,6 +138,17 @@ def test_runner_on_three_images(small_checkpoint, three_boxes, boxes_csv, sample
     assert centre["n"] == 2 and 0.0 <= centre["energy_in_box"] <= 1.0 and centre["pointing_game"] in (0.0, 0.5, 1.0)
     assert "Centre baseline (" in md and "| *centre baseline* |" in md
 
+    # A checkpoint trained with --exclude-twins-of never saw the files it records as excluded: the
+    # same image is then not counted as a training image.
+    classifier.checkpoint.meta.recipe["data_info"] = {"excluded_twins": ["meningioma/seen.jpg"]}
+    run_xai_benchmark(
+        three_boxes, tmp_path / "xai_excl", classifier, methods=["gradcam"], images_root=boxes_csv.parent,
+        steps=2, batch_size=3, grid_images=1, sanity=False, train_data=train, progress=False,
+    )
+    subsets = json.loads((tmp_path / "xai_excl" / "xai_subsets.json").read_text())
+    assert subsets["in the training data"]["n"] == 0 and subsets["not in the training data"]["n"] == 3
+    assert "(`excluded_twins`: 1) are not counted" in (tmp_path / "xai_excl" / "xai.md").read_text()
+
 
 def test_runner_reports_unsupported_methods(three_boxes, boxes_csv, tmp_path) -> None:
     from brainxai.models import create_model

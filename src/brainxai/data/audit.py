@@ -16,6 +16,7 @@ import csv
 import json
 import logging
 import os
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +100,7 @@ class NearestTrainingImage:
 
 
 def nearest_training_images(
-    paths: list[Path], train_root: str | Path, progress: bool = True
+    paths: list[Path], train_root: str | Path, progress: bool = True, exclude: Collection[str] = ()
 ) -> list[NearestTrainingImage | None]:
     """For each image, the nearest image of a class-per-folder training set by pHash.
 
@@ -110,6 +111,8 @@ def nearest_training_images(
         paths: The query images.
         train_root: Folder with one sub-folder per class (e.g. ``Training/``).
         progress: Show a progress bar while hashing the training set.
+        exclude: Files of ``train_root`` the model was not trained on, relative to it
+            (``class/file.jpg``, as a checkpoint's ``excluded_twins`` records them).
 
     Returns:
         One entry per path; ``None`` for an unreadable query image.
@@ -118,7 +121,11 @@ def nearest_training_images(
         DatasetLayoutError: ``train_root`` is not a class-per-folder dataset.
         ValueError: No training image could be read.
     """
-    train_h, failed = hash_samples(discover_samples(train_root), progress)
+    skip = {Path(e).as_posix() for e in exclude}
+    samples = [
+        s for s in discover_samples(train_root) if Path(s.path).relative_to(train_root).as_posix() not in skip
+    ]
+    train_h, failed = hash_samples(samples, progress)
     if not train_h:
         raise ValueError(f"no readable training image in {train_root} ({len(failed)} failed)")
     bits = np.stack([h.bits for h in train_h])

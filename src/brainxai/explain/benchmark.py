@@ -234,7 +234,7 @@ def run_xai_benchmark(
         train_data: The model's training images (one folder per class). When given, each image's
             nearest training image by pHash is recorded, and the box metrics are reported separately
             on the images the model was trained on (twin within ``DEFAULT_MAX_DISTANCE`` bits) and
-            the others.
+            the others. Files the checkpoint records as left out (``excluded_twins``) are skipped.
         progress: Show a progress bar.
 
     Returns:
@@ -264,8 +264,10 @@ def run_xai_benchmark(
     random_model = randomized_copy(classifier.model, seed) if sanity else None
     deletion_base = np.zeros(data.prepared.shape[1:], np.float32)
     image_info = _box_reliance(data, classifier, targets)
+    # A model trained with --exclude-twins-of never saw those files: they are no evidence of training on an image.
+    excluded = list(classifier.checkpoint.meta.recipe.get("data_info", {}).get("excluded_twins", []))
     if train_data is not None:
-        nearest = nearest_training_images([r.path for r in records], train_data, progress)
+        nearest = nearest_training_images([r.path for r in records], train_data, progress, exclude=excluded)
         for row, twin in zip(image_info, nearest):
             row["nearest_train"] = "" if twin is None else f"{twin.class_name}/{twin.path.name}"
             row["nearest_train_distance"] = None if twin is None else twin.distance
@@ -333,6 +335,7 @@ def run_xai_benchmark(
         "sanity": sanity,
         "boxes_csv": str(boxes_csv),
         "train_data": None if train_data is None else str(train_data),
+        "train_data_excluded": len(excluded) if train_data is not None else 0,
         "max_distance": DEFAULT_MAX_DISTANCE,
         "uses_box_drop": USES_BOX_DROP,
     }
@@ -541,6 +544,12 @@ def _subset_markdown(
                 + ", ".join(f"{c}: {k}" for c, k in seen["labels"].items())
                 + "; the nearest training image of each is in `xai_per_image.csv`). Figures on them explain "
                 "images the model has learnt, not new ones."
+                + (
+                    " Files the checkpoint records as left out of its training (`excluded_twins`: "
+                    f"{info['train_data_excluded']}) are not counted as training images."
+                    if info["train_data_excluded"]
+                    else ""
+                )
             ),
         ]
     names = list(subsets)
