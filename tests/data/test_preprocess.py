@@ -70,6 +70,16 @@ def test_to_tensor_unit_and_imagenet_and_roundtrip():
     assert np.array_equal(denormalize(x, cfg)[0], img)
 
 
+def test_to_tensor_float_input_same_result_and_left_untouched():
+    # torch.from_numpy shares memory with the array: a float32 input must not be scaled in place.
+    img = np.array([[0, 255], [128, 64]], np.uint8)
+    as_float = img.astype(np.float32)
+    for cfg in (PreprocessConfig(img_size=8, channels=1, normalize="unit"), PreprocessConfig(img_size=8)):
+        assert torch.equal(to_tensor(as_float, cfg), to_tensor(img, cfg))
+        assert torch.equal(to_tensor(as_float, cfg), to_tensor(img, cfg))  # a second call sees the same array
+        assert np.array_equal(as_float, img.astype(np.float32))
+
+
 def test_config_validation_and_roundtrip():
     with pytest.raises(ValueError):
         PreprocessConfig(channels=2)

@@ -212,7 +212,9 @@ def to_tensor(images: np.ndarray, config: PreprocessConfig) -> torch.Tensor:
         ``(C, H, W)`` or ``(N, C, H, W)`` float32 tensor.
     """
     single = images.ndim == 2
-    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    # from_numpy shares the caller's memory and .float() is a no-op on float32: never scale in place then.
+    x = x.div(255.0) if x.dtype == torch.float32 else x.float().div_(255.0)
     x = x.unsqueeze(0 if single else 1)
     if config.channels == 3:
         x = x.expand(*x.shape[:-3], 3, *x.shape[-2:])
