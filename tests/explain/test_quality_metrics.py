@@ -20,6 +20,7 @@ from brainxai.explain.quality import (
     perturbation_curve,
     pointing_game,
     rank_correlation,
+    region_box_overlap,
     relevance_order,
     sharpness,
 )
@@ -80,6 +81,19 @@ def test_iou_with_box() -> None:
     assert iou_with_box(half, BOX) == pytest.approx(0.5)
     shifted = box_mask((100, 100), (30, 30, 50, 50))  # overlap 10x20, union 30x20
     assert iou_with_box(shifted, BOX) == pytest.approx(200 / 600)
+
+
+def test_region_box_overlap() -> None:
+    # BOX is 20 x 20 at (20, 30). A core of the lesion: all inside, a quarter of the box.
+    core = box_mask((100, 100), (25, 35, 35, 45))
+    assert region_box_overlap(core, BOX) == (pytest.approx(1.0), pytest.approx(100 / 400))
+    # Beside it: overlap 10 x 20 of a 20 x 20 region.
+    shifted = box_mask((100, 100), (30, 30, 50, 50))
+    assert region_box_overlap(shifted, BOX) == (pytest.approx(0.5), pytest.approx(0.5))
+    # Covering it with room to spare: the whole box, a quarter of the region inside.
+    big = box_mask((100, 100), (10, 20, 50, 60))
+    assert region_box_overlap(big, BOX) == (pytest.approx(0.25), pytest.approx(1.0))
+    assert region_box_overlap(np.zeros((100, 100), bool), BOX) == (None, 0.0)
 
 
 def test_relevance_order_is_descending_and_stable() -> None:

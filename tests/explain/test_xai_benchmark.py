@@ -114,6 +114,17 @@ def test_runner_on_three_images(small_checkpoint, three_boxes, boxes_csv, sample
     with open(out / "xai_per_image.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 18
+    # The region against the box: two shares whose overlap, with the areas, gives back the IoU.
+    for r in rows:
+        if r["region_in_box"] == "":  # an empty region (the tiny test model's maps may have none)
+            assert float(r["box_in_region"]) == 0.0 and float(r["iou"]) == 0.0
+            continue
+        inside, covered, iou = float(r["region_in_box"]), float(r["box_in_region"]), float(r["iou"])
+        assert 0.0 <= inside <= 1.0 and 0.0 <= covered <= 1.0
+        if inside > 0 and covered > 0:  # |R∩B| / |R∪B| with |R| = |R∩B|/inside and |B| = |R∩B|/covered
+            assert iou == pytest.approx(1.0 / (1.0 / inside + 1.0 / covered - 1.0), rel=1e-4)
+    assert any(r["region_in_box"] != "" for r in rows)  # the identity above was checked at least once
+    assert "## The relevance region against the box" in md
     assert (out / "xai_grid.png").stat().st_size > 10_000
 
     # The model-level checks: one box occlusion drop per image, the same in every method's rows.

@@ -58,6 +58,7 @@ from brainxai.explain.quality import (
     perturbation_auc,
     pointing_game,
     rank_correlation,
+    region_box_overlap,
     sharpness,
 )
 from brainxai.explain.views import relevance_to_original
@@ -423,10 +424,13 @@ def _box_metrics(i: int, relevance: np.ndarray, data: BoxImages, tolerance: floa
     box = data.boxes[i]
     mapped = relevance_to_original(relevance, data.crops[i], original.shape)
     region = relevance_region(mapped, data.brains[i])
+    region_in_box, box_in_region = region_box_overlap(region, box)
     return {
         "pointing_game": float(pointing_game(mapped, box, tolerance)),
         "energy_in_box": energy_in_box(mapped, box),
         "iou": iou_with_box(region, box),
+        "region_in_box": region_in_box,
+        "box_in_region": box_in_region,
     }
 
 
@@ -472,7 +476,7 @@ def _grid_rows(records: Sequence[BoxRecord], k: int) -> list[int]:
 
 def _write_per_image(path: Path, rows: list[dict[str, Any]]) -> None:
     keys = ["method", "file", "label", "target", *[k for k in METRICS if k != "ms_per_image"]]
-    keys += ["box_occlusion_drop", "mirror_occlusion_drop"]
+    keys += ["region_in_box", "box_in_region", "box_occlusion_drop", "mirror_occlusion_drop"]
     if rows and "nearest_train" in rows[0]:
         keys += ["nearest_train", "nearest_train_distance"]
     with open(path, "w", newline="") as fh:
@@ -568,6 +572,41 @@ def _subset_markdown(
     return lines
 
 
+def _region_markdown(results: dict[str, dict[str, Any]], per_image: list[dict[str, Any]]) -> list[str]:
+    """Per method and class: how much of the relevance region lies in the box, and how much of the box it covers."""
+    labels = list(dict.fromkeys(r["label"] for r in per_image))
+    lines = [
+        "",
+        "## The relevance region against the box",
+        "",
+        (
+            "The region `analyze` draws as the tumour mask and measures (IoU above), split in two. Median over "
+            "the images of the share of the region inside the box, then of the share of the box the region "
+            "covers; in brackets, images with an empty region. A high first figure with a low second one is a "
+            "small core of the lesion; two low figures, a region beside it."
+        ),
+        "",
+        "| method | " + " | ".join(labels) + " |",
+        "|---|" + "---|" * len(labels),
+    ]
+    for method in results:
+        cells = []
+        for label in labels:
+            rows = [r for r in per_image if r["method"] == method and r["label"] == label]
+            inside = [r["region_in_box"] for r in rows if r["region_in_box"] is not None]
+            covered = [r["box_in_region"] for r in rows]
+            if not rows:
+                cells.append("-")
+                continue
+            empty = len(rows) - len(inside)
+            cells.append(
+                f"{_fmt(float(np.median(inside)) if inside else None, 2)} / {_fmt(float(np.median(covered)), 2)}"
+                + (f" ({empty})" if empty else "")
+            )
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _pg_energy(r: dict[str, Any]) -> str:
     return "-" if not r["n"] else f"{_fmt(r['pointing_game'])} ({_fmt(r['energy_in_box'], 2)})"
 
@@ -637,6 +676,7 @@ def _markdown(
     for method, note in notes.items():
         lines += ["", f"- `{method}` not run: {note}"]
     lines += _subset_markdown(results, image_info, subsets, info, centre)
+    lines += _region_markdown(results, per_image)
 
     lines += ["", "## Does sharpness agree with localisation?", ""]
     lines.append(
@@ -690,6 +730,10 @@ def _markdown(
             "- **IoU**: intersection over union of the relevance region (`brainxai.analysis.relevance_region`: positive "
             "relevance, smoothed, restricted to the head, thresholded at max(95th percentile in the head, half the peak), "
             "strongest connected component(s)) with the box."
+        ),
+        (
+            "- **Region in box / box in region** (`xai_per_image.csv`: `region_in_box`, `box_in_region`): the "
+            "share of that region's pixels inside the box, and the share of the box's pixels inside the region."
         ),
         (
             "- **Deletion / insertion AUC**: area under the target probability while the most relevant pixels of the "

@@ -96,6 +96,19 @@ def iou_with_box(region: np.ndarray, box: Box) -> float:
     return float(np.logical_and(region, b).sum() / union) if union else 0.0
 
 
+def region_box_overlap(region: np.ndarray, box: Box) -> tuple[float | None, float]:
+    """How a bool region sits against the box: (share of the region inside it, share of the box covered).
+
+    IoU mixes the two; they tell a region that is a small core of the tumour (first near 1, second small)
+    from one that lies beside it (both small). The first is None for an empty region.
+    """
+    region = region.astype(bool)
+    b = box_mask(region.shape, box)
+    inside = float(np.logical_and(region, b).sum())
+    n_region, n_box = float(region.sum()), float(b.sum())
+    return (inside / n_region if n_region else None), (inside / n_box if n_box else 0.0)
+
+
 def relevance_order(relevance: np.ndarray) -> np.ndarray:
     """Flat pixel indices from most to least relevant (ties keep raster order)."""
     return np.argsort(-_clean(relevance).ravel(), kind="stable")
