@@ -593,14 +593,14 @@ def _region_markdown(results: dict[str, dict[str, Any]], per_image: list[dict[st
         cells = []
         for label in labels:
             rows = [r for r in per_image if r["method"] == method and r["label"] == label]
-            inside = [r["region_in_box"] for r in rows if r["region_in_box"] is not None]
-            covered = [r["box_in_region"] for r in rows]
             if not rows:
                 cells.append("-")
                 continue
+            inside = [r["region_in_box"] for r in rows if r["region_in_box"] is not None]
             empty = len(rows) - len(inside)
+            covered = float(np.median([r["box_in_region"] for r in rows]))
             cells.append(
-                f"{_fmt(float(np.median(inside)) if inside else None, 2)} / {_fmt(float(np.median(covered)), 2)}"
+                f"{_fmt(float(np.median(inside)) if inside else None, 2)} / {_fmt(covered, 2)}"
                 + (f" ({empty})" if empty else "")
             )
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
