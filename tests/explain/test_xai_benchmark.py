@@ -246,6 +246,11 @@ def test_cli_xai_benchmark(small_checkpoint, three_boxes, boxes_csv, tmp_path) -
     )
     assert r.exit_code == 0, r.output
     assert set(json.loads((out / "xai.json").read_text())) == {"gradcam", "guided-backprop"}
+    # The report says how it was made: the options given, in a line that runs as it reads.
+    assert (
+        f"- Command: `brainxai xai-benchmark --boxes {three_boxes} --images-root {boxes_csv.parent} --methods "
+        f"gradcam,guided-backprop --checkpoint {small_checkpoint} --out {out} --steps 2 --no-sanity`"
+    ) in (out / "xai.md").read_text()
     r = CliRunner().invoke(app, ["xai-benchmark", "--boxes", str(three_boxes), "--methods", "nope", "--out", str(out)])
     assert r.exit_code == 1 and "unknown method" in r.output
     # A --train-data folder that is not one folder per class is a clear error, not a traceback.

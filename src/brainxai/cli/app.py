@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 
 import typer
 
@@ -24,6 +25,30 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debug
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+
+
+def invocation(ctx: typer.Context) -> str:
+    """The running command as one shell line, for reports that say how they were made.
+
+    Rebuilt from the command's parsed values: the command path, then every option whose value differs from
+    its default (flags by the spelling that gives their value), then the arguments. So the line is the same
+    however the options were ordered or abbreviated.
+    """
+    words = ctx.command_path.split()
+    arguments: list[str] = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if param.param_type_name == "argument":
+            arguments += [str(v) for v in (value if isinstance(value, (list, tuple)) else [value]) if v is not None]
+            continue
+        if param.param_type_name != "option" or value is None or value == param.default:
+            continue
+        if param.is_flag:
+            spelling = param.opts if value else param.secondary_opts
+            words += spelling[:1]
+        else:
+            words += [param.opts[0], str(getattr(value, "value", value))]  # an Enum choice by its value
+    return shlex.join(words + arguments)
 
 
 def fail(message: str, code: int = 1) -> None:

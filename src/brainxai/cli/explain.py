@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from brainxai.cli.app import app, fail
+from brainxai.cli.app import app, fail, invocation
 
 
 def _load_classifier(checkpoint: Path | None, device: str):
@@ -123,6 +123,7 @@ def explain_command(
 
 @app.command("xai-benchmark")
 def xai_benchmark_command(
+    ctx: typer.Context,
     boxes: Path = typer.Option(..., "--boxes", exists=True, dir_okay=False, help="CSV file,label,width,height,x0,y0,x1,y1."),
     images_root: Path | None = typer.Option(None, "--images-root", help="Folder the CSV paths are relative to."),
     methods: str = typer.Option("all", "--methods", help="'all' or a comma-separated list."),
@@ -166,6 +167,7 @@ def xai_benchmark_command(
             sanity=sanity,
             grid_images=grid_images,
             train_data=train_data,
+            command=invocation(ctx),
         )
     except (ValueError, OSError) as exc:  # DatasetLayoutError (a bad --train-data) is a ValueError
         fail(str(exc))

@@ -215,6 +215,7 @@ def run_xai_benchmark(
     seed: int = 0,
     train_data: str | Path | None = None,
     progress: bool = True,
+    command: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Runs the benchmark and writes its reports.
 
@@ -237,6 +238,8 @@ def run_xai_benchmark(
             on the images the model was trained on (twin within ``DEFAULT_MAX_DISTANCE`` bits) and
             the others. Files the checkpoint records as left out (``excluded_twins``) are skipped.
         progress: Show a progress bar.
+        command: The command line that ran the benchmark, written at the top of ``xai.md`` so the report
+            says how to make it again (the CLI passes its own).
 
     Returns:
         ``{method: {pointing_game, energy_in_box, iou, deletion_auc, insertion_auc, sanity_rank_corr,
@@ -339,6 +342,7 @@ def run_xai_benchmark(
         "train_data_excluded": len(excluded) if train_data is not None else 0,
         "max_distance": DEFAULT_MAX_DISTANCE,
         "uses_box_drop": USES_BOX_DROP,
+        "command": command,
     }
     centre = centre_map(data.prepared.shape[1])
     baseline = [_box_metrics(i, centre, data, tolerance) for i in range(n)]
@@ -625,6 +629,7 @@ def _markdown(
         "",
         f"> {DISCLAIMER}",
         "",
+        *([f"- Command: `{info['command']}`"] if info.get("command") else []),
         f"- Model: `{info['model']}`, checkpoint `{Path(info['checkpoint']).name}` (sha256 `{info['sha256'][:12]}`)",
         (
             f"- Images: {info['n']} from `{Path(info['boxes_csv']).name}` ("
