@@ -28,7 +28,8 @@ def _measure(
     steps: int = typer.Option(20, "--steps"),
     sanity: bool = typer.Option(True, "--sanity/--no-sanity"),
     evidence: bool = typer.Option(False, "--show-evidence"),
-    checkpoint: Path | None = typer.Option(None, "--checkpoint"),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c"),
+    tag: list[str] = typer.Option([], "--tag"),
 ) -> None:
     typer.echo(invocation(ctx))
 
@@ -55,6 +56,11 @@ def test_defaults_are_left_out_and_the_rest_kept_in_declaration_order() -> None:
 def test_flags_are_spelt_by_their_value(args: list[str], expected: str) -> None:
     line = _line(["measure", "s", "--boxes", "b.csv", *args])
     assert line == " ".join(w for w in ["brainxai measure --boxes b.csv", expected, "s"] if w)
+
+
+def test_a_short_alias_and_a_repeated_option() -> None:
+    line = _line(["measure", "s", "-c", "ck", "--tag", "a", "--boxes", "b.csv", "--tag", "b"])
+    assert line == "brainxai measure --boxes b.csv --checkpoint ck --tag a --tag b s"
 
 
 def test_the_line_is_quoted_for_the_shell_and_round_trips() -> None:

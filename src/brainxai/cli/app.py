@@ -31,8 +31,8 @@ def invocation(ctx: typer.Context) -> str:
     """The running command as one shell line, for reports that say how they were made.
 
     Rebuilt from the command's parsed values: the command path, then every option whose value differs from
-    its default (flags by the spelling that gives their value), then the arguments. So the line is the same
-    however the options were ordered or abbreviated.
+    its default (flags by the spelling that gives their value; a repeatable option once per value), then
+    the arguments. So the line is the same however the options were ordered or spelt (a short alias, say).
     """
     words = ctx.command_path.split()
     arguments: list[str] = []
@@ -47,7 +47,8 @@ def invocation(ctx: typer.Context) -> str:
             spelling = param.opts if value else param.secondary_opts
             words += spelling[:1]
         else:
-            words += [param.opts[0], str(getattr(value, "value", value))]  # an Enum choice by its value
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                words += [param.opts[0], str(getattr(v, "value", v))]  # an Enum choice by its value
     return shlex.join(words + arguments)
 
 
