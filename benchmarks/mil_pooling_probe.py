@@ -30,9 +30,8 @@ from torch.utils.data import DataLoader
 from brainxai.data.augment import default_augmentation
 from brainxai.data.dataset import MRIDataset, decode_samples, discover_samples
 from brainxai.explain import create_explainer
-from brainxai.explain.benchmark import load_box_images, read_boxes
-from brainxai.explain.quality import energy_in_box, pointing_game
-from brainxai.explain.views import relevance_to_original
+from brainxai.explain.benchmark import _box_metrics, load_box_images, read_boxes
+from brainxai.explain.quality import POINTING_TOLERANCE
 from brainxai.inference import Classifier, default_checkpoint_path
 from brainxai.models.efficientnet_lite import EfficientNetLite0
 from brainxai.training.checkpoint import load_checkpoint
@@ -102,9 +101,10 @@ def pointing(classifier: Classifier, boxes: Path) -> dict[str, dict[str, object]
             for start in range(0, len(records), 10):
                 idx = list(range(start, min(len(records), start + 10)))
                 for i, e in zip(idx, explainer.explain(classifier.tensor(data.prepared[idx]), [targets[i] for i in idx])):
-                    mapped = relevance_to_original(e.relevance, data.crops[i], data.originals[i].shape)
-                    hits.append(int(pointing_game(mapped, data.boxes[i])))
-                    energy.append(energy_in_box(mapped, data.boxes[i]))
+                    # The benchmark's own placement of the map into the scan and its box metrics.
+                    metrics = _box_metrics(i, e.relevance, data, POINTING_TOLERANCE)
+                    hits.append(int(metrics["pointing_game"]))
+                    energy.append(metrics["energy_in_box"])
         h = np.array(hits)
         out[method] = {
             "pointing_game": float(h.mean()),
@@ -132,9 +132,8 @@ def main() -> None:
         loaded.model.__class__ = TopKPooledLite0  # same parameters, other pooling
     history = fine_tune(loaded.model, args.data, args.epochs, args.lr) if args.epochs else []
     loaded.model.eval()
+    # Its batch-norm-folded copy for scoring is a deep copy, so it keeps the probed pooling.
     classifier = Classifier(loaded, device="cpu")
-    # Classifier folds batch norm into a copy of the plain architecture's forward; score the probed one.
-    classifier._classify_model = loaded.model
 
     testing = decode_samples(discover_samples(Path(args.data) / "Testing"), loaded.meta.preprocess, cache_dir=".cache/brainxai")
     errors = int((classifier.logits_prepared(testing.images).argmax(1) != testing.labels).sum())
