@@ -17,7 +17,7 @@ def random_checkpoint(folder: Path) -> Path:
     import torch
 
     from brainxai.models import create_model
-    from brainxai.training.checkpoint import CheckpointMeta, save_checkpoint
+    from brainxai.models.checkpoint import CheckpointMeta, save_checkpoint
 
     torch.manual_seed(0)
     model = create_model("efficientnet-lite0", pretrained=True)

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from brainxai.training.checkpoint import LoadedCheckpoint, load_checkpoint
+from brainxai.models.checkpoint import LoadedCheckpoint, load_checkpoint
 from brainxai.training.split import TrainingSplit, training_split
 
 

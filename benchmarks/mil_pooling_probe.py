@@ -34,7 +34,7 @@ from brainxai.explain.benchmark import _box_metrics, load_box_images, read_boxes
 from brainxai.explain.quality import POINTING_TOLERANCE
 from brainxai.inference import Classifier, default_checkpoint_path
 from brainxai.models.efficientnet_lite import EfficientNetLite0
-from brainxai.training.checkpoint import load_checkpoint
+from brainxai.models.checkpoint import load_checkpoint
 from brainxai.training.split import training_split
 
 METHODS = ("lrp", "gradcam", "guided-backprop", "guided-gradcam")

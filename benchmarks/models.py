@@ -25,7 +25,7 @@ import torch
 
 from brainxai.bench import hardware_summary, time_call
 from brainxai.inference import Classifier, default_checkpoint_path
-from brainxai.training.checkpoint import CheckpointMeta, LoadedCheckpoint, build_model
+from brainxai.models.checkpoint import CheckpointMeta, LoadedCheckpoint, build_model
 from brainxai.io.raster import read_raster
 from brainxai.service import sample_scans
 

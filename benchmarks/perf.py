@@ -265,7 +265,7 @@ def run(data: Path | None, dedup_list: Path | None, with_compile: bool) -> dict[
 
     # resnet18 at 224x224, the second reference model.
     from brainxai.models import create_model
-    from brainxai.training.checkpoint import CheckpointMeta, LoadedCheckpoint
+    from brainxai.models.checkpoint import CheckpointMeta, LoadedCheckpoint
 
     torch.manual_seed(0)
     resnet = create_model("resnet18", pretrained=False).eval()

@@ -52,7 +52,7 @@ from _validation import checkpoint_split, member_specs, round_to_half
 from brainxai.evaluation.calibration import fit_temperature, nll
 from brainxai.inference import Classifier
 from brainxai.data.preprocess import to_tensor
-from brainxai.training.checkpoint import LoadedCheckpoint, load_checkpoint
+from brainxai.models.checkpoint import LoadedCheckpoint, load_checkpoint
 
 MIN_GAIN = 2  # errors fewer than the best member, for adoption
 

@@ -42,7 +42,7 @@ def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     For plumbing tests that need a checkpoint file but not accuracy.
     """
     from brainxai.models import create_model
-    from brainxai.training.checkpoint import CheckpointMeta, save_checkpoint
+    from brainxai.models.checkpoint import CheckpointMeta, save_checkpoint
 
     torch.manual_seed(0)
     model = create_model("efficientnet-lite0", pretrained=True)

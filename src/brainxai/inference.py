@@ -19,20 +19,12 @@ from torch import nn
 
 from brainxai.data.preprocess import PreprocessConfig, prepare, to_tensor
 from brainxai.models.fusion import fold_batchnorm
-from brainxai.training.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
+from brainxai.models.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
+from brainxai.util.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHECKPOINT_NAME = "default"
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA when present, else CPU; anything else is passed to ``torch.device``."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def default_checkpoint_path() -> Path:

@@ -30,11 +30,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from brainxai import __version__
+from brainxai.version import __version__
 from brainxai.constants import CLASS_TITLES, DISCLAIMER, IMAGE_SUFFIXES, NO_TUMOUR
 from brainxai.io import ImageReadError, ScanImage, check_brain_scan, read_scan
 from brainxai.reporting.labels import method_title
-from brainxai.training.checkpoint import atomic_write_bytes
+from brainxai.util.files import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 

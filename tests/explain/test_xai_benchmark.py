@@ -26,7 +26,7 @@ from brainxai.inference import Classifier
 def small_checkpoint(tmp_path_factory) -> Path:
     """EfficientNet-Lite0 (ImageNet backbone, random head) at 64 px: real architecture, quick."""
     from brainxai.models import create_model
-    from brainxai.training.checkpoint import CheckpointMeta, save_checkpoint
+    from brainxai.models.checkpoint import CheckpointMeta, save_checkpoint
 
     torch.manual_seed(0)
     model = create_model("efficientnet-lite0", pretrained=True, img_size=64)
@@ -163,7 +163,7 @@ def test_runner_on_three_images(small_checkpoint, three_boxes, boxes_csv, sample
 
 def test_runner_reports_unsupported_methods(three_boxes, boxes_csv, tmp_path) -> None:
     from brainxai.models import create_model
-    from brainxai.training.checkpoint import CheckpointMeta, save_checkpoint
+    from brainxai.models.checkpoint import CheckpointMeta, save_checkpoint
 
     torch.manual_seed(0)
     model = create_model("cnn-lstm", pretrained=False)

@@ -15,7 +15,7 @@ from brainxai.constants import CLASSES
 from brainxai.evaluation.calibration import nll
 from brainxai.evaluation.evaluate import evaluate
 from brainxai.inference import Classifier
-from brainxai.training.checkpoint import CheckpointError, file_sha256, load_checkpoint
+from brainxai.models.checkpoint import CheckpointError, file_sha256, load_checkpoint
 from brainxai.training.split import training_split
 from brainxai.training.trainer import TrainConfig, train
 

@@ -12,7 +12,7 @@ from brainxai.cli import app
 from brainxai.inference import Classifier
 from brainxai.models import create_model, get_model_config
 from brainxai.training import trainer as trainer_mod
-from brainxai.training.checkpoint import CheckpointError, load_checkpoint
+from brainxai.models.checkpoint import CheckpointError, load_checkpoint
 from brainxai.training.schedules import apply_phase, progressive_schedule
 from brainxai.training.trainer import Trainer, TrainConfig, resolve_amp, train
 

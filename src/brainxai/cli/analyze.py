@@ -47,7 +47,7 @@ def _run(items_fn: Callable[[Progress], list[BatchItem]], total: int, out: Path,
 
 def _load_service(checkpoint: Path | None, device: str) -> AnalysisService:
     from brainxai.service import AnalysisService
-    from brainxai.training.checkpoint import CheckpointError
+    from brainxai.models.checkpoint import CheckpointError
 
     try:
         return AnalysisService(checkpoint, device=device)
@@ -109,7 +109,7 @@ def demo_cmd(
 ) -> None:
     """Analyse the sample scans shipped with brainxai (one per class) and write their reports to ./brainxai-demo/."""
     from brainxai.service import get_service, run_demo, sample_scans
-    from brainxai.training.checkpoint import CheckpointError
+    from brainxai.models.checkpoint import CheckpointError
 
     try:
         get_service(checkpoint)

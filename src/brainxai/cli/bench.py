@@ -22,7 +22,7 @@ def bench(
 ) -> None:
     """Measure latency and throughput: classify, each explanation, full analysis, ResNet-18 and the peer."""
     from brainxai.bench import format_bench, run_bench
-    from brainxai.training.checkpoint import CheckpointError
+    from brainxai.models.checkpoint import CheckpointError
 
     try:
         result = run_bench(checkpoint, images, repeats=repeats, device=device, with_analyze=not no_analyze)

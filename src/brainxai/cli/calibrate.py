@@ -26,7 +26,7 @@ def calibrate(
     """
     from brainxai.data.dataset import DatasetLayoutError
     from brainxai.training.calibrate import calibrate_checkpoint, carry_temperature
-    from brainxai.training.checkpoint import CheckpointError, checkpoint_paths
+    from brainxai.models.checkpoint import CheckpointError, checkpoint_paths
 
     if (data is None) == (from_ is None):
         fail("give either --data (fit on the checkpoint's validation split) or --from (carry a temperature over)")

@@ -24,7 +24,7 @@ def evaluate(
     """Evaluate a model on the raw test split and the de-duplicated test subset."""
     from brainxai.data.dataset import DatasetLayoutError
     from brainxai.evaluation.evaluate import evaluate as run_evaluation
-    from brainxai.training.checkpoint import CheckpointError
+    from brainxai.models.checkpoint import CheckpointError
 
     try:
         result = run_evaluation(

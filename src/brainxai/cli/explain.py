@@ -11,7 +11,7 @@ from brainxai.cli.app import app, fail, invocation
 
 def _load_classifier(checkpoint: Path | None, device: str):
     from brainxai.inference import Classifier
-    from brainxai.training.checkpoint import CheckpointError
+    from brainxai.models.checkpoint import CheckpointError
 
     try:
         return Classifier.load(checkpoint, device=device)

@@ -29,7 +29,7 @@ from reportlab.platypus import Flowable, Image, KeepTogether, Paragraph, SimpleD
 from brainxai.constants import CLASS_TITLES, DISCLAIMER, NO_TUMOUR
 from brainxai.reporting.guidance import guidance_for
 from brainxai.reporting.labels import date_text, method_title
-from brainxai.training.checkpoint import atomic_write_bytes
+from brainxai.util.files import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import torch
 from brainxai.data.dataset import DatasetLayoutError
 from brainxai.evaluation.calibration import TEMPERATURE_BOUNDS, fit_temperature_report
 from brainxai.inference import Classifier
-from brainxai.training.checkpoint import (
+from brainxai.models.checkpoint import (
     CARRIED_OVER_KEY,
     CheckpointError,
     LoadedCheckpoint,

@@ -30,10 +30,11 @@ from brainxai.constants import CLASSES
 from brainxai.data.augment import default_augmentation
 from brainxai.data.dataset import MRIDataset
 from brainxai.data.preprocess import PreprocessConfig
-from brainxai.inference import resolve_device
 from brainxai.models import create_model
 from brainxai.training.calibrate import fit_checkpoint_temperature, split_description
-from brainxai.training.checkpoint import CheckpointMeta, atomic_write_bytes, save_checkpoint
+from brainxai.models.checkpoint import CheckpointMeta, save_checkpoint
+from brainxai.util.device import resolve_device
+from brainxai.util.files import atomic_write_bytes
 from brainxai.training.schedules import (
     PROGRESSIVE_EPOCHS,
     PROGRESSIVE_LRS,

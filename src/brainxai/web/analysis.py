@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from brainxai import __version__
+from brainxai.version import __version__
 from brainxai.web.crud import audit, find_or_create_patient
 from brainxai.web.db import session_scope
 from brainxai.web.models import Study, User

@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select
 
-from brainxai import __version__
+from brainxai.version import __version__
 from brainxai.constants import DISCLAIMER
 from brainxai.web import crud
 from brainxai.web.analysis import InferenceRunner

@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,8 +21,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from brainxai import __version__
+from brainxai.version import __version__
 from brainxai.data.preprocess import PreprocessConfig
+from brainxai.models.registry import create_model
+from brainxai.util.files import atomic_write, atomic_write_bytes
 
 FORMAT_VERSION = 1
 # ``calibration`` key naming the weights whose temperature was copied (``brainxai calibrate --from``).
@@ -112,23 +112,6 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
     return p.with_suffix(".safetensors"), p.with_suffix(".json")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Writes a file atomically (temp file + rename) so a crash never leaves it half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp creates 0600 files; checkpoints and reports are meant to be readable (package data).
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta, half: bool = False) -> Path:
     """Saves weights (safetensors) and metadata (JSON).
 
@@ -149,11 +132,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta, ha
             v = v.half()
         state[k] = v
     meta.dtype = "float16" if half else "float32"
-    weights_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = weights_path.with_name(weights_path.name + ".tmp")
-    save_file(state, str(tmp), metadata={"model": meta.model, "brainxai_version": meta.brainxai_version})
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, weights_path)
+    metadata = {"model": meta.model, "brainxai_version": meta.brainxai_version}
+    atomic_write(weights_path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
     atomic_write_bytes(meta_path, json.dumps(meta.to_dict(), indent=2).encode())
     return weights_path
 
@@ -207,7 +187,6 @@ class LoadedCheckpoint:
 
 def build_model(meta: CheckpointMeta) -> nn.Module:
     """The architecture a checkpoint describes, untrained, configured with the checkpoint's preprocessing."""
-    from brainxai.models import create_model  # local: models import data, which imports nothing here
 
     model = create_model(
         meta.model,

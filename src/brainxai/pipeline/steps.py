@@ -1,0 +1,106 @@
+"""The steps shared by every analysis: read -> prepare -> classify -> explain -> map back.
+
+Each step is a small function over plain data, so the analysis service, ``brainxai explain`` and
+the XAI benchmark compose the same code instead of three copies of it::
+
+    scan = read(path)                                   # any format; checked to look like a brain
+    prepared = prepare(scan.pixels, classifier)         # crop box + model input, decoded once
+    probs = classify(classifier, [prepared])            # (N, C) calibrated probabilities
+    (exp,) = explain(explainer, classifier, [prepared], targets=[int(probs[0].argmax())])
+    relevance = map_back(exp.relevance, prepared)       # the map on the scan's own pixel grid
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from brainxai.data.preprocess import crop_warning, prepare_with_box
+from brainxai.io import ScanImage, check_brain_scan, read_scan
+from brainxai.io.scan import SliceScorer
+
+if TYPE_CHECKING:  # the explainers are imported only by callers that explain
+    from brainxai.explain.base import Explainer, Explanation
+    from brainxai.inference import Classifier
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """One image as the model sees it, with what is needed to place results back on the original.
+
+    Attributes:
+        original: ``(H, W)`` ``uint8`` image as decoded.
+        model_input: ``(S, S)`` ``uint8`` crop resized to the model's input size.
+        box: Crop box ``(x0, y0, x1, y1)`` in original pixels (x1, y1 exclusive).
+        crop_warning: Why the crop is unreliable (it kept too little of the image), or None.
+    """
+
+    original: np.ndarray
+    model_input: np.ndarray
+    box: tuple[int, int, int, int]
+    crop_warning: str | None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(H, W)`` of the original image."""
+        return (int(self.original.shape[0]), int(self.original.shape[1]))
+
+
+def read(
+    source: str | Path | bytes,
+    *,
+    filename: str | None = None,
+    slice_index: int | None = None,
+    scorer: SliceScorer | None = None,
+) -> ScanImage:
+    """Decodes any supported scan (raster, DICOM, NIfTI) and checks that it looks like a brain scan.
+
+    Args:
+        source: Path or file bytes; the content decides the format.
+        filename: Name shown in reports (needed for bytes).
+        slice_index: For volumes, the slice to take (default: the one ``scorer`` ranks highest).
+        scorer: Ranks a volume's slices (e.g. the classifier's tumour probability).
+
+    Raises:
+        ImageReadError: Unreadable, truncated, or not a brain scan (``NotABrainScanError``).
+    """
+    scan = read_scan(source, filename=filename, slice_index=slice_index, scorer=scorer)
+    check_brain_scan(scan.pixels, scan.source_name)
+    return scan
+
+
+def prepare(image: np.ndarray, classifier: Classifier) -> PreparedImage:
+    """Crops and resizes a decoded image the way the classifier's checkpoint was trained."""
+    model_input, box = prepare_with_box(image, classifier.preprocess)
+    return PreparedImage(image, model_input, box, crop_warning(box, image.shape[:2]))
+
+
+def _stack(prepared: Sequence[PreparedImage]) -> np.ndarray:
+    return np.stack([p.model_input for p in prepared])
+
+
+def classify(classifier: Classifier, prepared: Sequence[PreparedImage], batch_size: int = 32) -> np.ndarray:
+    """``(N, C)`` probabilities (with the checkpoint's temperature) for prepared images."""
+    return classifier.predict_proba_prepared(_stack(prepared), batch_size=batch_size)
+
+
+def explain(
+    explainer: Explainer,
+    classifier: Classifier,
+    prepared: Sequence[PreparedImage],
+    targets: Sequence[int] | int | None = None,
+) -> list[Explanation]:
+    """Explains prepared images with ``explainer``; ``targets`` default to the predicted classes."""
+    x = classifier.tensor(_stack(prepared))
+    return explainer.explain(x, list(targets) if isinstance(targets, Sequence) else targets)
+
+
+def map_back(relevance: np.ndarray, prepared: PreparedImage) -> np.ndarray:
+    """A model-input-sized map placed on the original image's pixel grid (zero outside the crop)."""
+    from brainxai.explain.views import relevance_to_original
+
+    return relevance_to_original(relevance, prepared.box, prepared.shape)
