@@ -1,10 +1,6 @@
-"""Analysis of scans and explanations: head mask, relevance region."""
+"""Analysis of scans and explanations: head mask, relevance region, and the spatial parameters of a finding."""
 
 from brainxai.analysis.region import brain_mask, relevance_region
+from brainxai.analysis.spatial import SpatialParameter, compute_spatial_parameters
 
-__all__ = ["brain_mask", "relevance_region"]
-
-# Spatial parameters of a finding (brainxai.analysis.spatial).
-from brainxai.analysis.spatial import SpatialParameter, compute_spatial_parameters  # noqa: E402
-
-__all__ += ["SpatialParameter", "compute_spatial_parameters"]
+__all__ = ["SpatialParameter", "brain_mask", "compute_spatial_parameters", "relevance_region"]
