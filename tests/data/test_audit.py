@@ -11,8 +11,10 @@ from brainxai.data.audit import (
     near_pairs,
     nearest_training_images,
     read_subset,
+    size_points,
     write_audit,
 )
+from brainxai.evaluation.plots import save_figure, size_scatter_figure
 
 
 def _blobs(seed: int) -> np.ndarray:
@@ -63,6 +65,8 @@ def test_audit_finds_planted_duplicates(tmp_path):
     paths = write_audit(report, tmp_path / "out" / "audit.json")
     saved = json.loads(paths["json"].read_text())
     assert saved["n_dedup_test"] == 12 and "_sizes" not in saved
+    assert saved["size_plot"] == paths["size_plot"].name == "audit_sizes.png"
+    save_figure(size_scatter_figure(*size_points(report)), str(paths["size_plot"]))  # as `brainxai audit-data` does
     assert read_subset(paths["dedup_list"]) == report["dedup_test"]
     assert read_subset(paths["json"]) == report["dedup_test"]
     assert paths["size_plot"].stat().st_size > 1000

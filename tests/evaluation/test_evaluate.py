@@ -71,6 +71,7 @@ def test_audit_cli_on_small_dataset(small_dataset, tmp_path):
     report = json.loads((tmp_path / "a" / "audit.json").read_text())
     assert report["test_with_train_twin"] >= 1
     assert "Testing/glioma/twin.jpg" not in (tmp_path / "a" / "audit_dedup_test.txt").read_text()
+    assert (tmp_path / "a" / report["size_plot"]).stat().st_size > 1000
 
 
 def test_train_cli_reports_bad_layout(tmp_path):

@@ -14,7 +14,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from brainxai.io import ImageReadError, NotABrainScanError, check_brain_scan, read_raster, read_scan, sniff_format
-from brainxai.io.dicom import sequence_from_text, window_to_uint8
+from brainxai.io.dicom import window_to_uint8
+from brainxai.io.sequence import sequence_from_text
 
 
 def make_dicom(

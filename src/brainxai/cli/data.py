@@ -17,8 +17,9 @@ def audit_data(
     out: Annotated[Path, typer.Option(help="audit.json path; the de-duplicated test list and size plot go beside it.")] = Path("audit.json"),
 ) -> None:
     """Find near-duplicate images (within Training, Testing vs Training), label conflicts and odd sizes."""
-    from brainxai.data.audit import audit_dataset, write_audit
+    from brainxai.data.audit import audit_dataset, size_points, write_audit
     from brainxai.data.dataset import DatasetLayoutError
+    from brainxai.evaluation.plots import save_figure, size_scatter_figure
 
     try:
         report = audit_dataset(data_root, max_distance=max_distance)
@@ -26,6 +27,7 @@ def audit_data(
         fail(str(exc))
         return
     paths = write_audit(report, out)
+    save_figure(size_scatter_figure(*size_points(report)), str(paths["size_plot"]))
     typer.echo(
         f"training: {report['n_train']} images, {report['train_near_duplicate_pairs']} near-duplicate pairs\n"
         f"testing: {report['n_test']} images, {report['test_with_train_twin']} with a twin in Training "

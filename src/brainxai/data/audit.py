@@ -191,6 +191,45 @@ def twins_of(
     return sorted(position[id(h.sample)] for h, c in zip(hashed, close) if c)
 
 
+def _pair_record(x: HashedImage, y: HashedImage, d: int, root: Path) -> dict[str, Any]:
+    return {
+        "a": os.path.relpath(x.sample.path, root),
+        "b": os.path.relpath(y.sample.path, root),
+        "distance": d,
+        "label_a": x.sample.class_name,
+        "label_b": y.sample.class_name,
+    }
+
+
+def _test_train_twins(
+    test_h: list[HashedImage], train_h: list[HashedImage], tr_bits: np.ndarray, max_distance: int, root: Path
+) -> tuple[list[dict[str, Any]], set[int], dict[str, int]]:
+    """Test-Training near-duplicate pairs, the test images that have a twin, and the nearest-distance histogram."""
+    cross: list[dict[str, Any]] = []
+    twins: set[int] = set()
+    if not test_h:
+        return cross, twins, {}
+    te_bits = np.stack([h.bits for h in test_h])
+    for i, j, d in near_pairs(te_bits, tr_bits, max_distance):
+        cross.append(_pair_record(test_h[i], train_h[j], d, root))
+        twins.add(i)
+    # Distance from each test image to its nearest training image: shows where twins end and
+    # merely similar slices begin, which is how max_distance should be chosen.
+    nearest = np.concatenate(
+        [hamming_matrix(te_bits[s : s + 2048], tr_bits).min(axis=1) for s in range(0, len(te_bits), 2048)]
+    )
+    values, counts = np.unique(nearest, return_counts=True)
+    return cross, twins, {str(int(v)): int(c) for v, c in zip(values, counts)}
+
+
+def _size_counts(sizes: list[tuple[int, int]]) -> dict[str, int]:
+    """``{"WxH": images}``, most frequent first."""
+    size_counts: dict[str, int] = {}
+    for w, h in sizes:
+        size_counts[f"{w}x{h}"] = size_counts.get(f"{w}x{h}", 0) + 1
+    return dict(sorted(size_counts.items(), key=lambda kv: -kv[1]))
+
+
 def audit_dataset(
     root: str | Path, max_distance: int = DEFAULT_MAX_DISTANCE, progress: bool = True
 ) -> dict[str, Any]:
@@ -199,7 +238,8 @@ def audit_dataset(
     Returns:
         A JSON-ready dict: counts, near-duplicate pairs within Training and between Testing and
         Training (paths relative to ``root``, Hamming distance, labels), label conflicts, image-size
-        summary, and ``dedup_test`` (test images with no near-twin in Training).
+        summary, and ``dedup_test`` (test images with no near-twin in Training). Keys starting with
+        ``_`` (every image's size and split/class, for :func:`size_points`) are not for the JSON.
     """
     root = Path(root)
     train_samples = discover_samples(root / "Training")
@@ -207,43 +247,14 @@ def audit_dataset(
     test_samples = discover_samples(test_dir) if test_dir.is_dir() else []
     train_h, train_fail = hash_samples(train_samples, progress)
     test_h, test_fail = hash_samples(test_samples, progress)
-    rel = lambda p: os.path.relpath(p, root)  # noqa: E731
     tr_bits = np.stack([h.bits for h in train_h]) if train_h else np.zeros((0, 64), bool)
-
-    def pair_record(x: HashedImage, y: HashedImage, d: int) -> dict[str, Any]:
-        return {
-            "a": rel(x.sample.path),
-            "b": rel(y.sample.path),
-            "distance": d,
-            "label_a": x.sample.class_name,
-            "label_b": y.sample.class_name,
-        }
-
-    within = [pair_record(train_h[i], train_h[j], d) for i, j, d in near_pairs(tr_bits, None, max_distance)]
-    cross: list[dict[str, Any]] = []
-    twins: set[int] = set()
-    nearest_hist: dict[str, int] = {}
-    if test_h:
-        te_bits = np.stack([h.bits for h in test_h])
-        for i, j, d in near_pairs(te_bits, tr_bits, max_distance):
-            cross.append(pair_record(test_h[i], train_h[j], d))
-            twins.add(i)
-        # Distance from each test image to its nearest training image: shows where twins end and
-        # merely similar slices begin, which is how max_distance should be chosen.
-        nearest = np.concatenate(
-            [hamming_matrix(te_bits[s : s + 2048], tr_bits).min(axis=1) for s in range(0, len(te_bits), 2048)]
-        )
-        values, counts = np.unique(nearest, return_counts=True)
-        nearest_hist = {str(int(v)): int(c) for v, c in zip(values, counts)}
-    conflicts = [p for p in within + cross if p["label_a"] != p["label_b"]]
-    sizes = [h.size for h in train_h + test_h]
-    size_counts: dict[str, int] = {}
-    for w, h in sizes:
-        size_counts[f"{w}x{h}"] = size_counts.get(f"{w}x{h}", 0) + 1
-    dedup = [rel(h.sample.path) for k, h in enumerate(test_h) if k not in twins]
+    within = [_pair_record(train_h[i], train_h[j], d, root) for i, j, d in near_pairs(tr_bits, None, max_distance)]
+    cross, twins, nearest_hist = _test_train_twins(test_h, train_h, tr_bits, max_distance, root)
+    dedup = [os.path.relpath(h.sample.path, root) for k, h in enumerate(test_h) if k not in twins]
     per_class_twins = {c: 0 for c in CLASSES}
     for k in twins:
         per_class_twins[test_h[k].sample.class_name] += 1
+    sizes = [h.size for h in train_h + test_h]
     return {
         "root": str(root),
         "method": f"64-bit pHash (imagehash.phash); near-duplicate = Hamming distance <= {max_distance}",
@@ -256,8 +267,8 @@ def audit_dataset(
         "test_with_train_twin": len(twins),
         "test_with_train_twin_per_class": per_class_twins,
         "test_nearest_train_distance_histogram": nearest_hist,
-        "label_conflicts": conflicts,
-        "image_sizes": dict(sorted(size_counts.items(), key=lambda kv: -kv[1])),
+        "label_conflicts": [p for p in within + cross if p["label_a"] != p["label_b"]],
+        "image_sizes": _size_counts(sizes),
         "n_dedup_test": len(dedup),
         "dedup_test": dedup,
         "pairs_within_train": within,
@@ -267,26 +278,42 @@ def audit_dataset(
     }
 
 
+def size_points(report: dict[str, Any]) -> tuple[list[tuple[int, int]], list[str]]:
+    """Every audited image's ``(width, height)`` and its ``"train <class>"``/``"test <class>"`` label."""
+    return report["_sizes"], report["_size_labels"]
+
+
+def audit_paths(out: str | Path) -> dict[str, Path]:
+    """Where the audit's files go: the JSON at ``out``, the de-duplicated test list and the size plot beside it."""
+    out = Path(out)
+    return {
+        "json": out,
+        "dedup_list": out.with_name(out.stem + "_dedup_test.txt"),
+        "size_plot": out.with_name(out.stem + "_sizes.png"),
+    }
+
+
 def write_audit(report: dict[str, Any], out: str | Path) -> dict[str, Path]:
-    """Writes ``audit.json``, the de-duplicated test list (one path per line) and the size scatter plot.
+    """Writes ``audit.json`` and the de-duplicated test list (one path per line).
+
+    The JSON names the size plot too, but this module draws no figures (figures live above the data
+    layer): ``brainxai audit-data`` draws it with :func:`brainxai.evaluation.plots.size_scatter_figure`.
 
     Args:
         report: Output of :func:`audit_dataset`.
-        out: The JSON path; the other files are written beside it.
-    """
-    from brainxai.evaluation.plots import save_figure, size_scatter_figure
+        out: The JSON path; the other files go beside it (see :func:`audit_paths`).
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    Returns:
+        :func:`audit_paths` of ``out``.
+    """
+    paths = audit_paths(out)
+    paths["json"].parent.mkdir(parents=True, exist_ok=True)
     public = {k: v for k, v in report.items() if not k.startswith("_")}
-    list_path = out.with_name(out.stem + "_dedup_test.txt")
-    plot_path = out.with_name(out.stem + "_sizes.png")
-    public["dedup_test_file"] = list_path.name
-    public["size_plot"] = plot_path.name
-    out.write_text(json.dumps(public, indent=2))
-    list_path.write_text("\n".join(report["dedup_test"]) + "\n")
-    save_figure(size_scatter_figure(report["_sizes"], report["_size_labels"]), str(plot_path))
-    return {"json": out, "dedup_list": list_path, "size_plot": plot_path}
+    public["dedup_test_file"] = paths["dedup_list"].name
+    public["size_plot"] = paths["size_plot"].name
+    paths["json"].write_text(json.dumps(public, indent=2))
+    paths["dedup_list"].write_text("\n".join(report["dedup_test"]) + "\n")
+    return paths
 
 
 def read_subset(path: str | Path) -> list[str]:

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from brainxai.constants import CLASSES, FOLDER_ALIASES, IMAGE_SUFFIXES
 from brainxai.data.preprocess import CROP_VERSION, PreprocessConfig, prepare, to_tensor
 from brainxai.io.raster import ImageReadError, read_raster
+from brainxai.util.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +136,45 @@ def _cache_file(cache_dir: Path, samples: Sequence[Sample], config: PreprocessCo
     return cache_dir / f"decoded-{h.hexdigest()[:20]}.npz"
 
 
+def _read_cache(cache_path: Path, samples: list[Sample]) -> DecodedImages:
+    with np.load(cache_path, allow_pickle=False) as z:
+        ok = z["ok"]
+        failed = [(samples[i].path, str(msg)) for i, msg in zip(z["failed_idx"], z["failed_msg"])]
+        kept = [s for s, good in zip(samples, ok) if good]
+        return DecodedImages(images=z["images"], samples=kept, failed=failed)
+
+
+def _write_cache(cache_path: Path, images: np.ndarray, ok: np.ndarray, failed: list[tuple[Path, str]]) -> None:
+    failed_idx = np.array([i for i, good in enumerate(ok) if not good], dtype=np.int64)
+    failed_msg = np.array([m for _, m in failed], dtype=str)
+
+    def write(tmp: Path) -> None:
+        # Through a file object: given a name, np.savez would append ".npz" to the temporary one.
+        with open(tmp, "wb") as fh:
+            np.savez(fh, images=images, ok=ok, failed_idx=failed_idx, failed_msg=failed_msg)
+
+    atomic_write(cache_path, write)
+
+
+def _decode_all(
+    samples: list[Sample], config: PreprocessConfig, workers: int | None, progress: bool
+) -> tuple[np.ndarray, np.ndarray, list[tuple[Path, str]]]:
+    """All prepared images (zeros where decoding failed), which decoded, and why the others did not."""
+    s = config.img_size
+    images = np.zeros((len(samples), s, s), dtype=np.uint8)
+    ok = np.zeros(len(samples), dtype=bool)
+    failed: list[tuple[Path, str]] = []
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        results = pool.map(lambda smp: _decode_one(smp, config), samples)
+        for i, res in enumerate(tqdm(results, total=len(samples), desc="decoding", disable=not progress, leave=False)):
+            if isinstance(res, str):
+                failed.append((samples[i].path, res))
+            else:
+                images[i] = res
+                ok[i] = True
+    return images, ok, failed
+
+
 def decode_samples(
     samples: Sequence[Sample],
     config: PreprocessConfig,
@@ -157,33 +197,14 @@ def decode_samples(
     samples = list(samples)
     cache_path = _cache_file(Path(cache_dir), samples, config) if cache_dir is not None else None
     if cache_path is not None and cache_path.is_file():
-        with np.load(cache_path, allow_pickle=False) as z:
-            ok = z["ok"]
-            failed = [(samples[i].path, str(msg)) for i, msg in zip(z["failed_idx"], z["failed_msg"])]
-            kept = [s for s, good in zip(samples, ok) if good]
-            _warn_failures(failed)
-            return DecodedImages(images=z["images"], samples=kept, failed=failed)
-
-    s = config.img_size
-    images = np.zeros((len(samples), s, s), dtype=np.uint8)
-    ok = np.zeros(len(samples), dtype=bool)
-    failed: list[tuple[Path, str]] = []
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        results = pool.map(lambda smp: _decode_one(smp, config), samples)
-        for i, res in enumerate(tqdm(results, total=len(samples), desc="decoding", disable=not progress, leave=False)):
-            if isinstance(res, str):
-                failed.append((samples[i].path, res))
-            else:
-                images[i] = res
-                ok[i] = True
+        decoded = _read_cache(cache_path, samples)
+        _warn_failures(decoded.failed)
+        return decoded
+    images, ok, failed = _decode_all(samples, config, workers, progress)
     images = images[ok]
     kept = [smp for smp, good in zip(samples, ok) if good]
     if cache_path is not None:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        failed_idx = np.array([i for i, good in enumerate(ok) if not good], dtype=np.int64)
-        tmp = cache_path.with_suffix(".tmp.npz")
-        np.savez(tmp, images=images, ok=ok, failed_idx=failed_idx, failed_msg=np.array([m for _, m in failed], dtype=str))
-        os.replace(tmp, cache_path)
+        _write_cache(cache_path, images, ok, failed)
     _warn_failures(failed)
     return DecodedImages(images=images, samples=kept, failed=failed)
 

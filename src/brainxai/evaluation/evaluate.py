@@ -57,6 +57,62 @@ def _select(rel_paths: list[str], wanted: list[str]) -> np.ndarray:
     return np.array(sorted(index[w] for w in norm), dtype=np.int64)
 
 
+def _dedup_subset(
+    data: Path, test_folder: Path, dedup_list: str | Path | None, max_distance: int, progress: bool
+) -> tuple[list[str], str] | None:
+    """The de-duplicated test images and how they were chosen: from ``dedup_list``, else an audit of ``data``."""
+    if dedup_list is not None:
+        return read_subset(dedup_list), f"test images listed in {dedup_list}"
+    if (data / "Training").is_dir():
+        audit = audit_dataset(data, max_distance=max_distance, progress=progress)
+        return audit["dedup_test"], (
+            f"test images with no near-twin in Training ({audit['method']}); "
+            f"{audit['test_with_train_twin']} of {audit['n_test']} removed"
+        )
+    logger.warning("no Training folder beside %s and no --dedup-list: reporting the raw split only", test_folder)
+    return None
+
+
+def _subsets(
+    rel: list[str],
+    data: Path,
+    test_folder: Path,
+    subset: str | Path | None,
+    dedup_list: str | Path | None,
+    max_distance: int,
+    progress: bool,
+) -> dict[str, tuple[np.ndarray, str]]:
+    """``{name: (image indices, description)}``: the explicit subset alone, or ``raw`` and (when known) ``dedup``."""
+    if subset is not None:
+        return {"subset": (_select(rel, read_subset(subset)), f"images listed in {subset}")}
+    subsets = {"raw": (np.arange(len(rel)), f"every readable image of {test_folder}")}
+    dedup = _dedup_subset(data, test_folder, dedup_list, max_distance, progress)
+    if dedup is not None:
+        subsets["dedup"] = (_select(rel, dedup[0]), dedup[1])
+    return subsets
+
+
+def _measure(
+    subsets: dict[str, tuple[np.ndarray, str]],
+    y: np.ndarray,
+    probs: np.ndarray,
+    classes: list[str],
+    n_boot: int,
+    out: Path,
+) -> dict[str, dict[str, Any]]:
+    """Metrics per subset, with its confusion matrix, ROC and reliability figures written to ``out``."""
+    metrics: dict[str, Any] = {}
+    for name, (idx, description) in subsets.items():
+        m = classification_metrics(y[idx], probs[idx], classes, n_boot=n_boot)
+        m["description"] = description
+        metrics[name] = m
+        save_figure(confusion_matrix_figure(m["confusion_matrix"], classes, f"Confusion matrix ({name}, n={m['n']})"), str(out / f"confusion_{name}.png"))
+        aucs = [m["per_class"][c]["auc"] for c in classes]
+        save_figure(roc_figure(y[idx], probs[idx], classes, aucs), str(out / f"roc_{name}.png"))
+        save_figure(reliability_figure(y[idx], probs[idx], m["ece"]), str(out / f"reliability_{name}.png"))
+    return metrics
+
+
 def evaluate(
     data: str | Path,
     out: str | Path,
@@ -88,54 +144,19 @@ def evaluate(
     Returns:
         The content of ``metrics.json``.
     """
-    data = Path(data)
-    out = Path(out)
+    data, out = Path(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     classifier = Classifier.load(checkpoint, device=device)
     test_folder = resolve_test_folder(data)
-    samples = discover_samples(test_folder, classifier.classes)
-    samples, probs = predict_folder(classifier, samples, cache_dir, progress)
+    samples, probs = predict_folder(classifier, discover_samples(test_folder, classifier.classes), cache_dir, progress)
     rel = [os.path.relpath(s.path, data) for s in samples]
     y = np.array([s.label for s in samples], dtype=np.int64)
     classes = list(classifier.classes)
-
-    subsets: dict[str, np.ndarray] = {}
-    notes: dict[str, str] = {}
-    if subset is not None:
-        subsets["subset"] = _select(rel, read_subset(subset))
-        notes["subset"] = f"images listed in {subset}"
-    else:
-        subsets["raw"] = np.arange(len(rel))
-        notes["raw"] = f"every readable image of {test_folder}"
-        dedup_paths: list[str] | None = None
-        if dedup_list is not None:
-            dedup_paths = read_subset(dedup_list)
-            notes["dedup"] = f"test images listed in {dedup_list}"
-        elif (data / "Training").is_dir():
-            audit = audit_dataset(data, max_distance=max_distance, progress=progress)
-            dedup_paths = audit["dedup_test"]
-            notes["dedup"] = (
-                f"test images with no near-twin in Training ({audit['method']}); "
-                f"{audit['test_with_train_twin']} of {audit['n_test']} removed"
-            )
-        else:
-            logger.warning("no Training folder beside %s and no --dedup-list: reporting the raw split only", test_folder)
-        if dedup_paths is not None:
-            subsets["dedup"] = _select(rel, dedup_paths)
-
-    metrics: dict[str, Any] = {}
-    for name, idx in subsets.items():
-        m = classification_metrics(y[idx], probs[idx], classes, n_boot=n_boot)
-        m["description"] = notes[name]
-        metrics[name] = m
-        save_figure(confusion_matrix_figure(m["confusion_matrix"], classes, f"Confusion matrix ({name}, n={m['n']})"), str(out / f"confusion_{name}.png"))
-        aucs = [m["per_class"][c]["auc"] for c in classes]
-        save_figure(roc_figure(y[idx], probs[idx], classes, aucs), str(out / f"roc_{name}.png"))
-        save_figure(reliability_figure(y[idx], probs[idx], m["ece"]), str(out / f"reliability_{name}.png"))
+    subsets = _subsets(rel, data, test_folder, subset, dedup_list, max_distance, progress)
+    metrics = _measure(subsets, y, probs, classes, n_boot, out)
     history = classifier.checkpoint.meta.history
     if history:
         save_figure(training_curves_figure(history), str(out / "training_curves.png"))
-
     result: dict[str, Any] = metrics["subset"] if subset is not None else metrics
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     _write_predictions(out / "predictions.csv", rel, y, probs, classes)

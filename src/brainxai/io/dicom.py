@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 
 from brainxai.io.raster import ImageReadError, to_uint8
-from brainxai.io.scan import ScanImage, SliceScorer, pick_slice
+from brainxai.io.scan_image import ScanImage
+from brainxai.io.sequence import sequence_from_text
+from brainxai.io.slices import SliceScorer, pick_slice
 
 logger = logging.getLogger(__name__)
 
@@ -83,32 +85,113 @@ def plane_and_convention(ds: Any) -> tuple[str | None, str | None]:
     return plane, convention
 
 
-def sequence_from_text(*texts: str | None) -> str | None:
-    """Guesses the MR sequence (FLAIR, T2, T1, DWI, perfusion) from descriptive text, or None."""
-    text = " ".join(t for t in texts if t).upper().replace("_", " ").replace("-", " ")
-    if not text.strip():
-        return None
-    if any(k in text for k in ("PERF", "DSC", "RCBV", "CBV", "DCE")):
-        return "perfusion"
-    if any(k in text for k in ("DWI", "DIFFUSION", "ADC", "TRACE")):
-        return "DWI"
-    words = text.split()
-    t1 = any(w.startswith("T1") for w in words) or "MPRAGE" in text or "SPGR" in text
-    if "FLAIR" in text and not t1:
-        return "FLAIR"
-    if any(w.startswith("T2") for w in words):
-        return "T2"
-    if t1:
-        return "T1"
-    return None
-
-
 def _to_gray(arr: np.ndarray, photometric: str, frames: int) -> np.ndarray:
     colour = arr.ndim == (4 if frames > 1 else 3) and arr.shape[-1] in (3, 4)
     if colour:
         # pydicom's pixel_array already converts YBR to RGB, so ITU-R 601 luma applies to both.
         arr = arr[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
     return arr
+
+
+
+def _read_dataset(data: bytes, name: str, force: bool) -> Any:
+    """The parsed DICOM data set; it must hold pixel data."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=force)
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise ImageReadError(f"{name}: not a readable DICOM file ({exc})") from exc
+    if "PixelData" not in ds:
+        raise ImageReadError(f"{name}: DICOM file holds no image (no PixelData element)")
+    return ds
+
+
+def _pixel_volume(ds: Any, name: str) -> tuple[np.ndarray, int, str]:
+    """``(frames, H, W)`` grey values after the modality LUT, the frame count and the photometric interpretation."""
+    from pydicom.pixels import apply_modality_lut
+
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:  # pydicom raises many types for truncated or undecodable pixel data
+        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        hint = f" (transfer syntax {ts.name})" if ts is not None and ts.is_compressed else ""
+        raise ImageReadError(f"{name}: cannot decode DICOM pixel data{hint}: {exc}") from exc
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    arr = _to_gray(np.asarray(arr), photometric, frames)
+    if photometric.startswith("MONOCHROME"):
+        arr = apply_modality_lut(arr, ds)
+    arr = np.asarray(arr, dtype=np.float64)
+    if frames == 1 and arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[1] < 2 or arr.shape[2] < 2:
+        raise ImageReadError(f"{name}: unexpected DICOM pixel array shape {arr.shape}")
+    return arr, frames, photometric
+
+
+def _display_slices(arr: np.ndarray, ds: Any, photometric: str) -> tuple[list[np.ndarray], str]:
+    """The ``uint8`` display frames (VOI window, MONOCHROME1 inverted) and how they were windowed."""
+    center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
+    if center is not None and width is not None and width > 0 and photometric.startswith("MONO"):
+        slices = [window_to_uint8(f, center, width) for f in arr]
+        window_note = f"window centre {center:g}, width {width:g} (from the file)"
+    else:
+        # One mapping for all frames, so frames stay comparable.
+        slices = list(to_uint8(arr))
+        window_note = "full intensity range (no window in the file)"
+    if photometric == "MONOCHROME1":
+        slices = [255 - s for s in slices]
+    return slices, window_note
+
+
+def _choose_frame(
+    slices: list[np.ndarray],
+    frames: int,
+    slice_index: int | None,
+    scorer: SliceScorer | None,
+    name: str,
+    meta: dict[str, Any],
+) -> int:
+    """The frame to analyse; records in ``meta`` how it was chosen."""
+    if frames <= 1:
+        if slice_index not in (None, 0):
+            raise ImageReadError(f"{name}: single-frame DICOM; slice {slice_index} requested")
+        return 0
+    meta["n_frames"] = frames
+    if slice_index is None:
+        chosen, how = pick_slice(slices, scorer, name)
+        meta.update(how)
+        return chosen
+    if not 0 <= slice_index < frames:
+        raise ImageReadError(f"{name}: frame {slice_index} requested, the file has {frames} (0..{frames - 1})")
+    meta["slice_selection"] = "frame chosen by the user"
+    return slice_index
+
+
+def _acquisition_meta(ds: Any) -> dict[str, Any]:
+    """Modality, series, sequence, plane and rescale: technical attributes only, never patient identifiers."""
+    plane, convention = plane_and_convention(ds)
+    modality = str(ds.get("Modality", "")) or None
+    series = str(ds.get("SeriesDescription", "")) or None
+    sequence = sequence_from_text(
+        series, str(ds.get("ProtocolName", "")), str(ds.get("SequenceName", ""))
+    ) if modality in (None, "MR") else None
+    return {
+        "modality": modality,
+        "series_description": series,
+        "sequence": sequence,
+        "plane": plane,
+        "display_convention": convention,
+        "slice_thickness_mm": _first(ds.get("SliceThickness")),
+        "rescale": {
+            "slope": _first(ds.get("RescaleSlope")) or 1.0,
+            "intercept": _first(ds.get("RescaleIntercept")) or 0.0,
+        },
+    }
 
 
 def read_dicom(
@@ -127,88 +210,15 @@ def read_dicom(
     Raises:
         ImageReadError: Not DICOM, no pixel data, compressed without a decoder, or truncated.
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut
-
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=force)
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
-        raise ImageReadError(f"{name}: not a readable DICOM file ({exc})") from exc
-    if "PixelData" not in ds:
-        raise ImageReadError(f"{name}: DICOM file holds no image (no PixelData element)")
-    try:
-        arr = ds.pixel_array
-    except Exception as exc:  # pydicom raises many types for truncated or undecodable pixel data
-        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        hint = f" (transfer syntax {ts.name})" if ts is not None and ts.is_compressed else ""
-        raise ImageReadError(f"{name}: cannot decode DICOM pixel data{hint}: {exc}") from exc
-
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    arr = _to_gray(np.asarray(arr), photometric, frames)
-    if photometric.startswith("MONOCHROME"):
-        arr = apply_modality_lut(arr, ds)
-    arr = np.asarray(arr, dtype=np.float64)
-    if frames == 1 and arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3 or arr.shape[1] < 2 or arr.shape[2] < 2:
-        raise ImageReadError(f"{name}: unexpected DICOM pixel array shape {arr.shape}")
-
-    center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
-    windowed = center is not None and width is not None and width > 0 and photometric.startswith("MONO")
-    if windowed:
-        slices = [window_to_uint8(f, center, width) for f in arr]
-        window_note = f"window centre {center:g}, width {width:g} (from the file)"
-    else:
-        # One mapping for all frames, so frames stay comparable.
-        volume8 = to_uint8(arr)
-        slices = list(volume8)
-        window_note = "full intensity range (no window in the file)"
-    if photometric == "MONOCHROME1":
-        slices = [255 - s for s in slices]
-
+    ds = _read_dataset(data, name, force)
+    arr, frames, photometric = _pixel_volume(ds, name)
+    slices, window_note = _display_slices(arr, ds, photometric)
     meta: dict[str, Any] = {"window": window_note, "photometric_interpretation": photometric}
-    if frames > 1:
-        meta["n_frames"] = frames
-        if slice_index is not None:
-            if not 0 <= slice_index < frames:
-                raise ImageReadError(f"{name}: frame {slice_index} requested, the file has {frames} (0..{frames - 1})")
-            chosen = slice_index
-            meta["slice_selection"] = "frame chosen by the user"
-        else:
-            chosen, how = pick_slice(slices, scorer, name)
-            meta.update(how)
-    else:
-        if slice_index not in (None, 0):
-            raise ImageReadError(f"{name}: single-frame DICOM; slice {slice_index} requested")
-        chosen = 0
-
-    plane, convention = plane_and_convention(ds)
-    modality = str(ds.get("Modality", "")) or None
-    series = str(ds.get("SeriesDescription", "")) or None
-    sequence = sequence_from_text(
-        series, str(ds.get("ProtocolName", "")), str(ds.get("SequenceName", ""))
-    ) if modality in (None, "MR") else None
+    chosen = _choose_frame(slices, frames, slice_index, scorer, name, meta)
     spacing = pixel_spacing(ds)
     if spacing is None and "ImagerPixelSpacing" in ds:
         meta["spacing_note"] = "ImagerPixelSpacing (detector plane) ignored; no PixelSpacing in the file"
-    meta.update(
-        {
-            "modality": modality,
-            "series_description": series,
-            "sequence": sequence,
-            "plane": plane,
-            "display_convention": convention,
-            "slice_thickness_mm": _first(ds.get("SliceThickness")),
-            "rescale": {
-                "slope": _first(ds.get("RescaleSlope")) or 1.0,
-                "intercept": _first(ds.get("RescaleIntercept")) or 0.0,
-            },
-        }
-    )
+    meta.update(_acquisition_meta(ds))
     return ScanImage(
         pixels=np.ascontiguousarray(slices[chosen]),
         pixel_spacing_mm=spacing,

@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from brainxai.io.dicom import sequence_from_text
 from brainxai.io.raster import ImageReadError
-from brainxai.io.scan import ScanImage, SliceScorer, pick_slice
+from brainxai.io.scan_image import ScanImage
+from brainxai.io.sequence import sequence_from_text
+from brainxai.io.slices import SliceScorer, pick_slice
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,64 @@ def axial_slice(volume_ras: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(volume_ras[:, :, k].T[::-1, ::-1])
 
 
+def _load_volume(data: bytes, name: str) -> tuple[Any, np.ndarray]:
+    """The image reoriented to RAS and its voxels as ``float32``."""
+    import nibabel as nib
+
+    try:
+        image_class = nib.Nifti2Image if len(data) >= 540 and data[4:7] in (b"n+2", b"ni2") else nib.Nifti1Image
+        img = nib.as_closest_canonical(image_class.from_bytes(data))
+        volume = np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as exc:  # nibabel raises assorted errors for broken headers and short data
+        raise ImageReadError(f"{name}: not a readable NIfTI image ({exc})") from exc
+    return img, volume
+
+
+def _as_3d(volume: np.ndarray, img: Any, name: str, meta: dict[str, Any]) -> np.ndarray:
+    """The one 3-D volume to cut slices from (the first of a 4-D series; a 2-D image as one slice)."""
+    if volume.ndim == 4:
+        if volume.shape[3] > 1:
+            meta["volume_note"] = f"4-D image with {volume.shape[3]} volumes; the first was used"
+        volume = volume[..., 0]
+    elif volume.ndim == 2:
+        volume = volume[:, :, None]
+    if volume.ndim != 3 or min(volume.shape[:2]) < 2:
+        raise ImageReadError(f"{name}: unsupported NIfTI shape {tuple(img.shape)} (need a 3-D volume)")
+    meta["volume_shape"] = [int(v) for v in volume.shape]
+    return volume
+
+
+def _slice_spacing(img: Any, meta: dict[str, Any]) -> tuple[float, float] | None:
+    """``(row, column)`` spacing in mm of a displayed axial slice, or None when the header has no units."""
+    zooms = [float(z) for z in img.header.get_zooms()[:3]]
+    factor = _UNIT_TO_MM.get(img.header.get_xyzt_units()[0])
+    if factor is None:
+        meta["spacing_note"] = "spatial units not recorded in the NIfTI header; measurements are in pixels"
+        return None
+    if not all(z > 0 for z in zooms[:2]):
+        return None
+    meta["slice_thickness_mm"] = zooms[2] * factor if len(zooms) > 2 else None
+    # Rows of the displayed slice run along y (anterior-posterior), columns along x.
+    return (zooms[1] * factor, zooms[0] * factor)
+
+
+def _choose_slice(
+    slices: list[np.ndarray], slice_index: int | None, scorer: SliceScorer | None, name: str, meta: dict[str, Any]
+) -> int:
+    """The axial slice to analyse; records in ``meta`` how it was chosen."""
+    n = len(slices)
+    if slice_index is not None:
+        if not 0 <= slice_index < n:
+            raise ImageReadError(f"{name}: slice {slice_index} requested, the volume has {n} axial slices (0..{n - 1})")
+        meta["slice_selection"] = f"axial slice chosen by the user ({n} in the volume)"
+        return slice_index
+    if n == 1:
+        return 0
+    chosen, how = pick_slice(slices, scorer, name)
+    meta.update(how)
+    return chosen
+
+
 def read_nifti(
     data: bytes, name: str, slice_index: int | None = None, scorer: SliceScorer | None = None
 ) -> ScanImage:
@@ -54,54 +113,13 @@ def read_nifti(
     Raises:
         ImageReadError: Corrupt header, truncated data, unsupported dimensionality or bad slice index.
     """
-    import nibabel as nib
-
-    try:
-        if len(data) >= 540 and data[4:7] in (b"n+2", b"ni2"):
-            img = nib.Nifti2Image.from_bytes(data)
-        else:
-            img = nib.Nifti1Image.from_bytes(data)
-        img = nib.as_closest_canonical(img)
-        volume = np.asarray(img.dataobj, dtype=np.float32)
-    except Exception as exc:  # nibabel raises assorted errors for broken headers and short data
-        raise ImageReadError(f"{name}: not a readable NIfTI image ({exc})") from exc
-
+    img, volume = _load_volume(data, name)
     meta: dict[str, Any] = {"plane": "axial", "display_convention": "radiological"}
-    if volume.ndim == 4:
-        if volume.shape[3] > 1:
-            meta["volume_note"] = f"4-D image with {volume.shape[3]} volumes; the first was used"
-        volume = volume[..., 0]
-    elif volume.ndim == 2:
-        volume = volume[:, :, None]
-    if volume.ndim != 3 or min(volume.shape[:2]) < 2:
-        raise ImageReadError(f"{name}: unsupported NIfTI shape {tuple(img.shape)} (need a 3-D volume)")
-    n = volume.shape[2]
-    meta["volume_shape"] = [int(v) for v in volume.shape]
-
-    zooms = [float(z) for z in img.header.get_zooms()[:3]]
-    unit = img.header.get_xyzt_units()[0]
-    factor = _UNIT_TO_MM.get(unit)
-    spacing: tuple[float, float] | None = None
-    if factor is None:
-        meta["spacing_note"] = "spatial units not recorded in the NIfTI header; measurements are in pixels"
-    elif all(z > 0 for z in zooms[:2]):
-        # Rows of the displayed slice run along y (anterior-posterior), columns along x.
-        spacing = (zooms[1] * factor, zooms[0] * factor)
-        meta["slice_thickness_mm"] = zooms[2] * factor if len(zooms) > 2 else None
-
+    volume = _as_3d(volume, img, name, meta)
+    spacing = _slice_spacing(img, meta)
     volume8 = volume_to_uint8(volume)
-    slices = [axial_slice(volume8, k) for k in range(n)]
-    if slice_index is not None:
-        if not 0 <= slice_index < n:
-            raise ImageReadError(f"{name}: slice {slice_index} requested, the volume has {n} axial slices (0..{n - 1})")
-        chosen = slice_index
-        meta["slice_selection"] = f"axial slice chosen by the user ({n} in the volume)"
-    elif n == 1:
-        chosen = 0
-    else:
-        chosen, how = pick_slice(slices, scorer, name)
-        meta.update(how)
-
+    slices = [axial_slice(volume8, k) for k in range(volume.shape[2])]
+    chosen = _choose_slice(slices, slice_index, scorer, name, meta)
     descrip = img.header.get("descrip")
     description = descrip.item().decode("latin-1", "replace").strip("\x00 ") if descrip is not None else ""
     meta["sequence"] = sequence_from_text(description, name)

@@ -21,6 +21,7 @@ from brainxai.inference import Classifier
 from brainxai.models.checkpoint import (
     CARRIED_OVER_KEY,
     CheckpointError,
+    CheckpointMeta,
     LoadedCheckpoint,
     checkpoint_paths,
     file_sha256,
@@ -28,7 +29,7 @@ from brainxai.models.checkpoint import (
     read_checkpoint_json,
     update_checkpoint_meta,
 )
-from brainxai.training.split import training_split
+from brainxai.training.split import TrainingSplit, training_split
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,41 @@ def fit_checkpoint_temperature(
     return {"temperature": result.pop("temperature"), "method": METHOD, "fitted_on": fitted_on, **result}
 
 
+def _split_recipe(checkpoint: str | Path, meta: CheckpointMeta) -> tuple[float, int]:
+    """The validation fraction and seed of the checkpoint's split, checked to be rebuildable."""
+    recipe = meta.recipe
+    missing = [k for k in ("val_fraction", "seed") if k not in recipe]
+    if missing or not meta.dataset_fingerprint:
+        raise CheckpointError(
+            f"{checkpoint}: the checkpoint records no "
+            + (f"recipe field(s) {', '.join(missing)}" if missing else "dataset fingerprint")
+            + "; its validation split cannot be rebuilt"
+        )
+    val_fraction, seed = float(recipe["val_fraction"]), int(recipe["seed"])
+    if val_fraction == 0:
+        raise CheckpointError(
+            f"{checkpoint} was trained on all of Training (no validation split) and cannot be calibrated on its own; "
+            "carry the temperature over from the run its recipe was chosen on (`brainxai calibrate --from`)"
+        )
+    return val_fraction, seed
+
+
+def _check_rebuilt_split(split: TrainingSplit, meta: CheckpointMeta) -> None:
+    """Refuses a rebuilt split that is not the one the checkpoint was trained with."""
+    if split.fingerprint != meta.dataset_fingerprint:
+        raise DatasetLayoutError(
+            f"dataset fingerprint mismatch: the checkpoint was trained on data with fingerprint "
+            f"{meta.dataset_fingerprint}, but {split.folder} has fingerprint {split.fingerprint} "
+            "(different files, sizes or labels); the validation split cannot be rebuilt from it. "
+            "Pass the training data the checkpoint was trained on."
+        )
+    recorded_n = meta.recipe.get("data_info", {}).get("n_val")
+    if recorded_n is not None and recorded_n != len(split.val_idx):
+        raise CheckpointError(
+            f"the rebuilt validation split has {len(split.val_idx)} images, the checkpoint recorded {recorded_n}"
+        )
+
+
 def calibrate_checkpoint(
     checkpoint: str | Path,
     data: str | Path,
@@ -102,36 +138,13 @@ def calibrate_checkpoint(
     loaded = load_checkpoint(checkpoint)
     meta = loaded.meta
     recipe = meta.recipe
-    missing = [k for k in ("val_fraction", "seed") if k not in recipe]
-    if missing or not meta.dataset_fingerprint:
-        raise CheckpointError(
-            f"{checkpoint}: the checkpoint records no "
-            + (f"recipe field(s) {', '.join(missing)}" if missing else "dataset fingerprint")
-            + "; its validation split cannot be rebuilt"
-        )
-    val_fraction, seed = float(recipe["val_fraction"]), int(recipe["seed"])
-    if val_fraction == 0:
-        raise CheckpointError(
-            f"{checkpoint} was trained on all of Training (no validation split) and cannot be calibrated on its own; "
-            "carry the temperature over from the run its recipe was chosen on (`brainxai calibrate --from`)"
-        )
+    val_fraction, seed = _split_recipe(checkpoint, meta)
     limit = recipe.get("limit_per_class")
     split = training_split(
         data, meta.preprocess, val_fraction=val_fraction, seed=seed,
         limit_per_class=limit, exclude_twins_of=recipe.get("exclude_twins_of"), cache_dir=cache_dir, progress=progress,
     )
-    if split.fingerprint != meta.dataset_fingerprint:
-        raise DatasetLayoutError(
-            f"dataset fingerprint mismatch: the checkpoint was trained on data with fingerprint "
-            f"{meta.dataset_fingerprint}, but {split.folder} has fingerprint {split.fingerprint} "
-            "(different files, sizes or labels); the validation split cannot be rebuilt from it. "
-            "Pass the training data the checkpoint was trained on."
-        )
-    recorded_n = recipe.get("data_info", {}).get("n_val")
-    if recorded_n is not None and recorded_n != len(split.val_idx):
-        raise CheckpointError(
-            f"the rebuilt validation split has {len(split.val_idx)} images, the checkpoint recorded {recorded_n}"
-        )
+    _check_rebuilt_split(split, meta)
     val = split.val_idx
     calibration = fit_checkpoint_temperature(
         loaded, split.images[val], split.labels[val],

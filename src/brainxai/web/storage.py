@@ -13,6 +13,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+from brainxai.util.files import atomic_write
+
 logger = logging.getLogger(__name__)
 
 
@@ -90,12 +92,8 @@ class Storage:
         folder = self.uploads / job_id
         folder.mkdir(mode=0o700, exist_ok=True)
         final = folder / f"{uuid.uuid4().hex}.bin"
-        tmp = final.with_suffix(".part")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.rename(tmp, final)
+        # Owner-only, like the folders: an upload is patient data.
+        atomic_write(final, lambda tmp: tmp.write_bytes(data), mode=0o600)
         return self.relative(final)
 
     def remove_upload(self, relative: str | None) -> None:

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from brainxai.io.raster import MAX_PIXELS, ImageReadError, read_raster
-from brainxai.io.scan import sniff_format
+from brainxai.io.sniff import sniff_format
+from brainxai.util.compression import DecompressedTooLargeError, DecompressionError, gunzip_bounded
+from brainxai.util.names import strip_scan_suffix
 
 #: Canonical suffix per sniffed kind; the analysis service picks its reader from it.
 SUFFIXES: dict[str, str] = {
@@ -67,7 +69,7 @@ class CheckedUpload:
     @property
     def service_filename(self) -> str:
         """Display stem + the suffix of the sniffed type (a PNG named .jpg is handed over as .png)."""
-        return _strip_known_suffix(self.display_name) + SUFFIXES[self.kind]
+        return strip_scan_suffix(self.display_name) + SUFFIXES[self.kind]
 
 
 def safe_display_name(filename: str | None, max_length: int = 120) -> str:
@@ -83,14 +85,6 @@ def safe_display_name(filename: str | None, max_length: int = 120) -> str:
         stem, dot, ext = name.rpartition(".")
         name = (stem[: max_length - len(ext) - 1] + dot + ext) if dot and len(ext) <= 10 else name[:max_length]
     return name or "upload"
-
-
-def _strip_known_suffix(name: str) -> str:
-    lower = name.lower()
-    for suffix in (".nii.gz", ".nii", ".dcm", ".dicom", ".jpeg", ".jpg", ".png", ".bmp", ".tiff", ".tif", ".gz"):
-        if lower.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def sniff(data: bytes) -> str | None:
@@ -158,25 +152,12 @@ def _check_dicom(data: bytes, max_volume_bytes: int) -> None:
 
 def _inflate_bounded(data: bytes, limit: int) -> bytes:
     """Gunzips ``data`` but stops with 413 as soon as the output passes ``limit`` bytes."""
-    out = io.BytesIO()
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    view = memoryview(data)
-    chunk = 1 << 16
     try:
-        for start in range(0, len(view), chunk):
-            block = inflater.decompress(view[start : start + chunk], limit + 1 - out.tell())
-            out.write(block)
-            while inflater.unconsumed_tail and out.tell() <= limit:
-                out.write(inflater.decompress(inflater.unconsumed_tail, limit + 1 - out.tell()))
-            if out.tell() > limit:
-                raise UploadError(f"the compressed volume expands beyond {limit:,} bytes (refused)", 413)
-            if inflater.eof:
-                break
-        if not inflater.eof:
-            raise UploadError("the gzip stream is truncated")
-    except zlib.error as exc:
-        raise UploadError(f"the gzip stream is corrupt ({exc})") from exc
-    return out.getvalue()
+        return gunzip_bounded(data, limit)
+    except DecompressedTooLargeError as exc:
+        raise UploadError(f"the compressed volume expands beyond {limit:,} bytes (refused)", 413) from exc
+    except DecompressionError as exc:
+        raise UploadError(str(exc)) from exc
 
 
 def _check_nifti(data: bytes, max_volume_bytes: int) -> None:
