@@ -6,6 +6,7 @@ import io
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -19,9 +20,11 @@ from pypdf import PdfReader
 import brainxai
 from brainxai.constants import DISCLAIMER
 from brainxai.io import ImageReadError, NotABrainScanError, read_raster
-from brainxai.service import AnalysisService, PatientInfo, get_service
+from brainxai.pipeline import AnalysisOptions, AnalysisService, PatientInfo, get_service
 
 SPACING = (0.5, 0.7)
+#: Quick options: one explanation method, no agreement check.
+GRADCAM_ONLY = AnalysisOptions(method="gradcam", agreement=False)
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +175,7 @@ def test_no_tumour_prediction(service: AnalysisService, sample: np.ndarray, tmp_
     fixed = np.full(len(classes), 0.02)
     fixed[classes.index("notumor")] = 1 - 0.02 * (len(classes) - 1)
     monkeypatch.setattr(service.classifier, "predict_proba_prepared", lambda prepared, **kw: np.tile(fixed, (len(prepared), 1)))
-    result = service.analyze(_png(sample), filename="n.png", method="gradcam", agreement=False, out_dir=tmp_path)
+    result = service.analyze(_png(sample), GRADCAM_ONLY, filename="n.png", out_dir=tmp_path)
     assert result.prediction == "notumor" and not result.is_tumour
     assert param(result, "area_volume")["value"] == "not applicable (no tumour region)"
     assert param(result, "confidence")["value"] == pytest.approx(fixed.max(), abs=1e-4)
@@ -185,11 +188,10 @@ def test_no_tumour_prediction(service: AnalysisService, sample: np.ndarray, tmp_
 def test_failed_crop_is_retried_or_reported(
     service: AnalysisService, dark_scan: np.ndarray, failed_crop_scan: np.ndarray, tmp_path: Path
 ) -> None:
-    recovered = service.analyze(_png(dark_scan), filename="dark.png", method="gradcam", agreement=False,
-                                report=False, out_dir=tmp_path)
+    recovered = service.analyze(_png(dark_scan), replace(GRADCAM_ONLY, report=False), filename="dark.png",
+                                out_dir=tmp_path)
     assert recovered.warnings == [] and recovered.scan["model_input_crop"]["area_fraction"] > 0.5
-    result = service.analyze(_png(failed_crop_scan), filename="dark.png", method="gradcam",
-                             agreement=False, out_dir=tmp_path)
+    result = service.analyze(_png(failed_crop_scan), GRADCAM_ONLY, filename="dark.png", out_dir=tmp_path)
     crop = result.scan["model_input_crop"]
     assert crop["area_fraction"] < 0.05 and len(crop["box_xyxy"]) == 4
     assert len(result.warnings) == 1 and "automatic head crop kept only" in result.warnings[0]

@@ -64,10 +64,10 @@ def test_single_file_report_path_and_errors(runner: CliRunner, samples_dir: Path
 def test_demo_writes_one_report_per_sample(
     runner: CliRunner, samples_dir: Path, random_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from brainxai import service
+    from brainxai.pipeline import demo
 
     # Two of the four samples keep this test quick; the command and the naming are the same.
-    monkeypatch.setattr(service, "sample_scans", lambda: {c: samples_dir / f"{c}.jpg" for c in ("meningioma", "notumor")})
+    monkeypatch.setattr(demo, "sample_scans", lambda: {c: samples_dir / f"{c}.jpg" for c in ("meningioma", "notumor")})
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["demo", "--checkpoint", str(random_checkpoint), "--method", "gradcam"])
     assert result.exit_code == 0, result.output
@@ -79,13 +79,14 @@ def test_demo_writes_one_report_per_sample(
 
 def test_demo_samples_cover_every_class() -> None:
     from brainxai.constants import CLASSES
-    from brainxai.service import sample_scans
+    from brainxai.pipeline.demo import sample_scans
 
     assert set(sample_scans()) == set(CLASSES)
 
 
 def test_demo_without_default_model_fails_cleanly(runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from brainxai import inference, service
+    from brainxai import inference
+    from brainxai.pipeline import service
 
     monkeypatch.setattr(inference, "default_checkpoint_path", lambda: tmp_path / "absent")
     monkeypatch.setattr(service, "_SERVICES", {})  # a default model cached by another test must not answer

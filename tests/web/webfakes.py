@@ -1,4 +1,4 @@
-"""A fast stand-in for brainxai.service.AnalysisService (same call contract, no model)."""
+"""A fast stand-in for :class:`brainxai.pipeline.service.AnalysisService` (same call contract, no model)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from PIL import Image
 
 from brainxai.constants import CLASSES
 from brainxai.io.scan import read_scan
+from brainxai.pipeline.options import AnalysisOptions, PatientInfo
+from brainxai.pipeline.result import IMAGE_KINDS, AnalysisResult
 
 # The smallest well-formed PDF (one empty page); enough for download tests.
 MINIMAL_PDF = (
@@ -25,42 +27,6 @@ MINIMAL_PDF = (
     b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]>>endobj\n"
     b"trailer<</Root 1 0 R>>\n%%EOF\n"
 )
-
-
-@dataclass
-class FakeResult:
-    id: str
-    created: str
-    source_name: str
-    prediction: str
-    probabilities: dict[str, float]
-    confidence: float
-    method: str
-    spatial_parameters: list[dict[str, Any]]
-    scan: dict[str, Any]
-    model: dict[str, Any]
-    images: dict[str, Path]
-    report_pdf: Path | None
-    report_json: Path
-    patient: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "created": self.created,
-            "source_name": self.source_name,
-            "prediction": self.prediction,
-            "probabilities": self.probabilities,
-            "confidence": self.confidence,
-            "method": self.method,
-            "spatial_parameters": self.spatial_parameters,
-            "scan": self.scan,
-            "model": self.model,
-            "patient": self.patient,
-            "images": {k: str(v) for k, v in self.images.items()},
-            "report_pdf": str(self.report_pdf) if self.report_pdf else None,
-            "report_json": str(self.report_json),
-        }
 
 
 @dataclass
@@ -94,58 +60,60 @@ class FakeService:
     def analyze(
         self,
         source: Path | bytes,
+        options: AnalysisOptions | None = None,
         *,
-        filename: str | None = None,
-        method: str = "lrp",
-        patient: Any = None,
         out_dir: Path,
-        report: bool = True,
-        slice_index: int | None = None,
-    ) -> FakeResult:
+        filename: str | None = None,
+        patient: Any = None,
+    ) -> AnalysisResult:
+        options = options or AnalysisOptions()
         with self._lock:
             self.active += 1
             self.max_active = max(self.max_active, self.active)
         try:
-            self.calls.append({"filename": filename, "method": method, "patient": patient, "out_dir": out_dir})
-            scan = read_scan(source, filename=filename, slice_index=slice_index)
+            self.calls.append({"filename": filename, "method": options.method, "patient": patient, "out_dir": out_dir})
+            patient_info = PatientInfo.coerce(patient)
+            scan = read_scan(source, filename=filename, slice_index=options.slice_index)
             if self.delay_s:
                 time.sleep(self.delay_s)
-            out_dir = Path(out_dir)
-            out_dir.mkdir(parents=True, exist_ok=True)
-            img = scan.pixels
-            small = np.asarray(Image.fromarray(img).resize((64, 64)))
-            images = {}
-            for kind in ("original", "heatmap", "overlay", "outline", "mask"):
-                images[kind] = out_dir / f"{kind}.png"
-                Image.fromarray(small).save(images[kind])
-            pdf = out_dir / "report.pdf"
-            pdf.write_bytes(MINIMAL_PDF)
-            report_json = out_dir / "report.json"
-            report_json.write_text("{}")
+            images, pdf, report_json = self._write_files(scan.pixels, Path(out_dir))
             if self.fail_after_files:
                 raise RuntimeError("simulated crash after writing files")
             # Deterministic fake probabilities from the pixel mean.
-            logits = np.array([img.mean() % 7, img.std() % 5, 1.0, 2.0])
+            logits = np.array([scan.pixels.mean() % 7, scan.pixels.std() % 5, 1.0, 2.0])
             probs = np.exp(logits) / np.exp(logits).sum()
-            label = CLASSES[int(np.argmax(probs))]
-            return FakeResult(
-                id=uuid.uuid4().hex,
-                created=datetime.now(UTC).isoformat(),
+            return AnalysisResult(
+                id=uuid.uuid4().hex[:12],
+                created=datetime.now(UTC).isoformat(timespec="seconds"),
                 source_name=filename or "upload",
-                prediction=label,
+                prediction=CLASSES[int(np.argmax(probs))],
                 probabilities={c: float(p) for c, p in zip(CLASSES, probs, strict=False)},
                 confidence=float(probs.max()),
-                method=method,
+                method=options.method,
                 spatial_parameters=[
                     {"name": "Highlighted area", "value": 12.5, "unit": "% of brain", "method": "heatmap > 0.5"}
                 ],
                 scan=scan.info(),
                 model={"name": "fake-model", "version": "0", "sha256": "0" * 64},
                 images=images,
-                report_pdf=pdf if report else None,
+                report_pdf=pdf if options.report else None,
                 report_json=report_json,
-                patient=patient if isinstance(patient, dict) else None,
+                patient=patient_info.to_dict() if patient_info else None,
             )
         finally:
             with self._lock:
                 self.active -= 1
+
+    @staticmethod
+    def _write_files(pixels: np.ndarray, out_dir: Path) -> tuple[dict[str, Path], Path, Path]:
+        """Small stand-ins for the images, the PDF and the JSON sidecar."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        small = np.asarray(Image.fromarray(pixels).resize((64, 64)))
+        images = {kind: out_dir / f"{kind}.png" for kind in IMAGE_KINDS}
+        for path in images.values():
+            Image.fromarray(small).save(path)
+        pdf = out_dir / "report.pdf"
+        pdf.write_bytes(MINIMAL_PDF)
+        report_json = out_dir / "report.json"
+        report_json.write_text("{}")
+        return images, pdf, report_json

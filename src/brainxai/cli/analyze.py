@@ -1,4 +1,4 @@
-"""``brainxai analyze`` and ``brainxai demo``: thin wrappers around :mod:`brainxai.service`."""
+"""``brainxai analyze`` and ``brainxai demo``: thin wrappers around the analysis core (:mod:`brainxai.pipeline`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import typer
 from brainxai.cli.app import app, fail
 
 if TYPE_CHECKING:  # pragma: no cover
-    from brainxai.service import AnalysisService, BatchItem
+    from brainxai.pipeline.batch import BatchItem
+    from brainxai.pipeline.service import AnalysisService
 
     Progress = Callable[[BatchItem], None]
 
@@ -20,7 +21,7 @@ def _run(items_fn: Callable[[Progress], list[BatchItem]], total: int, out: Path,
     """Runs a batch with a progress bar, prints one line per file, writes the CSV, exits 1 on failures."""
     from tqdm import tqdm
 
-    from brainxai.service import write_summary_csv
+    from brainxai.pipeline.batch import write_summary_csv
 
     with tqdm(total=total, unit="scan", desc="analysing", file=None, disable=total < 2) as bar:
 
@@ -46,8 +47,8 @@ def _run(items_fn: Callable[[Progress], list[BatchItem]], total: int, out: Path,
 
 
 def _load_service(checkpoint: Path | None, device: str) -> AnalysisService:
-    from brainxai.service import AnalysisService
     from brainxai.models.checkpoint import CheckpointError
+    from brainxai.pipeline.service import AnalysisService
 
     try:
         return AnalysisService(checkpoint, device=device)
@@ -79,7 +80,8 @@ def analyze_cmd(
 
     Several files or a folder run as a batch with a progress bar and OUT/summary.csv. A bad file is reported, the batch goes on, and the command exits with status 1 listing the failures.
     """
-    from brainxai.service import PatientInfo, analyze_batch, collect_inputs
+    from brainxai.pipeline.batch import analyze_batch, collect_inputs
+    from brainxai.pipeline.options import AnalysisOptions, PatientInfo
 
     files = collect_inputs(paths)
     if not files:
@@ -88,14 +90,17 @@ def analyze_cmd(
         fail(f"--report takes a single input file; {len(files)} were given (use --out for batches)")
     out_dir = out or (report.parent if report is not None else Path("brainxai-output"))
     patient = PatientInfo(patient_name, patient_id, patient_age, patient_sex, referring_physician)
+    options = AnalysisOptions(
+        method=method, agreement=agreement, report=not no_report, slice_index=slice_index,
+        assumed_pixel_spacing_mm=assume_spacing, sequence=sequence,
+    )
     service = _load_service(checkpoint, device)
     batch = len(files) > 1 or any(p.is_dir() for p in paths)
 
     def run(progress: Progress) -> list[BatchItem]:
         return analyze_batch(
-            service, files, out_dir=out_dir, method=method, patient=patient if patient.to_dict() else None,
-            report=not no_report, report_path=report, progress=progress, slice_index=slice_index,
-            assumed_pixel_spacing_mm=assume_spacing, sequence=sequence, agreement=agreement,
+            service, files, options, out_dir=out_dir, patient=patient if patient.to_dict() else None,
+            report_path=report, progress=progress,
         )
 
     _run(run, len(files), out_dir, write_csv=batch)
@@ -108,8 +113,9 @@ def demo_cmd(
     checkpoint: Annotated[Path | None, typer.Option(help="Use this checkpoint instead of the shipped model.")] = None,
 ) -> None:
     """Analyse the sample scans shipped with brainxai (one per class) and write their reports to ./brainxai-demo/."""
-    from brainxai.service import get_service, run_demo, sample_scans
     from brainxai.models.checkpoint import CheckpointError
+    from brainxai.pipeline.demo import run_demo, sample_scans
+    from brainxai.pipeline.service import get_service
 
     try:
         get_service(checkpoint)

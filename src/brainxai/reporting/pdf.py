@@ -55,6 +55,19 @@ PAGE_W, PAGE_H = A4
 MARGIN = 15 * mm
 #: ReportLab frames pad their content by 6 pt on each side.
 CONTENT_W = PAGE_W - 2 * MARGIN - 12
+#: Width of each of two side-by-side columns (6 mm apart).
+HALF_W = (CONTENT_W - 6 * mm) / 2
+
+#: How to read the images, for a tumour prediction and for "no tumour".
+IMAGES_NOTE_TUMOUR = (
+    "Warm colours mark the pixels that most supported the model's decision; the outline and the blue "
+    "mask show the region derived from them. A relevance map is not a segmentation: the measurements "
+    "below describe the highlighted region, not a delineated tumour."
+)
+IMAGES_NOTE_NO_TUMOUR = (
+    "Prediction: no tumour, so no tumour region is drawn (heatmap and outline left empty; the mask "
+    "view shows the head in green)."
+)
 
 
 @lru_cache(maxsize=1)
@@ -81,7 +94,9 @@ def _styles() -> dict[str, ParagraphStyle]:
         "title": ParagraphStyle("title", fontName=bold, fontSize=15, leading=18, textColor=ACCENT),
         "subtitle": ParagraphStyle("subtitle", fontName=regular, fontSize=8.5, leading=11, textColor=MUTED),
         "meta": ParagraphStyle("meta", fontName=regular, fontSize=8, leading=10.5, textColor=MUTED, alignment=TA_RIGHT),
-        "h2": ParagraphStyle("h2", fontName=bold, fontSize=10.5, leading=13, textColor=ACCENT, spaceBefore=7, spaceAfter=3),
+        "h2": ParagraphStyle(
+            "h2", fontName=bold, fontSize=10.5, leading=13, textColor=ACCENT, spaceBefore=7, spaceAfter=3
+        ),
         "body": ParagraphStyle("body", fontName=regular, fontSize=8.5, leading=11, textColor=INK),
         "small": ParagraphStyle("small", fontName=regular, fontSize=7, leading=8.6, textColor=MUTED),
         "cell": ParagraphStyle("cell", fontName=regular, fontSize=8, leading=10, textColor=INK),
@@ -105,7 +120,10 @@ def probability_note(model: Mapping[str, Any]) -> str:
             "roughly 90% of the time on this dataset"
         )
     else:
-        fit = "fitted on held-out training images, so that a probability of 90% is right about 90% of the time on this dataset"
+        fit = (
+            "fitted on held-out training images, so that a probability of 90% is right about 90% of the time on "
+            "this dataset"
+        )
     how = (
         f"softmax of the model's outputs divided by {temperature:.3g} (temperature scaling {fit})"
         if isinstance(temperature, (int, float)) and temperature != 1.0
@@ -234,7 +252,9 @@ def _footer(canvas: Any, doc: Any, report_id: str) -> None:
     canvas.line(MARGIN, 13 * mm, PAGE_W - MARGIN, 13 * mm)
     canvas.setFont(regular, 6.8)
     canvas.setFillColor(MUTED)
-    canvas.drawString(MARGIN, 9.5 * mm, "Research use only, not a diagnosis. Findings must be reviewed by a qualified clinician.")
+    canvas.drawString(
+        MARGIN, 9.5 * mm, "Research use only, not a diagnosis. Findings must be reviewed by a qualified clinician."
+    )
     canvas.drawRightString(PAGE_W - MARGIN, 9.5 * mm, f"Report {report_id}  ·  page {doc.page}")
     canvas.restoreState()
 
@@ -267,68 +287,82 @@ def _parameters_table(params: list[Mapping[str, Any]], styles: dict[str, Paragra
 def build_report(result: Mapping[str, Any], images: Mapping[str, Any]) -> bytes:
     """Renders the report and returns the PDF bytes (see :func:`write_report`)."""
     styles = _styles()
-    fonts = _fonts()
-    report_id = str(result.get("id", ""))
-    created = str(result.get("created", ""))
-    prediction = str(result.get("prediction", ""))
+    story: list[Flowable] = [
+        *_header(result, styles),
+        *_patient_and_scan(result, styles),
+        *_finding(result, styles),
+        *_images(result, images, styles),
+        *_parameters(result, styles),
+        *_guidance(result, styles),
+        *_model(result, styles),
+    ]
+    return _render(story, str(result.get("id", "")))
+
+
+def _confidence(result: Mapping[str, Any]) -> float:
     probabilities: Mapping[str, float] = result.get("probabilities", {})
-    confidence = float(result.get("confidence", probabilities.get(prediction, 0.0)))
+    return float(result.get("confidence", probabilities.get(str(result.get("prediction", "")), 0.0)))
+
+
+def _columns(cells: list[list[Any]], widths: list[float], *style: tuple[Any, ...]) -> Table:
+    """A borderless layout table (no outer padding), cells aligned to the top."""
+    table = Table(cells, colWidths=widths)
+    table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0),
+                               ("RIGHTPADDING", (0, 0), (-1, -1), 0), *style]))
+    return table
+
+
+def _header(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> list[Flowable]:
+    """Title, report id and date, then the research-use banner."""
+    report_id, created = str(result.get("id", "")), str(result.get("created", ""))
+    title = [_p("brainxai · MRI analysis report", styles["title"]),
+             _p("Explainable brain-tumour classification of a single MRI slice", styles["subtitle"])]
+    meta = Paragraph(f"Report ID: {escape(report_id)}<br/>Date: {escape(date_text(created))}", styles["meta"])
+    head = _columns([[title, meta]], [CONTENT_W * 0.66, CONTENT_W * 0.34],
+                    ("LINEBELOW", (0, 0), (-1, 0), 1.2, ACCENT), ("BOTTOMPADDING", (0, 0), (-1, -1), 5))
+    banner = _alert("RESEARCH USE ONLY — NOT A DIAGNOSIS. " + DISCLAIMER, styles)
+    return [head, Spacer(1, 4), banner, Spacer(1, 4)]
+
+
+def _patient_and_scan(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> list[Flowable]:
+    """Patient details and scan details side by side."""
+    cells = [[_p("Patient", styles["h2"]), _p("Scan", styles["h2"])],
+             [_patient_block(result.get("patient"), styles, HALF_W),
+              _kv_table(_scan_rows(result.get("scan", {})), styles, HALF_W)]]
+    return [_columns(cells, [HALF_W + 6 * mm, HALF_W], ("TOPPADDING", (0, 0), (0, -1), 0))]
+
+
+def _finding(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> list[Flowable]:
+    """The verdict with its probability and agreement, the probability bars, then any warnings."""
+    prediction = str(result.get("prediction", ""))
     method = str(result.get("method", ""))
-    story: list[Flowable] = []
-
-    head = Table(
-        [[
-            [_p("brainxai · MRI analysis report", styles["title"]),
-             _p("Explainable brain-tumour classification of a single MRI slice", styles["subtitle"])],
-            Paragraph(f"Report ID: {escape(report_id)}<br/>Date: {escape(date_text(created))}", styles["meta"]),
-        ]],
-        colWidths=[CONTENT_W * 0.66, CONTENT_W * 0.34],
-    )
-    head.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0),
-                              ("RIGHTPADDING", (0, 0), (-1, -1), 0), ("LINEBELOW", (0, 0), (-1, 0), 1.2, ACCENT),
-                              ("BOTTOMPADDING", (0, 0), (-1, -1), 5)]))
-    story += [head, Spacer(1, 4)]
-
-    story += [_alert("RESEARCH USE ONLY — NOT A DIAGNOSIS. " + DISCLAIMER, styles), Spacer(1, 4)]
-
-    half = (CONTENT_W - 6 * mm) / 2
-    info = Table(
-        [[_p("Patient", styles["h2"]), _p("Scan", styles["h2"])],
-         [_patient_block(result.get("patient"), styles, half),
-          _kv_table(_scan_rows(result.get("scan", {})), styles, half)]],
-        colWidths=[half + 6 * mm, half],
-    )
-    info.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0),
-                              ("RIGHTPADDING", (0, 0), (-1, -1), 0), ("TOPPADDING", (0, 0), (0, -1), 0)]))
-    story.append(info)
-
-    # Finding
-    tumour = prediction != NO_TUMOUR
     title = CLASS_TITLES.get(prediction, prediction)
-    verdict = f"Tumour pattern: {title}" if tumour else "No tumour pattern found"
+    verdict = f"Tumour pattern: {title}" if prediction != NO_TUMOUR else "No tumour pattern found"
+    summary = f"Type: {title}. Probability {_confidence(result):.1%}. Explanation: {method_title(method)}."
+    left = [_p("Finding (model output)", styles["h2"]), _p(verdict, styles["finding"]),
+            _p(summary + _agreement_text(result), styles["body"])]
+    bars = [_p("Class probabilities", styles["h2"]),
+            ProbabilityBars(result.get("probabilities", {}), prediction, HALF_W, _fonts()),
+            _p(probability_note(result.get("model") or {}), styles["small"])]
+    story: list[Flowable] = [_columns([[left, bars]], [HALF_W + 6 * mm, HALF_W]), Spacer(1, 3)]
+    for line in result.get("warnings", []) or []:
+        story += [_alert(f"Warning: {line}", styles), Spacer(1, 3)]
+    return story
+
+
+def _agreement_text(result: Mapping[str, Any]) -> str:
+    """`` Agreement with <method> ...: 0.xx.`` when a second method was run, else empty."""
     conf_param = next((p for p in result.get("spatial_parameters", []) if p.get("key") == "confidence"), None)
     agreement = (conf_param or {}).get("details", {}).get("agreement")
     second = (result.get("agreement") or {}).get("second_method")
-    agree_text = (
-        f" Agreement with {method_title(second)} (IoU of the highlighted regions): {agreement:.2f}."
-        if isinstance(agreement, (int, float)) and second else ""
-    )
-    finding_left = [
-        _p("Finding (model output)", styles["h2"]),
-        _p(verdict, styles["finding"]),
-        _p(f"Type: {title}. Probability {confidence:.1%}. Explanation: {method_title(method)}.{agree_text}", styles["body"]),
-    ]
-    bars = [_p("Class probabilities", styles["h2"]),
-            ProbabilityBars(probabilities, prediction, half, fonts),
-            _p(probability_note(result.get("model") or {}), styles["small"])]
-    finding = Table([[finding_left, bars]], colWidths=[half + 6 * mm, half])
-    finding.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0),
-                                 ("RIGHTPADDING", (0, 0), (-1, -1), 0)]))
-    story += [finding, Spacer(1, 3)]
-    for line in result.get("warnings", []) or []:
-        story += [_alert(f"Warning: {line}", styles), Spacer(1, 3)]
+    if isinstance(agreement, (int, float)) and second:
+        return f" Agreement with {method_title(second)} (IoU of the highlighted regions): {agreement:.2f}."
+    return ""
 
-    # Images side by side
+
+def _images(result: Mapping[str, Any], images: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> list[Flowable]:
+    """The four images side by side with captions, and how to read them."""
+    method = str(result.get("method", ""))
     cell = (CONTENT_W - 3 * 3 * mm) / 4
     pics, captions = [], []
     for keys, caption in IMAGE_SLOTS:
@@ -339,44 +373,54 @@ def build_report(result: Mapping[str, Any], images: Mapping[str, Any]) -> bytes:
     gallery.setStyle(TableStyle([("ALIGN", (0, 0), (-1, -1), "CENTER"), ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
                                  ("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1), 0),
                                  ("TOPPADDING", (0, 1), (-1, 1), 2)]))
-    if tumour:
-        note = ("Warm colours mark the pixels that most supported the model's decision; the outline and the blue "
-                "mask show the region derived from them. A relevance map is not a segmentation: the measurements "
-                "below describe the highlighted region, not a delineated tumour.")
-    else:
-        note = ("Prediction: no tumour, so no tumour region is drawn (heatmap and outline left empty; the mask "
-                "view shows the head in green).")
-    story += [_p("Images", styles["h2"]), gallery, Spacer(1, 2), _p(note, styles["small"])]
+    tumour = str(result.get("prediction", "")) != NO_TUMOUR
+    note = IMAGES_NOTE_TUMOUR if tumour else IMAGES_NOTE_NO_TUMOUR
+    return [_p("Images", styles["h2"]), gallery, Spacer(1, 2), _p(note, styles["small"])]
 
-    # Parameters
+
+def _parameters(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> list[Flowable]:
+    """The spatial parameters table, then the analysis notes."""
     params = list(result.get("spatial_parameters", []))
-    story += [_p("Spatial parameters", styles["h2"]), _parameters_table(params, styles)]
-    for line in result.get("notes", []) or []:
-        story.append(_p(f"Note: {line}", styles["small"]))
+    story: list[Flowable] = [_p("Spatial parameters", styles["h2"]), _parameters_table(params, styles)]
+    story += [_p(f"Note: {line}", styles["small"]) for line in result.get("notes", []) or []]
+    return story
 
-    # Guidance
-    g = guidance_for(prediction, confidence) if prediction in CLASS_TITLES else None
-    if g is not None:
-        block: list[Flowable] = [_p(g.title, styles["h2"]), _p(g.summary, styles["body"]), Spacer(1, 2)]
-        block += [Paragraph(f"•&nbsp;&nbsp;{escape(s)}", styles["body"]) for s in g.steps]
-        block += [Spacer(1, 2), _p(g.caveat, styles["small"])]
-        story.append(KeepTogether(block))
 
-    # Model
+def _guidance(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> list[Flowable]:
+    """Typical next steps for the finding (none for an unknown class)."""
+    prediction = str(result.get("prediction", ""))
+    if prediction not in CLASS_TITLES:
+        return []
+    g = guidance_for(prediction, _confidence(result))
+    block: list[Flowable] = [_p(g.title, styles["h2"]), _p(g.summary, styles["body"]), Spacer(1, 2)]
+    block += [Paragraph(f"•&nbsp;&nbsp;{escape(s)}", styles["body"]) for s in g.steps]
+    block += [Spacer(1, 2), _p(g.caveat, styles["small"])]
+    return [KeepTogether(block)]
+
+
+def _model(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> list[Flowable]:
+    """The model's identity and the disclaimer."""
     model = result.get("model", {}) or {}
-    model_rows = [
-        ("Model", f"{model.get('name', '?')} (checkpoint {model.get('checkpoint', '?')}, created {model.get('created', '?')})"),
-        ("Version", f"trained with brainxai {model.get('version', '?')}; report by brainxai {result.get('brainxai_version', '?')}"),
+    name, checkpoint, created = (model.get(k, "?") for k in ("name", "checkpoint", "created"))
+    trained_with, report_by = model.get("version", "?"), result.get("brainxai_version", "?")
+    versions = f"trained with brainxai {trained_with}; report by brainxai {report_by}"
+    rows = [
+        ("Model", f"{name} (checkpoint {checkpoint}, created {created})"),
+        ("Version", versions),
         ("SHA-256", str(model.get("sha256", "?"))),
     ]
-    story.append(KeepTogether([_p("Model", styles["h2"]), _kv_table(model_rows, styles, CONTENT_W),
-                               Spacer(1, 4), _p(DISCLAIMER, styles["small"])]))
+    return [KeepTogether([_p("Model", styles["h2"]), _kv_table(rows, styles, CONTENT_W),
+                          Spacer(1, 4), _p(DISCLAIMER, styles["small"])])]
 
+
+def _render(story: list[Flowable], report_id: str) -> bytes:
+    """Lays the story out on A4 pages with the footer on each."""
     buf = io.BytesIO()
     doc = SimpleDocTemplate(
         buf, pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=12 * mm, bottomMargin=17 * mm,
         title=f"brainxai report {report_id}", author="brainxai", subject="Research use only, not a diagnosis",
     )
+
     def on_page(canvas: Any, d: Any) -> None:
         _footer(canvas, d, report_id)
 

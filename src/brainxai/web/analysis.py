@@ -16,12 +16,15 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from brainxai.explain.methods import ANALYSIS_METHODS
+from brainxai.pipeline.options import AnalysisOptions
 from brainxai.version import __version__
 from brainxai.web.crud import audit, find_or_create_patient
 from brainxai.web.db import session_scope
@@ -35,23 +38,20 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: Methods offered when the explainer registry cannot be asked.
-DEFAULT_METHODS = ("lrp", "gradcam", "gradcam++", "hirescam", "guided-gradcam")
-IMAGE_KINDS = ("original", "heatmap", "overlay", "outline", "mask")
+DEFAULT_METHODS = ANALYSIS_METHODS
 
 
 class Analyzer(Protocol):
-    """What the web app needs from :class:`brainxai.service.AnalysisService`."""
+    """What the web app needs from :class:`brainxai.pipeline.service.AnalysisService`."""
 
     def analyze(
         self,
         source: Path | bytes,
+        options: AnalysisOptions | None = None,
         *,
-        filename: str | None = None,
-        method: str = "lrp",
-        patient: Any = None,
         out_dir: Path,
-        report: bool = True,
-        slice_index: int | None = None,
+        filename: str | None = None,
+        patient: Any = None,
     ) -> Any: ...
 
 
@@ -194,45 +194,14 @@ def analyze_and_store(
     staging = storage.new_staging_dir()
     final: Path | None = None
     try:
-        result = service.analyze(
-            upload.data,
-            filename=upload.service_filename,
-            method=method,
-            patient=patient_info,
-            out_dir=staging,
-            report=True,
-            slice_index=slice_index,
-        )
-        files = _collect_files(result, staging)
-        data = _result_dict(result)
+        options = AnalysisOptions(method=method, slice_index=slice_index)
+        analysed = _analyze_upload(service, upload, options, patient_info, staging)
         study_id = uuid.uuid4().hex
         final = storage.publish(staging, study_id)
         with session_scope(session_factory) as db:
             owner = db.get(User, owner_id)
-            if new_patient is not None and owner is not None:
-                patient_id = find_or_create_patient(
-                    db,
-                    owner,
-                    new_patient.code,
-                    name=new_patient.name,
-                    birth_date=new_patient.birth_date.isoformat() if new_patient.birth_date else None,
-                    sex=new_patient.sex,
-                ).id
-            study = Study(
-                id=study_id,
-                owner_id=owner_id,
-                patient_id=patient_id,
-                source_name=upload.display_name,
-                source_kind=upload.kind,
-                source_sha256=upload.sha256,
-                source_bytes=upload.size,
-                method=str(getattr(result, "method", method)),
-                prediction=str(result.prediction),
-                confidence=float(result.confidence),
-                result=data,
-                files=files,
-                storage_dir=storage.relative(final),
-            )
+            patient_id = _study_patient(db, owner, patient_id, new_patient)
+            study = _new_study(study_id, owner_id, patient_id, upload, analysed, storage.relative(final), method)
             db.add(study)
             db.flush()
             audit(db, owner, "study.create", "study", study_id, f"{upload.display_name} method={method}", client)
@@ -246,6 +215,70 @@ def analyze_and_store(
         storage.discard(staging)  # gone already after a successful publish
 
 
+@dataclass(frozen=True)
+class _Analysed:
+    """An analysis in its staging folder: the result, its files (relative paths by kind) and its record."""
+
+    result: Any
+    files: dict[str, str]
+    data: dict[str, Any]
+
+
+def _analyze_upload(
+    service: Analyzer,
+    upload: CheckedUpload,
+    options: AnalysisOptions,
+    patient_info: dict[str, Any] | None,
+    staging: Path,
+) -> _Analysed:
+    """Runs the analysis into the staging folder and checks that its files are there."""
+    result = service.analyze(
+        upload.data, options, out_dir=staging, filename=upload.service_filename, patient=patient_info
+    )
+    return _Analysed(result, _collect_files(result, staging), _result_dict(result))
+
+
+def _study_patient(
+    db: Session, owner: User | None, patient_id: int | None, new_patient: PatientIn | None
+) -> int | None:
+    """The study's patient: ``new_patient``, found or created among the owner's patients; else ``patient_id``."""
+    if new_patient is None or owner is None:
+        return patient_id
+    birth_date = new_patient.birth_date.isoformat() if new_patient.birth_date else None
+    patient = find_or_create_patient(
+        db, owner, new_patient.code, name=new_patient.name, birth_date=birth_date, sex=new_patient.sex
+    )
+    return patient.id
+
+
+def _new_study(
+    study_id: str,
+    owner_id: int,
+    patient_id: int | None,
+    upload: CheckedUpload,
+    analysed: _Analysed,
+    storage_dir: str,
+    method: str,
+) -> Study:
+    """The study row for a published analysis."""
+    result = analysed.result
+    return Study(
+        id=study_id,
+        owner_id=owner_id,
+        patient_id=patient_id,
+        source_name=upload.display_name,
+        source_kind=upload.kind,
+        source_sha256=upload.sha256,
+        source_bytes=upload.size,
+        method=str(getattr(result, "method", method)),
+        prediction=str(result.prediction),
+        confidence=float(result.confidence),
+        result=analysed.data,
+        files=analysed.files,
+        storage_dir=storage_dir,
+    )
+
+
 def age_on(birth_date: str | None, day: date | None = None) -> int | None:
     """Whole years from an ISO birth date to ``day`` (today by default)."""
     if not birth_date:
@@ -256,7 +289,7 @@ def age_on(birth_date: str | None, day: date | None = None) -> int | None:
 
 
 def patient_for_report(code: str, name: str | None, birth_date: str | None, sex: str | None) -> dict[str, Any]:
-    """Patient fields in the analysis service's terms (:class:`brainxai.service.PatientInfo`)."""
+    """Patient fields in the analysis service's terms (:class:`brainxai.pipeline.options.PatientInfo`)."""
     info = {"patient_id": code, "name": name, "age": age_on(birth_date), "sex": sex}
     return {k: v for k, v in info.items() if v not in (None, "")}
 

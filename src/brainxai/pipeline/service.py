@@ -1,0 +1,310 @@
+"""The analysis service, shared by the library call, the CLI and the web app.
+
+One scan in; a prediction, its explanation, the ten spatial parameters, images and a report out::
+
+    service = AnalysisService(checkpoint)          # loads the model once
+    result = service.analyze("scan.dcm", AnalysisOptions(method="gradcam"), out_dir="out")
+    result.report_pdf, result.prediction, result.spatial_parameters
+
+The file is decoded once into a :class:`~brainxai.io.ScanImage`, prepared once, and that prepared
+image feeds both the classifier and the explainers. Every output file is written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from brainxai.constants import NO_TUMOUR
+from brainxai.io import ScanImage
+from brainxai.pipeline import measure, outputs, steps
+from brainxai.pipeline.options import AnalysisOptions, PatientInfo
+from brainxai.pipeline.result import AnalysisResult
+from brainxai.util.names import safe_stem
+
+if TYPE_CHECKING:
+    from brainxai.inference import Classifier
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The classification of one prepared image and its explanation(s), on the model's input grid.
+
+    Attributes:
+        probabilities: Calibrated probability per class.
+        prediction: The most probable class.
+        relevance: The explanation of ``prediction`` by the requested method.
+        second_method: The method that checks agreement, when it ran.
+        second_relevance: Its explanation of ``prediction``.
+    """
+
+    probabilities: dict[str, float]
+    prediction: str
+    relevance: np.ndarray
+    second_method: str | None = None
+    second_relevance: np.ndarray | None = None
+
+    @property
+    def confidence(self) -> float:
+        """The probability of the predicted class."""
+        return self.probabilities[self.prediction]
+
+
+@dataclass
+class _Run:
+    """Identity of one analysis and what it has to say besides its numbers."""
+
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+class AnalysisService:
+    """The analysis pipeline around one loaded model.
+
+    Args:
+        checkpoint: Checkpoint path (stem or file); None for the default model shipped with the package.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+
+    Thread-safe: the model and its explainers are used under a lock (explanations modify the model
+    temporarily), decoding and file writing run outside it.
+    """
+
+    def __init__(self, checkpoint: str | Path | None = None, device: str = "auto") -> None:
+        from brainxai.inference import Classifier
+
+        self.classifier: Classifier = Classifier.load(checkpoint, device=device)
+        self._lock = threading.RLock()
+        self._explainers: dict[str, Any] = {}
+
+    # -- model ------------------------------------------------------------------------------------
+
+    @property
+    def model_info(self) -> dict[str, Any]:
+        """Name, version and checksum of the loaded model, for reports."""
+        ckpt = self.classifier.checkpoint
+        return {
+            "name": self.classifier.name,
+            "checkpoint": ckpt.weights_path.name,
+            "version": ckpt.meta.brainxai_version,
+            "created": ckpt.meta.created,
+            "sha256": ckpt.sha256,
+            "classes": list(self.classifier.classes),
+            "temperature": self.classifier.temperature,
+            "temperature_carried_over": ckpt.meta.temperature_carried_over,
+        }
+
+    def score_slices(self, slices: Sequence[np.ndarray]) -> list[float]:
+        """Suspicion score per slice: ``1 - P(notumor)`` (or the top class probability without that class)."""
+        prepared = np.stack([self.classifier.prepare(s) for s in slices])
+        with self._lock:
+            probs = self.classifier.predict_proba_prepared(prepared)
+        classes = list(self.classifier.classes)
+        if NO_TUMOUR in classes:
+            return [float(v) for v in 1.0 - probs[:, classes.index(NO_TUMOUR)]]
+        return [float(v) for v in probs.max(axis=1)]
+
+    def _explainer(self, method: str) -> Any:
+        from brainxai.explain import create_explainer
+
+        if method not in self._explainers:
+            self._explainers[method] = create_explainer(method, self.classifier.model)
+        return self._explainers[method]
+
+    def second_method(self, method: str) -> str:
+        """The method used to check agreement: Grad-CAM for LRP, otherwise LRP when the model supports it."""
+        if method != "lrp" and getattr(self.classifier.model.brainxai_config, "supports_lrp", True):
+            return "lrp"
+        return "gradcam" if method != "gradcam" else "gradcam++"
+
+    def close(self) -> None:
+        """Releases the explainers."""
+        with self._lock:
+            for explainer in self._explainers.values():
+                explainer.close()
+            self._explainers.clear()
+
+    # -- the pipeline -----------------------------------------------------------------------------
+
+    def read(
+        self, source: str | Path | bytes, *, filename: str | None = None, slice_index: int | None = None
+    ) -> ScanImage:
+        """Decodes a scan (volumes: the most suspicious axial slice) and checks it looks like a brain scan."""
+        return steps.read(source, filename=filename, slice_index=slice_index, scorer=self.score_slices)
+
+    def analyze(
+        self,
+        source: str | Path | bytes,
+        options: AnalysisOptions | None = None,
+        *,
+        out_dir: str | Path,
+        filename: str | None = None,
+        patient: PatientInfo | dict[str, Any] | None = None,
+        name: str | None = None,
+        report_path: str | Path | None = None,
+    ) -> AnalysisResult:
+        """Analyses one scan and writes its images, JSON sidecar and (optionally) PDF report.
+
+        read -> prepare -> classify -> explain -> map back -> measure -> render -> report.
+
+        Args:
+            source: Path or file bytes (JPEG/PNG/BMP/TIFF, DICOM, NIfTI; the content decides).
+            options: How to analyse it (default: :class:`AnalysisOptions` defaults: LRP, agreement, PDF).
+            out_dir: Folder for the outputs (created if missing).
+            filename: Name shown in the report (needed for bytes; defaults to the path's name).
+            patient: Optional patient details for the report.
+            name: Base name of the output files (default: the file's stem plus part of the id).
+            report_path: Exact PDF path (default ``out_dir/<name>.pdf``).
+
+        Returns:
+            The :class:`AnalysisResult`.
+
+        Raises:
+            ImageReadError: The input is unreadable, truncated or not a brain scan
+                (:class:`~brainxai.io.NotABrainScanError`).
+        """
+        options = options or AnalysisOptions()
+        patient_info = PatientInfo.coerce(patient)
+        scan = self.read(source, filename=filename, slice_index=options.slice_index)
+        run = _Run()
+        prepared = self._prepare(scan, run)
+        finding = self._classify_and_explain(prepared, options, run)
+        regions = measure.locate(finding.relevance, prepared)
+        agreement = _agreement(finding, options, prepared, regions)
+        spacing = measure.pixel_spacing(scan, options, run.notes)
+        params = measure.spatial_parameters(
+            scan, regions, finding.prediction, finding.confidence, agreement, spacing, options
+        )
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        base = safe_stem(name) if name else f"{safe_stem(scan.source_name)}-{run.id[:8]}"
+        rendered = outputs.render(scan.pixels, regions, finding.prediction)
+        result = AnalysisResult(
+            id=run.id, created=run.created, source_name=scan.source_name, prediction=finding.prediction,
+            probabilities=finding.probabilities, confidence=finding.confidence, method=options.method,
+            spatial_parameters=params, scan=_scan_info(scan, prepared, spacing, options), model=self.model_info,
+            images=outputs.write_images(rendered.arrays, out, base),
+            report_pdf=_report_pdf(out, base, options, report_path), report_json=out / f"{base}.json",
+            patient=patient_info.to_dict() if patient_info else None, agreement=agreement,
+            notes=run.notes, warnings=run.warnings,
+        )
+        outputs.write_report_and_json(result, rendered)
+        return result
+
+    def _prepare(self, scan: ScanImage, run: _Run) -> steps.PreparedImage:
+        """Crops and resizes the scan for the model; a crop that kept too little becomes a warning."""
+        prepared = steps.prepare(scan.pixels, self.classifier)
+        if prepared.crop_warning is not None:
+            logger.warning("%s: %s", scan.source_name, prepared.crop_warning)
+            run.warnings.append(prepared.crop_warning)
+        return prepared
+
+    def _classify_and_explain(self, prepared: steps.PreparedImage, options: AnalysisOptions, run: _Run) -> Finding:
+        """Classifies, explains the prediction and, for a tumour, explains it again with a second method."""
+        with self._lock:
+            probs = steps.classify(self.classifier, [prepared])[0]
+            index = int(np.argmax(probs))
+            classes = list(self.classifier.classes)
+            (explanation,) = steps.explain(self._explainer(options.method), self.classifier, [prepared], [index])
+            probabilities = {c: float(p) for c, p in zip(classes, probs, strict=True)}
+            finding = Finding(probabilities, classes[index], explanation.relevance)
+            # Agreement compares tumour regions; a "no tumour" prediction has none to compare.
+            if not options.agreement or finding.prediction == NO_TUMOUR:
+                return finding
+            second = self.second_method(options.method)
+            try:
+                (other,) = steps.explain(self._explainer(second), self.classifier, [prepared], [index])
+            except ValueError as exc:  # e.g. UnsupportedModelError
+                run.notes.append(f"Agreement not computed: {exc}")
+                return finding
+        return dataclasses.replace(finding, second_method=second, second_relevance=other.relevance)
+
+
+def _agreement(
+    finding: Finding, options: AnalysisOptions, prepared: steps.PreparedImage, regions: measure.Regions
+) -> dict[str, Any] | None:
+    if finding.second_method is None or finding.second_relevance is None:
+        return None
+    return measure.agreement(
+        options.method, finding.second_method, finding.relevance, finding.second_relevance, prepared, regions
+    )
+
+
+def _scan_info(
+    scan: ScanImage, prepared: steps.PreparedImage, spacing: measure.Spacing, options: AnalysisOptions
+) -> dict[str, Any]:
+    """The result's ``scan`` record: the file's details, the model's crop and what the user stated."""
+    from brainxai.data.preprocess import crop_fraction
+
+    info = scan.info()
+    info["model_input_crop"] = {
+        "box_xyxy": [int(v) for v in prepared.box],
+        "area_fraction": round(crop_fraction(prepared.box, scan.shape), 4),
+    }
+    if spacing.assumed and spacing.mm is not None:
+        info["assumed_pixel_spacing_mm"] = list(spacing.mm)
+    seq = measure.sequence(scan, options)
+    if seq and not info.get("sequence"):
+        info["sequence"] = f"{seq} (stated by the user)"
+    return info
+
+
+def _report_pdf(out: Path, base: str, options: AnalysisOptions, report_path: str | Path | None) -> Path | None:
+    if report_path:
+        return Path(report_path)
+    return out / f"{base}.pdf" if options.report else None
+
+
+# -- module-level convenience ----------------------------------------------------------------------
+
+_SERVICES: dict[str, AnalysisService] = {}
+_SERVICES_LOCK = threading.Lock()
+
+
+def get_service(checkpoint: str | Path | None = None, device: str = "auto") -> AnalysisService:
+    """The cached service for a checkpoint (one model load per checkpoint and device per process)."""
+    key = f"{Path(checkpoint).resolve() if checkpoint is not None else '<default>'}|{device}"
+    with _SERVICES_LOCK:
+        if key not in _SERVICES:
+            _SERVICES[key] = AnalysisService(checkpoint, device=device)
+        return _SERVICES[key]
+
+
+def analyze(
+    path: str | Path | bytes,
+    options: AnalysisOptions | None = None,
+    *,
+    out_dir: str | Path | None = None,
+    patient: PatientInfo | dict[str, Any] | None = None,
+    checkpoint: str | Path | None = None,
+    filename: str | None = None,
+    name: str | None = None,
+    report_path: str | Path | None = None,
+    **option_values: Any,
+) -> AnalysisResult:
+    """Analyses one scan with a cached :class:`AnalysisService` (see :meth:`AnalysisService.analyze`).
+
+    ``out_dir`` defaults to a new temporary folder (its path is in the result). Options can be given
+    as an :class:`AnalysisOptions`, as its fields (``method="gradcam"``, ``report=False``,
+    ``slice_index``, ``assumed_pixel_spacing_mm``...), or both (the fields override).
+    """
+    options = dataclasses.replace(options or AnalysisOptions(), **option_values)
+    if out_dir is None:
+        out_dir = tempfile.mkdtemp(prefix="brainxai-")
+        logger.info("writing outputs to %s", out_dir)
+    return get_service(checkpoint).analyze(
+        path, options, out_dir=out_dir, filename=filename, patient=patient, name=name, report_path=report_path
+    )
