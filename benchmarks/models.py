@@ -27,7 +27,7 @@ from brainxai.bench import hardware_summary, time_call
 from brainxai.inference import Classifier, default_checkpoint_path
 from brainxai.models.checkpoint import CheckpointMeta, LoadedCheckpoint, build_model
 from brainxai.io.raster import read_raster
-from brainxai.service import sample_scans
+from brainxai.pipeline.demo import sample_scans
 
 #: (run folder, label, recipe in words), in table order.
 ROWS: tuple[tuple[str, str, str], ...] = (

@@ -32,7 +32,7 @@ import torch
 from brainxai.bench import hardware_summary
 from brainxai.inference import Classifier
 from brainxai.io.raster import read_raster
-from brainxai.service import sample_scans
+from brainxai.pipeline.demo import sample_scans
 
 REPEATS = 20
 LRP_NOTE = "hooked BN-folded copy kept between calls; z+ skips its all-zero branch and sign terms; ReLU pass-through without hooks; no discarded input gradients"

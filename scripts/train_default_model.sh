@@ -14,13 +14,14 @@ recipe=(--model efficientnet-lite0 --schedule single --epochs 30 --patience 30 -
 
 # Stage 1, calibrating: EfficientNet-Lite0 from its ImageNet weights, every layer trained: Adam 1e-3 with a
 # cosine schedule over 30 epochs, label smoothing 0.1, the default augmentation (no flips), 20% of Training
-# held out (the split the recipe was chosen on, scripts/default_model_sweep.sh). Its only job here is the
+# held out (the split the recipe was chosen on,
+# experiments/default_model_selection/default_model_sweep.sh). Its only job here is the
 # softmax temperature, fitted on that validation split for the best checkpoint by validation loss (in the
 # sweep's run, epoch 27 of 30).
 brainxai train --data "$data" "${recipe[@]}" --val-fraction 0.2 --out "$run"
 
 # Stage 2, the shipped model: the same recipe on all of Training, to the end of its 30-epoch schedule (the
-# larger validation split favours the annealed end, benchmarks/default_model/refit30.md), and the
+# larger validation split favours the annealed end, experiments/default_model_selection/refit30.md), and the
 # temperature carried over from stage 1.
 brainxai train --data "$data" "${recipe[@]}" --val-fraction 0 --stop-after 30 --out "$run/refit"
 brainxai calibrate --checkpoint "$run/refit/best" --from "$run/best"
