@@ -8,6 +8,7 @@ analysis and writing the PDF report.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import platform
@@ -15,17 +16,20 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
 
+from brainxai.explain.methods import BENCH_METHODS
 from brainxai.io.raster import read_raster
+
+if TYPE_CHECKING:
+    from brainxai.inference import Classifier
 
 logger = logging.getLogger(__name__)
 
-#: Explanation methods timed by default (the ones the analysis pipeline and web page offer).
-BENCH_METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "hirescam", "guided-gradcam", "lrp")
+T = TypeVar("T")
 
 
 def hardware_summary() -> dict[str, Any]:
@@ -73,6 +77,16 @@ def rss_mb() -> float | None:
     return None
 
 
+class _Cycle:
+    """Hands out the next of a list on every call, round-robin, so repeats do not reuse one image."""
+
+    def __init__(self) -> None:
+        self._calls = itertools.count()
+
+    def __call__(self, items: Sequence[T]) -> T:
+        return items[next(self._calls) % len(items)]
+
+
 def run_bench(
     checkpoint: str | Path | None = None,
     images: Sequence[str | Path] | None = None,
@@ -97,59 +111,87 @@ def run_bench(
         A JSON-ready dict; headline keys ``classify_ms``, ``throughput_ips``, ``gradcam_ms``,
         ``lrp_ms``, ``analyze_ms``, ``resnet18_classify_ms``, ``peer_ms`` (medians).
     """
-    from brainxai.explain import create_explainer
-    from brainxai.inference import Classifier
-    from brainxai.models import create_model
-    from brainxai.service import AnalysisService, sample_scans
+    from brainxai.pipeline.demo import sample_scans
 
     paths = [Path(p) for p in images] if images else list(sample_scans().values())
     scans = [read_raster(p) for p in paths]
     result: dict[str, Any] = {"hardware": hardware_summary(), "images": [p.name for p in paths], "repeats": repeats}
+    clf = _load_classifier(checkpoint, device, result)
+    pick = _Cycle()  # one sequence over all figures, as each takes the next image
+    result |= _time_classify(clf, scans, pick, repeats)
+    for method in methods:
+        result |= _time_explainer(clf, method, scans, pick, repeats)
+    if with_analyze:
+        result |= _time_analyze(checkpoint, device, paths, pick, repeats)
+    result |= _time_resnet18(device, repeats)
+    if with_peer:
+        result |= _time_peer(clf, paths, pick, repeats)
+    result["rss_end_mb"] = rss_mb()
+    return result
+
+
+def _load_classifier(checkpoint: str | Path | None, device: str, result: dict[str, Any]) -> Classifier:
+    """Loads the model, adding its load time, identity and the memory after loading to ``result``."""
+    from brainxai.inference import Classifier
 
     t = time.perf_counter()
     clf = Classifier.load(checkpoint, device=device)
     result["load_s"] = time.perf_counter() - t
     result["model"] = {"name": clf.name, "sha256": clf.checkpoint.sha256[:16], "input": clf.preprocess.to_dict()}
     result["rss_after_load_mb"] = rss_mb()
+    return clf
 
-    k = iter(range(10**9))
+
+def _time_classify(clf: Classifier, scans: list[Any], pick: _Cycle, repeats: int) -> dict[str, Any]:
+    """One scan at a time (prepare + classify), then batches of 32 prepared images."""
 
     def classify_one() -> None:
-        scan = scans[next(k) % len(scans)]
-        clf.predict_proba_prepared(clf.prepare(scan)[None])
+        clf.predict_proba_prepared(clf.prepare(pick(scans))[None])
 
     c = time_call(classify_one, repeats)
-    result["classify"] = c
-    result["classify_ms"] = c["median"]
-
     prepared = np.stack([clf.prepare(scans[i % len(scans)]) for i in range(32)])
     b = time_call(lambda: clf.predict_proba_prepared(prepared, batch_size=32), max(3, repeats // 4), warmup=1)
-    result["throughput_batch32"] = b
-    result["throughput_ips"] = 32 / (b["median"] / 1000)
+    return {
+        "classify": c,
+        "classify_ms": c["median"],
+        "throughput_batch32": b,
+        "throughput_ips": 32 / (b["median"] / 1000),
+    }
 
-    for method in methods:
-        explainer = create_explainer(method, clf.model)
 
-        def classify_and_explain() -> None:
-            x = clf.tensor(clf.prepare(scans[next(k) % len(scans)])[None])
-            explainer.explain(x)  # runs the forward pass itself: classification comes with it
+def _time_explainer(clf: Classifier, method: str, scans: list[Any], pick: _Cycle, repeats: int) -> dict[str, Any]:
+    """Classify + explain one scan with ``method``."""
+    from brainxai.explain import create_explainer
 
-        m = time_call(classify_and_explain, repeats)
-        explainer.close()
-        result[f"classify+{method}"] = m
-        result[f"{method}_ms"] = m["median"]
+    explainer = create_explainer(method, clf.model)
 
-    if with_analyze:
-        service = AnalysisService(checkpoint, device=device)
-        with tempfile.TemporaryDirectory() as tmp:
-            a = time_call(
-                lambda: service.analyze(paths[next(k) % len(paths)], method="lrp", out_dir=tmp, report=True),
-                max(3, repeats // 4),
-                warmup=1,
-            )
-        service.close()
-        result["analyze_lrp_with_report"] = a
-        result["analyze_ms"] = a["median"]
+    def classify_and_explain() -> None:
+        x = clf.tensor(clf.prepare(pick(scans))[None])
+        explainer.explain(x)  # runs the forward pass itself: classification comes with it
+
+    m = time_call(classify_and_explain, repeats)
+    explainer.close()
+    return {f"classify+{method}": m, f"{method}_ms": m["median"]}
+
+
+def _time_analyze(
+    checkpoint: str | Path | None, device: str, paths: list[Path], pick: _Cycle, repeats: int
+) -> dict[str, Any]:
+    """The whole ``analyze`` pipeline from the file, with LRP and the PDF report."""
+    from brainxai.pipeline.options import AnalysisOptions
+    from brainxai.pipeline.service import AnalysisService
+
+    service = AnalysisService(checkpoint, device=device)
+    options = AnalysisOptions(method="lrp", report=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        a = time_call(lambda: service.analyze(pick(paths), options, out_dir=tmp), max(3, repeats // 4), warmup=1)
+    service.close()
+    return {"analyze_lrp_with_report": a, "analyze_ms": a["median"]}
+
+
+def _time_resnet18(device: str, repeats: int) -> dict[str, Any]:
+    """A plain ResNet-18 forward pass on a 224x224 input, as a yardstick of the machine."""
+    from brainxai.models import create_model
 
     torch.manual_seed(0)
     resnet = create_model("resnet18", pretrained=False).eval().to(device)
@@ -162,23 +204,24 @@ def run_bench(
             torch.cuda.synchronize()  # CUDA launches are asynchronous: time the work, not the launch
 
     r = time_call(resnet_forward, repeats)
-    result["resnet18_classify"] = r
-    result["resnet18_classify_ms"] = r["median"]
+    return {"resnet18_classify": r, "resnet18_classify_ms": r["median"]}
 
-    if with_peer:
-        try:
-            from detect_tumor import TumorDetector
-        except ImportError:
-            logger.info("detect-tumor is not installed: peer not measured")
-        else:
-            peer = TumorDetector()
-            p = time_call(lambda: peer.predict(str(paths[next(k) % len(paths)])), repeats)
-            ours = time_call(lambda: clf.predict([read_raster(paths[next(k) % len(paths)])]), repeats)
-            result["peer"] = {"name": "detect-tumor (VGG16, ONNX Runtime)", "from_file": p, "ours_from_file": ours}
-            result["peer_ms"] = p["median"]
-            result["peer_ratio"] = p["median"] / ours["median"]
-    result["rss_end_mb"] = rss_mb()
-    return result
+
+def _time_peer(clf: Classifier, paths: list[Path], pick: _Cycle, repeats: int) -> dict[str, Any]:
+    """The peer ``detect-tumor`` from a file, against ours from a file; nothing when it is not installed."""
+    try:
+        from detect_tumor import TumorDetector
+    except ImportError:
+        logger.info("detect-tumor is not installed: peer not measured")
+        return {}
+    peer = TumorDetector()
+    p = time_call(lambda: peer.predict(str(pick(paths))), repeats)
+    ours = time_call(lambda: clf.predict([read_raster(pick(paths))]), repeats)
+    return {
+        "peer": {"name": "detect-tumor (VGG16, ONNX Runtime)", "from_file": p, "ours_from_file": ours},
+        "peer_ms": p["median"],
+        "peer_ratio": p["median"] / ours["median"],
+    }
 
 
 def format_bench(result: dict[str, Any]) -> str:

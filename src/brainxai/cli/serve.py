@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from brainxai.cli.app import app, fail
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 user_app = typer.Typer(help="Manage the web app's user accounts.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
@@ -26,6 +29,7 @@ DatabaseUrl = Annotated[
         "--database-url", help="SQLAlchemy URL, e.g. postgresql+psycopg://... [default: SQLite in the data dir]"
     ),
 ]
+PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin")]
 
 
 def _settings(data_dir: Path | None, database_url: str | None, **extra: object):  # type: ignore[no-untyped-def]
@@ -88,7 +92,7 @@ def serve(
 
 
 @contextlib.contextmanager
-def _database(data_dir: Path | None, database_url: str | None) -> Iterator[object]:
+def _database(data_dir: Path | None, database_url: str | None) -> Iterator[Session]:
     """One transaction on the app's database (committed on success); ``ValueError`` becomes a CLI error."""
     from brainxai.web.db import open_database, session_scope
 
@@ -108,43 +112,45 @@ def _read_password(password_stdin: bool) -> str:
     return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
 
 
+def _with_new_password(
+    password_stdin: bool, data_dir: Path | None, database_url: str | None, store: Callable[[Session, str], object]
+) -> None:
+    """Reads a new password (from stdin or a prompt), then runs ``store(db, password)`` in one transaction."""
+    password = _read_password(password_stdin)
+    with _database(data_dir, database_url) as db:
+        store(db, password)
+
+
 @user_app.command("add")
 def user_add(
     name: Annotated[str, typer.Argument(help="User name (letters, digits, . _ @ -)")],
     admin: Annotated[bool, typer.Option("--admin", help="May see every user's patients and the audit log")] = False,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin")] = False,
+    password_stdin: PasswordStdin = False,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Creates an account (the password is stored as an argon2id hash)."""
     from brainxai.web.crud import create_user
 
-    password = _read_password(password_stdin)
-    with _database(data_dir, database_url) as db:
-        create_user(db, name, password, is_admin=admin)
+    _with_new_password(
+        password_stdin, data_dir, database_url, lambda db, password: create_user(db, name, password, is_admin=admin)
+    )
     typer.echo(f"user {name!r} created{' (admin)' if admin else ''}")
 
 
 @user_app.command("set-password")
 def user_set_password(
     name: Annotated[str, typer.Argument(help="User name")],
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin")] = False,
+    password_stdin: PasswordStdin = False,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Replaces a user's password and ends their sessions."""
-    from sqlalchemy import delete, select
+    from brainxai.web import crud
 
-    from brainxai.web.crud import set_password
-    from brainxai.web.models import AuthSession, User
-
-    password = _read_password(password_stdin)
-    with _database(data_dir, database_url) as db:
-        user = db.scalar(select(User).where(User.username == name))
-        if user is None:
-            fail(f"no user {name!r}")
-        set_password(db, user, password)
-        db.execute(delete(AuthSession).where(AuthSession.user_id == user.id))
+    _with_new_password(
+        password_stdin, data_dir, database_url, lambda db, password: crud.reset_password(db, name, password)
+    )
     typer.echo(f"password of {name!r} changed")
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from brainxai.cli.app import app, fail
+
+if TYPE_CHECKING:
+    from brainxai.training.trainer import TrainConfig
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -49,40 +53,12 @@ def train(
     stop_after: Annotated[int | None, typer.Option(help="Stop after this many epochs; the learning-rate schedule still spans --epochs (to refit at the epoch chosen on a split).")] = None,
 ) -> None:
     """Train a model; writes OUT/best.safetensors + best.json, last.pt and history.csv/json."""
+    options = dict(locals())  # the options by name (read before anything else is defined here)
     from brainxai.data.dataset import DatasetLayoutError
-    from brainxai.training.trainer import TrainConfig
     from brainxai.training.trainer import train as run_training
 
-    config = TrainConfig(
-        data=str(data),
-        model=model,
-        out=str(out),
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        img_size=img_size,
-        augment=augment,
-        hflip=hflip,
-        schedule=schedule,  # type: ignore[arg-type]
-        phase_epochs=_ints(phase_epochs),
-        phase_lrs=_floats(phase_lrs),
-        patience=patience,
-        val_fraction=val_fraction,
-        seed=seed,
-        device=device,
-        pretrained=pretrained,
-        cache_dir=str(cache_dir),
-        limit_per_class=limit_per_class,
-        exclude_twins_of=str(exclude_twins_of) if exclude_twins_of else None,
-        label_smoothing=label_smoothing,
-        lr_schedule=lr_schedule,  # type: ignore[arg-type]
-        amp=amp,  # type: ignore[arg-type]
-        workers=workers,
-        time_budget_s=time_budget * 60 if time_budget else None,
-        stop_after=stop_after,
-    )
     try:
-        result = run_training(config, resume=resume)
+        result = run_training(_train_config(options), resume=resume)
     except (DatasetLayoutError, ValueError, KeyError, FileNotFoundError) as exc:
         fail(str(exc))
         return
@@ -92,6 +68,24 @@ def train(
         typer.echo(
             f"best epoch {result.best_epoch} (val loss {result.best_val_loss:.4f}); checkpoint: {result.checkpoint}"
         )
+
+
+def _train_config(options: dict[str, Any]) -> TrainConfig:
+    """The ``train`` options as a :class:`TrainConfig`: the fields of the same name, and those converted here."""
+    from brainxai.training.trainer import TrainConfig
+
+    names = {f.name for f in fields(TrainConfig)}
+    twins, budget = options["exclude_twins_of"], options["time_budget"]
+    converted = {
+        "data": str(options["data"]),
+        "out": str(options["out"]),
+        "cache_dir": str(options["cache_dir"]),
+        "phase_epochs": _ints(options["phase_epochs"]),
+        "phase_lrs": _floats(options["phase_lrs"]),
+        "exclude_twins_of": str(twins) if twins else None,
+        "time_budget_s": budget * 60 if budget else None,  # minutes on the command line
+    }
+    return TrainConfig(**{k: v for k, v in options.items() if k in names} | converted)
 
 
 @app.command("models")

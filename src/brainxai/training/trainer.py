@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,10 +30,8 @@ from brainxai.data.augment import default_augmentation
 from brainxai.data.dataset import MRIDataset
 from brainxai.data.preprocess import PreprocessConfig
 from brainxai.models import create_model
-from brainxai.training.calibrate import fit_checkpoint_temperature, split_description
 from brainxai.models.checkpoint import CheckpointMeta, save_checkpoint
-from brainxai.util.device import resolve_device
-from brainxai.util.files import atomic_write_bytes
+from brainxai.training.calibrate import fit_checkpoint_temperature, split_description
 from brainxai.training.schedules import (
     PROGRESSIVE_EPOCHS,
     PROGRESSIVE_LRS,
@@ -45,6 +42,8 @@ from brainxai.training.schedules import (
     single_schedule,
 )
 from brainxai.training.split import training_split
+from brainxai.util.device import resolve_device
+from brainxai.util.files import atomic_write, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -190,25 +189,87 @@ def _make_scheduler(
             optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience
         )
     if config.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(phase.epochs, 1), eta_min=phase.lr * 0.01)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(phase.epochs, 1), eta_min=phase.lr * 0.01
+        )
     raise ValueError(f"unknown lr schedule {config.lr_schedule!r}; use 'plateau' or 'cosine'")
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _write_history(out: Path, history: list[dict[str, Any]]) -> None:
-    (out / "history.json").write_text(json.dumps(history, indent=2))
+    """``history.json`` and ``history.csv`` (one row per epoch), each written atomically."""
+    atomic_write_text(out / "history.json", json.dumps(history, indent=2))
     if history:
-        tmp = out / "history.csv.tmp"
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
-        os.replace(tmp, out / "history.csv")
+
+        def write_csv(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+                writer.writeheader()
+                writer.writerows(history)
+
+        atomic_write(out / "history.csv", write_csv)
+
+
+def _step_scheduler(
+    scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau,
+    val_loss: float | None,
+) -> None:
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        if val_loss is None:  # cannot happen: a run without validation refuses the plateau schedule
+            raise ValueError("the plateau schedule needs a validation loss")
+        scheduler.step(val_loss)
+    else:
+        scheduler.step()
+
+
+def _check_stopping_rules(config: TrainConfig, refit: bool) -> None:
+    """Refuses a ``--stop-after`` below 1, and the plateau schedule on a refit (it reads the val loss)."""
+    if config.stop_after is not None and config.stop_after < 1:
+        raise ValueError(f"--stop-after must be at least 1, got {config.stop_after}")
+    if refit and config.lr_schedule == "plateau":
+        raise ValueError(
+            "--val-fraction 0 trains without a validation split, but the plateau schedule reads the "
+            "validation loss; use --lr-schedule cosine (and --stop-after N for the epoch chosen on a split)"
+        )
+
+
+@dataclass
+class _Run:
+    """What a run sets up once: the model, its data, the schedule and the losses."""
+
+    model: nn.Module
+    preprocess: PreprocessConfig
+    train_ds: MRIDataset
+    val_ds: MRIDataset
+    data_fp: str
+    data_info: dict[str, Any]
+    phases: list[Phase]
+    # Without a validation split (a refit on all of Training, --val-fraction 0) nothing can select
+    # an epoch: the run trains a fixed number of epochs and its checkpoint is the last one.
+    refit: bool
+    loss_fn: nn.Module
+    # Model selection uses the plain negative log-likelihood, so runs with and without label
+    # smoothing are compared on the same scale.
+    val_loss_fn: nn.Module
+    deadline: float | None = None  # time.perf_counter() value at which the time budget is spent
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(p.epochs for p in self.phases)
+
+
+@dataclass
+class _Progress:
+    """Where a run stands after its completed epochs (what ``last.pt`` keeps for ``--resume``)."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_val: float = float("inf")
+    best_epoch: int = -1
+    epoch: int = 0  # completed epochs
+    phase_best: float = float("inf")  # best validation loss of the current phase
+    bad_epochs: int = 0  # epochs of the current phase without improving on phase_best
+    stopped_early: bool = False
+    budget_spent: bool = False
+    reached_stop: bool = False
 
 
 def train(config: TrainConfig, resume: bool = False) -> TrainResult:
@@ -260,209 +321,267 @@ class Trainer:
         return train_ds, val_ds, split.fingerprint, info
 
     def fit(self) -> TrainResult:
+        """Runs (or resumes) the whole schedule: restore, then epoch by epoch each phase, then calibrate."""
+        c = self.config
+        run = self._setup()
+        progress, state = self._restore(run.model)
+        progress.reached_stop = c.stop_after is not None and progress.epoch >= c.stop_after
+        run.deadline = time.perf_counter() + c.time_budget_s if c.time_budget_s else None
+        for phase_i in range(state["phase"] if state is not None else 0, len(run.phases)):
+            self._run_phase(run, progress, phase_i, state)
+            state = None  # only the phase the run was interrupted in resumes its optimiser
+            if progress.budget_spent:
+                logger.warning("time budget of %.0f s spent during epoch %d; stopping", c.time_budget_s, progress.epoch)
+                break
+            if progress.reached_stop:
+                logger.info("stopping after epoch %d (--stop-after)", progress.epoch)
+                break
+        return self._finish(run, progress)
+
+    def _setup(self) -> _Run:
+        """Seeds, builds the model, decodes and splits the data, and checks the recipe's schedule."""
         c = self.config
         seed_everything(c.seed)
         self.out.mkdir(parents=True, exist_ok=True)
         model = create_model(c.model, pretrained=c.pretrained, img_size=c.img_size).to(self.device)
         preprocess = model.brainxai_config.preprocess
         train_ds, val_ds, data_fp, data_info = self._data(preprocess)
-        # Without a validation split (a refit on all of Training, --val-fraction 0) nothing can select
-        # an epoch: the run trains a fixed number of epochs and its checkpoint is the last one.
         refit = len(val_ds) == 0
-        if c.stop_after is not None and c.stop_after < 1:
-            raise ValueError(f"--stop-after must be at least 1, got {c.stop_after}")
-        if refit and c.lr_schedule == "plateau":
-            raise ValueError(
-                "--val-fraction 0 trains without a validation split, but the plateau schedule reads the "
-                "validation loss; use --lr-schedule cosine (and --stop-after N for the epoch chosen on a split)"
-            )
-        phases = _build_phases(c, model)
-        loss_fn = nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
-        # Model selection uses the plain negative log-likelihood, so runs with and without label
-        # smoothing are compared on the same scale.
-        val_loss_fn = nn.CrossEntropyLoss()
-        history: list[dict[str, Any]] = []
-        best_val, best_epoch, epoch = float("inf"), -1, 0
-        start_phase, start_in_phase, bad_epochs = 0, 0, 0
-        optimizer: torch.optim.Optimizer | None = None
-        state: dict[str, Any] | None = None
+        _check_stopping_rules(c, refit)
+        return _Run(
+            model=model, preprocess=preprocess, train_ds=train_ds, val_ds=val_ds, data_fp=data_fp,
+            data_info=data_info, phases=_build_phases(c, model), refit=refit,
+            loss_fn=nn.CrossEntropyLoss(label_smoothing=c.label_smoothing), val_loss_fn=nn.CrossEntropyLoss(),
+        )
+
+    def _restore(self, model: nn.Module) -> tuple[_Progress, dict[str, Any] | None]:
+        """With ``resume``: the model and progress saved in ``last.pt``, and the saved state itself."""
         last_path = self.out / "last.pt"
-
-        if self.resume and last_path.is_file():
-            state = torch.load(last_path, map_location=self.device, weights_only=False)
-            ignored = {"progress", "device", "workers"}
-            old = {k: v for k, v in state["recipe"].items() if k not in ignored}
-            if old != {k: v for k, v in c.to_dict().items() if k not in ignored}:
-                logger.warning("resuming with a recipe that differs from the interrupted run's")
-            model.load_state_dict(state["model"])
-            history, best_val, best_epoch = state["history"], state["best_val"], state["best_epoch"]
-            epoch, start_phase, start_in_phase = state["epoch"], state["phase"], state["epoch_in_phase"]
-            bad_epochs = state["bad_epochs"]
-            logger.info("resuming from epoch %d (phase %d)", epoch, start_phase + 1)
-        elif self.resume:
+        if not self.resume:
+            return _Progress(), None
+        if not last_path.is_file():
             logger.warning("--resume given but %s does not exist; starting afresh", last_path)
+            return _Progress(), None
+        state = torch.load(last_path, map_location=self.device, weights_only=False)
+        ignored = {"progress", "device", "workers"}
+        old = {k: v for k, v in state["recipe"].items() if k not in ignored}
+        if old != {k: v for k, v in self.config.to_dict().items() if k not in ignored}:
+            logger.warning("resuming with a recipe that differs from the interrupted run's")
+        model.load_state_dict(state["model"])
+        progress = _Progress(
+            history=state["history"], best_val=state["best_val"], best_epoch=state["best_epoch"],
+            epoch=state["epoch"], bad_epochs=state["bad_epochs"],
+        )
+        logger.info("resuming from epoch %d (phase %d)", progress.epoch, state["phase"] + 1)
+        return progress, state
 
-        stopped_early = budget_spent = False
-        reached_stop = c.stop_after is not None and epoch >= c.stop_after
-        deadline = time.perf_counter() + c.time_budget_s if c.time_budget_s else None
-        total_epochs = sum(p.epochs for p in phases)
-        for phase_i in range(start_phase, len(phases)):
-            phase = phases[phase_i]
-            params = apply_phase(model, phase)
-            optimizer = torch.optim.Adam(params, lr=phase.lr)
-            scheduler = _make_scheduler(optimizer, c, phase)
-            first = start_in_phase if phase_i == start_phase else 0
-            if state is not None and phase_i == start_phase and first > 0:
-                optimizer.load_state_dict(state["optimizer"])
-                scheduler.load_state_dict(state["scheduler"])
-                torch.set_rng_state(state["torch_rng"])
-            if first == 0:
-                bad_epochs = 0
-            phase_best = float("inf") if first == 0 else state["phase_best"]  # type: ignore[index]
-            for e_in_phase in range(first, phase.epochs):
-                if bad_epochs >= c.patience or budget_spent or reached_stop:
-                    break
-                t0 = time.perf_counter()
-                # Per-epoch seeding makes a resumed run draw the same shuffles and dropout masks.
-                torch.manual_seed(c.seed * 100_003 + epoch)
-                train_ds.set_epoch(epoch)
-                gen = torch.Generator().manual_seed(c.seed * 1_000_003 + epoch)
-                # Augmentation is seeded per (epoch, item), so worker processes do not change the result.
-                loader_kw: dict[str, Any] = {"num_workers": c.workers, "pin_memory": self.device.type == "cuda"}
-                train_loader = DataLoader(train_ds, batch_size=c.batch_size, shuffle=True, generator=gen, **loader_kw)
-                val_loader = DataLoader(val_ds, batch_size=c.batch_size * 2, **loader_kw)
-                set_train_mode(model, phase)
-                lr_now = optimizer.param_groups[0]["lr"]
-                tr = _run_epoch(
-                    model, train_loader, self.device, loss_fn, optimizer,
-                    f"epoch {epoch + 1}/{total_epochs} train", c.progress, deadline, self.amp,
-                )
-                budget_spent = deadline is not None and time.perf_counter() > deadline
-                model.eval()
-                va = (
-                    {"loss": None, "accuracy": None}
-                    if refit
-                    else _run_epoch(
-                        model, val_loader, self.device, val_loss_fn, None, f"epoch {epoch + 1} val", c.progress,
-                        None, self.amp,
-                    )
-                )
-                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    scheduler.step(va["loss"])
-                else:
-                    scheduler.step()
-                row = {
-                    "epoch": epoch + 1,
-                    "phase": phase.name,
-                    "train_loss": round(tr["loss"], 6),
-                    "train_accuracy": round(tr["accuracy"], 6),
-                    "val_loss": None if refit else round(va["loss"], 6),
-                    "val_accuracy": None if refit else round(va["accuracy"], 6),
-                    "lr": lr_now,
-                    "time_s": round(time.perf_counter() - t0, 2),
-                    "data_time_s": round(tr["data_time"], 2),
-                    "epoch_fraction": round(tr["fraction"], 4),
-                }
-                history.append(row)
-                logger.info(
-                    "epoch %d [%s] train loss %.4f acc %.4f | %s | %.0fs",
-                    epoch + 1, phase.name, tr["loss"], tr["accuracy"],
-                    "no validation" if refit else f"val loss {va['loss']:.4f} acc {va['accuracy']:.4f}", row["time_s"],
-                )
-                epoch += 1
-                reached_stop = c.stop_after is not None and epoch >= c.stop_after
-                if refit:
-                    best_epoch = epoch
-                    self._save_best(model, preprocess, history, data_fp, data_info, row)
-                else:
-                    if va["loss"] < phase_best:
-                        phase_best, bad_epochs = va["loss"], 0
-                    else:
-                        bad_epochs += 1
-                    if va["loss"] < best_val:
-                        best_val, best_epoch = va["loss"], epoch
-                        self._save_best(model, preprocess, history, data_fp, data_info, row)
-                _write_history(self.out, history)
-                if tr["fraction"] < 1.0:
-                    # last.pt means "completed epochs"; a budget-cut epoch is not one, so it is not resumable.
-                    break
-                _atomic_torch_save(
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "torch_rng": torch.get_rng_state(),
-                        "epoch": epoch,
-                        "phase": phase_i if e_in_phase + 1 < phase.epochs else phase_i + 1,
-                        "epoch_in_phase": e_in_phase + 1 if e_in_phase + 1 < phase.epochs else 0,
-                        "phase_best": phase_best,
-                        "bad_epochs": bad_epochs,
-                        "best_val": best_val,
-                        "best_epoch": best_epoch,
-                        "history": history,
-                        "recipe": c.to_dict(),
-                    },
-                    last_path,
-                )
-            if bad_epochs >= c.patience:
-                stopped_early = True
-                logger.info("early stopping in %s after %d epochs without improvement", phase.name, bad_epochs)
-            state = None
-            if budget_spent:
-                logger.warning("time budget of %.0f s spent during epoch %d; stopping", c.time_budget_s, epoch)
+    def _run_phase(self, run: _Run, progress: _Progress, phase_i: int, state: dict[str, Any] | None) -> None:
+        """Trains one phase with a fresh optimiser, or from ``state`` when the run resumes inside it."""
+        c = self.config
+        phase = run.phases[phase_i]
+        optimizer = torch.optim.Adam(apply_phase(run.model, phase), lr=phase.lr)
+        scheduler = _make_scheduler(optimizer, c, phase)
+        first = state["epoch_in_phase"] if state is not None else 0
+        if state is not None and first > 0:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["torch_rng"])
+            progress.phase_best = state["phase_best"]
+        else:
+            progress.bad_epochs, progress.phase_best = 0, float("inf")
+        for e_in_phase in range(first, phase.epochs):
+            if progress.bad_epochs >= c.patience or progress.budget_spent or progress.reached_stop:
                 break
-            if reached_stop:
-                logger.info("stopping after epoch %d (--stop-after)", epoch)
+            if not self._one_epoch(run, progress, phase, optimizer, scheduler):
+                # last.pt means "completed epochs"; a budget-cut epoch is not one, so it is not resumable.
                 break
+            self._save_resume_point(run, progress, phase_i, e_in_phase + 1, optimizer, scheduler)
+        if progress.bad_epochs >= c.patience:
+            progress.stopped_early = True
+            logger.info("early stopping in %s after %d epochs without improvement", phase.name, progress.bad_epochs)
 
+    def _one_epoch(
+        self,
+        run: _Run,
+        progress: _Progress,
+        phase: Phase,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau,
+    ) -> bool:
+        """Trains and validates one epoch, records it and keeps the best checkpoint.
+
+        Returns:
+            Whether the epoch ran to its end (False when the time budget cut it).
+        """
+        t0 = time.perf_counter()
+        lr_now = optimizer.param_groups[0]["lr"]
+        tr, va = self._train_and_validate(run, progress, phase, optimizer)
+        _step_scheduler(scheduler, va["loss"])
+        row = self._record(run, progress, phase, tr, va, lr_now, t0)
+        progress.epoch += 1
+        progress.reached_stop = self.config.stop_after is not None and progress.epoch >= self.config.stop_after
+        self._select(run, progress, row, va["loss"])
+        _write_history(self.out, progress.history)
+        return tr["fraction"] >= 1.0
+
+    def _loaders(self, run: _Run, epoch: int) -> tuple[DataLoader, DataLoader]:
+        """This epoch's training loader (its own shuffle and augmentation seeds) and the validation loader."""
+        c = self.config
+        run.train_ds.set_epoch(epoch)
+        gen = torch.Generator().manual_seed(c.seed * 1_000_003 + epoch)
+        # Augmentation is seeded per (epoch, item), so worker processes do not change the result.
+        loader_kw: dict[str, Any] = {"num_workers": c.workers, "pin_memory": self.device.type == "cuda"}
+        train_loader = DataLoader(run.train_ds, batch_size=c.batch_size, shuffle=True, generator=gen, **loader_kw)
+        val_loader = DataLoader(run.val_ds, batch_size=c.batch_size * 2, **loader_kw)
+        return train_loader, val_loader
+
+    def _train_and_validate(
+        self, run: _Run, progress: _Progress, phase: Phase, optimizer: torch.optim.Optimizer
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        """One training pass (cut short by the time budget) and, unless refitting, one validation pass."""
+        c, epoch = self.config, progress.epoch
+        # Per-epoch seeding makes a resumed run draw the same shuffles and dropout masks.
+        torch.manual_seed(c.seed * 100_003 + epoch)
+        train_loader, val_loader = self._loaders(run, epoch)
+        set_train_mode(run.model, phase)
+        tr = _run_epoch(
+            run.model, train_loader, self.device, run.loss_fn, optimizer,
+            f"epoch {epoch + 1}/{run.total_epochs} train", c.progress, run.deadline, self.amp,
+        )
+        progress.budget_spent = run.deadline is not None and time.perf_counter() > run.deadline
+        run.model.eval()
+        if run.refit:
+            return tr, {"loss": None, "accuracy": None}
+        va = _run_epoch(
+            run.model, val_loader, self.device, run.val_loss_fn, None, f"epoch {epoch + 1} val", c.progress,
+            None, self.amp,
+        )
+        return tr, va
+
+    def _record(
+        self,
+        run: _Run,
+        progress: _Progress,
+        phase: Phase,
+        tr: dict[str, float],
+        va: dict[str, Any],
+        lr_now: float,
+        t0: float,
+    ) -> dict[str, Any]:
+        """Appends the epoch's history row and logs it."""
+        row = {
+            "epoch": progress.epoch + 1,
+            "phase": phase.name,
+            "train_loss": round(tr["loss"], 6),
+            "train_accuracy": round(tr["accuracy"], 6),
+            "val_loss": None if run.refit else round(va["loss"], 6),
+            "val_accuracy": None if run.refit else round(va["accuracy"], 6),
+            "lr": lr_now,
+            "time_s": round(time.perf_counter() - t0, 2),
+            "data_time_s": round(tr["data_time"], 2),
+            "epoch_fraction": round(tr["fraction"], 4),
+        }
+        progress.history.append(row)
+        logger.info(
+            "epoch %d [%s] train loss %.4f acc %.4f | %s | %.0fs",
+            progress.epoch + 1, phase.name, tr["loss"], tr["accuracy"],
+            "no validation" if run.refit else f"val loss {va['loss']:.4f} acc {va['accuracy']:.4f}", row["time_s"],
+        )
+        return row
+
+    def _select(self, run: _Run, progress: _Progress, row: dict[str, Any], val_loss: float | None) -> None:
+        """Keeps the best checkpoint (on a refit, the latest) and counts the phase's epochs without improvement."""
+        if run.refit or val_loss is None:
+            progress.best_epoch = progress.epoch
+            self._save_best(run, progress.history, row)
+            return
+        if val_loss < progress.phase_best:
+            progress.phase_best, progress.bad_epochs = val_loss, 0
+        else:
+            progress.bad_epochs += 1
+        if val_loss < progress.best_val:
+            progress.best_val, progress.best_epoch = val_loss, progress.epoch
+            self._save_best(run, progress.history, row)
+
+    def _save_resume_point(
+        self,
+        run: _Run,
+        progress: _Progress,
+        phase_i: int,
+        done_in_phase: int,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau,
+    ) -> None:
+        """Writes ``last.pt``: the full state after a completed epoch, and where to go on from it."""
+        phase_done = done_in_phase >= run.phases[phase_i].epochs
+        state = {
+            "model": run.model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "epoch": progress.epoch,
+            "phase": phase_i + 1 if phase_done else phase_i,
+            "epoch_in_phase": 0 if phase_done else done_in_phase,
+            "phase_best": progress.phase_best,
+            "bad_epochs": progress.bad_epochs,
+            "best_val": progress.best_val,
+            "best_epoch": progress.best_epoch,
+            "history": progress.history,
+            "recipe": self.config.to_dict(),
+        }
+        atomic_write(self.out / "last.pt", lambda tmp: torch.save(state, tmp))
+
+    def _finish(self, run: _Run, progress: _Progress) -> TrainResult:
+        """Calibrates the best checkpoint and stores the complete history in its metadata."""
         best_path = self.out / "best"
-        if best_epoch < 0:
+        if progress.best_epoch < 0:
             raise RuntimeError("training ran no epoch; nothing to save")
         meta_path = best_path.with_suffix(".json")
         meta = json.loads(meta_path.read_text())
-        meta["history"] = history
-        if refit:
+        meta["history"] = progress.history
+        if run.refit:
             logger.warning(
                 "no validation split: the checkpoint's temperature stays 1 (uncalibrated); "
                 "`brainxai calibrate --from` can carry one over from the run the recipe was chosen on"
             )
         else:
-            # Post-hoc temperature scaling of the best checkpoint on the validation split (one pass), and
-            # its metadata refreshed with the complete history, in one atomic write.
-            calibration = fit_checkpoint_temperature(
-                best_path, val_ds.images, val_ds.labels,
-                split_description(c.val_fraction, c.seed, c.limit_per_class), device=self.device,
-            )
-            meta["temperature"] = calibration.pop("temperature")
-            meta["calibration"] = calibration
-            logger.info(
-                "temperature %.4f fitted on %d validation images: NLL %.4f -> %.4f, ECE %.4f -> %.4f",
-                meta["temperature"], calibration["n"], calibration["nll_before"], calibration["nll_after"],
-                calibration["ece_before"], calibration["ece_after"],
-            )
-        atomic_write_bytes(meta_path, json.dumps(meta, indent=2).encode())
+            meta.update(self._calibrate(run, best_path))
+        # The metadata refreshed with the temperature and the complete history, in one atomic write.
+        atomic_write_text(meta_path, json.dumps(meta, indent=2))
         return TrainResult(
             checkpoint=best_path.with_suffix(".safetensors"),
-            history=history,
-            best_epoch=best_epoch,
-            best_val_loss=None if refit else best_val,
-            stopped_early=stopped_early,
-            extra=data_info | {"time_budget_spent": budget_spent},
+            history=progress.history,
+            best_epoch=progress.best_epoch,
+            best_val_loss=None if run.refit else progress.best_val,
+            stopped_early=progress.stopped_early,
+            extra=run.data_info | {"time_budget_spent": progress.budget_spent},
         )
 
-    def _save_best(
-        self,
-        model: nn.Module,
-        preprocess: PreprocessConfig,
-        history: list[dict[str, Any]],
-        data_fp: str,
-        data_info: dict[str, Any],
-        row: dict[str, Any],
-    ) -> None:
+    def _calibrate(self, run: _Run, best_path: Path) -> dict[str, Any]:
+        """Post-hoc temperature scaling of the best checkpoint on the validation split (one pass).
+
+        Returns:
+            The metadata entries ``temperature`` and ``calibration``.
+        """
+        c = self.config
+        calibration = fit_checkpoint_temperature(
+            best_path, run.val_ds.images, run.val_ds.labels,
+            split_description(c.val_fraction, c.seed, c.limit_per_class), device=self.device,
+        )
+        temperature = calibration.pop("temperature")
+        logger.info(
+            "temperature %.4f fitted on %d validation images: NLL %.4f -> %.4f, ECE %.4f -> %.4f",
+            temperature, calibration["n"], calibration["nll_before"], calibration["nll_after"],
+            calibration["ece_before"], calibration["ece_after"],
+        )
+        return {"temperature": temperature, "calibration": calibration}
+
+    def _save_best(self, run: _Run, history: list[dict[str, Any]], row: dict[str, Any]) -> None:
+        """Saves the model as ``best`` with its recipe, this epoch's metrics and the history so far."""
         meta = CheckpointMeta(
             model=self.config.model,
-            classes=list(model.brainxai_config.classes or CLASSES),
-            preprocess=preprocess,
+            classes=list(run.model.brainxai_config.classes or CLASSES),
+            preprocess=run.preprocess,
             recipe=self.config.to_dict() | {"device": str(self.device), "amp": "bf16" if self.amp else "off"},
             metrics={
                 "best_epoch": row["epoch"],
@@ -470,7 +589,7 @@ class Trainer:
                 "val_accuracy": row["val_accuracy"],
             },
             history=list(history),
-            dataset_fingerprint=data_fp,
+            dataset_fingerprint=run.data_fp,
         )
-        meta.recipe["data_info"] = {k: v for k, v in data_info.items() if k != "skipped_files"}
-        save_checkpoint(self.out / "best", model, meta)
+        meta.recipe["data_info"] = {k: v for k, v in run.data_info.items() if k != "skipped_files"}
+        save_checkpoint(self.out / "best", run.model, meta)

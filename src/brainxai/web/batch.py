@@ -1,4 +1,5 @@
-"""Background processing of batch jobs: one item at a time, each recorded as it finishes.
+"""Batch jobs: created from the uploaded files, then processed in the background one item at a time,
+each recorded as it finishes.
 
 Jobs survive restarts: queued and interrupted items are picked up again at start-up. An item's
 study and its "done" mark are committed in one transaction, so no item is analysed twice.
@@ -8,16 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from brainxai.web.analysis import InferenceRunner, analyze_and_store, patient_for_report
+from brainxai.web import crud
+from brainxai.web.analysis import Analyzer, InferenceRunner, analyze_and_store, patient_for_report
 from brainxai.web.db import session_scope
-from brainxai.web.models import BatchItem, BatchJob, Patient, Study, utcnow
+from brainxai.web.models import BatchItem, BatchJob, Patient, Study, User, utcnow
+from brainxai.web.schemas import BatchJobOut, PatientIn
 from brainxai.web.storage import Storage
-from brainxai.web.uploads import UploadError, check_upload
+from brainxai.web.uploads import UploadError, check_upload, safe_display_name
+from brainxai.web.views import job_out
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +35,40 @@ def patient_fields(patient: Patient | None) -> dict[str, Any] | None:
     return patient_for_report(patient.code, patient.name, patient.birth_date, patient.sex)
 
 
+@dataclass(frozen=True)
+class JobRequest:
+    """A batch request as the router read it.
+
+    Attributes:
+        owner_id: The user asking.
+        method: Explanation method for every file.
+        patient: The patient all files belong to, if given.
+        files: Each file's name and content, or the UploadError that refused it while reading.
+        client: The client's address, for the audit log.
+    """
+
+    owner_id: int
+    method: str
+    patient: PatientIn | None
+    files: list[tuple[str, bytes | UploadError]]
+    client: str | None
+
+
+def _item_error(item_id: int, exc: Exception) -> str:
+    """What a failed item records: the file's own problem said plainly, else the kind of failure (logged)."""
+    if isinstance(exc, UploadError):
+        return exc.message
+    if isinstance(exc, ValueError):  # ImageReadError and friends: the file's fault.
+        return str(exc)
+    if isinstance(exc, OSError):
+        logger.exception("batch item %s: storage error", item_id)
+        return f"storage error ({exc.strerror or type(exc).__name__})"
+    logger.exception("batch item %s failed", item_id)
+    return f"internal error while analysing this file ({type(exc).__name__})"
+
+
 class BatchWorker:
-    """Consumes batch job ids from a queue and analyses their items.
+    """Creates batch jobs, and consumes their ids from a queue to analyse their items.
 
     Args:
         service: The analysis service (None when the model failed to load: items then fail).
@@ -43,7 +81,7 @@ class BatchWorker:
 
     def __init__(
         self,
-        service: Any,
+        service: Analyzer | None,
         runner: InferenceRunner,
         storage: Storage,
         session_factory: sessionmaker[Session],
@@ -81,6 +119,52 @@ class BatchWorker:
 
     def submit(self, job_id: str) -> None:
         self.queue.put_nowait(job_id)
+
+    async def enqueue(self, request: JobRequest) -> BatchJobOut:
+        """Creates a job (see :meth:`create_job`) and queues it, unless none of its files could be used."""
+        out = await asyncio.to_thread(self.create_job, request)
+        if out.status != "done":
+            self.submit(out.id)
+        return out
+
+    def create_job(self, request: JobRequest) -> BatchJobOut:
+        """Checks each file, stores the good ones under generated names and records the job (blocking).
+
+        A bad file (or one refused while reading, given as an UploadError) becomes an item with an
+        error; the others go on. On any failure the files stored so far are removed again.
+        """
+        job_id = uuid.uuid4().hex
+        saved: list[str] = []
+        try:
+            items = [self._new_item(job_id, i, name, data, saved) for i, (name, data) in enumerate(request.files)]
+            with session_scope(self.session_factory) as db:
+                owner = db.get(User, request.owner_id)
+                assert owner is not None
+                job = crud.add_batch_job(
+                    db, owner, job_id, items, method=request.method, patient=request.patient, client=request.client
+                )
+                return job_out(job)
+        except BaseException:
+            for path in saved:
+                self.storage.remove_upload(path)
+            raise
+
+    def _new_item(
+        self, job_id: str, position: int, filename: str, data: bytes | UploadError, saved: list[str]
+    ) -> BatchItem:
+        """A queued item with its upload stored (its path added to ``saved``), or an item with the file's error."""
+        display = safe_display_name(filename)
+        try:
+            if isinstance(data, UploadError):
+                raise data
+            upload = check_upload(
+                data, filename, max_bytes=self.max_upload_bytes, max_volume_bytes=self.max_volume_bytes
+            )
+        except UploadError as exc:
+            return BatchItem(position=position, filename=display, status="error", error=exc.message)
+        path = self.storage.save_upload(job_id, upload.data)
+        saved.append(path)
+        return BatchItem(position=position, filename=display, upload_path=path, status="queued")
 
     async def _loop(self) -> None:
         while True:
@@ -164,16 +248,8 @@ class BatchWorker:
                 on_commit=mark_done,
                 wait=True,
             )
-        except UploadError as exc:
-            error = exc.message
-        except ValueError as exc:  # ImageReadError and friends: the file's fault, said plainly.
-            error = str(exc)
-        except OSError as exc:
-            logger.exception("batch item %s: storage error", item_id)
-            error = f"storage error ({exc.strerror or type(exc).__name__})"
         except Exception as exc:
-            logger.exception("batch item %s failed", item_id)
-            error = f"internal error while analysing this file ({type(exc).__name__})"
+            error = _item_error(item_id, exc)
         if error is not None:
             await asyncio.to_thread(self._set_item, item_id, status="error", error=error, upload_path=None)
         await asyncio.to_thread(self.storage.remove_upload, upload_path)

@@ -13,12 +13,14 @@ from brainxai.web import security
 from brainxai.web.models import (
     AuditEvent,
     AuthSession,
+    BatchItem,
     BatchJob,
     Patient,
     Study,
     User,
     utcnow,
 )
+from brainxai.web.schemas import PatientIn
 
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
 
@@ -76,6 +78,19 @@ def create_user(db: Session, username: str, password: str, *, is_admin: bool = F
 def set_password(db: Session, user: User, password: str) -> None:
     user.password_hash = security.hash_password(password)
     audit(db, None, "user.password", "user", user.id, None, "cli")
+
+
+def reset_password(db: Session, username: str, password: str) -> None:
+    """Replaces a user's password and ends all their sessions.
+
+    Raises:
+        ValueError: No user has this name.
+    """
+    user = db.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise ValueError(f"no user {username!r}")
+    set_password(db, user, password)
+    db.execute(delete(AuthSession).where(AuthSession.user_id == user.id))
 
 
 def authenticate(db: Session, username: str, password: str) -> User | None:
@@ -146,6 +161,17 @@ def get_patient(db: Session, user: User, patient_id: int) -> Patient:
     return patient
 
 
+def find_patient(db: Session, owner: User, code: str) -> Patient | None:
+    """The owner's patient with this code, or None."""
+    return db.scalar(select(Patient).where(Patient.owner_id == owner.id, Patient.code == code))
+
+
+def ensure_patient(db: Session, owner: User, fields: PatientIn) -> Patient:
+    """:func:`find_or_create_patient` with the fields of a patient form."""
+    birth_date = fields.birth_date.isoformat() if fields.birth_date else None
+    return find_or_create_patient(db, owner, fields.code, name=fields.name, birth_date=birth_date, sex=fields.sex)
+
+
 def find_or_create_patient(
     db: Session,
     owner: User,
@@ -156,8 +182,7 @@ def find_or_create_patient(
     sex: str | None = None,
 ) -> Patient:
     """The owner's patient with this code; created if new, blank fields filled in if known now."""
-    stmt = select(Patient).where(Patient.owner_id == owner.id, Patient.code == code)
-    patient = db.scalar(stmt)
+    patient = find_patient(db, owner, code)
     if patient is None:
         try:
             # Savepoint: a concurrent request may create the same patient; then we use theirs.
@@ -167,7 +192,7 @@ def find_or_create_patient(
             audit(db, owner, "patient.create", "patient", patient.id)
             return patient
         except IntegrityError:
-            patient = db.scalar(stmt)
+            patient = find_patient(db, owner, code)
             if patient is None:
                 raise
     for field, value in (("name", name), ("birth_date", birth_date), ("sex", sex)):
@@ -210,6 +235,28 @@ def get_job(db: Session, user: User, job_id: str) -> BatchJob:
     job = db.get(BatchJob, job_id) if len(job_id) == 32 else None
     if job is None or not (user.is_admin or job.owner_id == user.id):
         raise NotFound(f"batch job {job_id} not found")
+    return job
+
+
+def add_batch_job(
+    db: Session,
+    owner: User,
+    job_id: str,
+    items: list[BatchItem],
+    *,
+    method: str,
+    patient: PatientIn | None,
+    client: str | None,
+) -> BatchJob:
+    """Records a batch job with its items (and its patient, found or created); done at once when none is queued."""
+    patient_id = ensure_patient(db, owner, patient).id if patient is not None else None
+    job = BatchJob(id=job_id, owner_id=owner.id, patient_id=patient_id, method=method, items=items)
+    if not any(i.status == "queued" for i in items):
+        job.status = "done"
+        job.finished_at = utcnow()
+    db.add(job)
+    db.flush()
+    audit(db, owner, "batch.create", "batch", job_id, f"{len(items)} files method={method}", client)
     return job
 
 

@@ -1,15 +1,16 @@
-"""FastAPI dependencies: app state, database session, the current user, the analysis service."""
+"""FastAPI dependencies: app state, database session, the current user, the analysis service, paging."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Query, Request, status
 from sqlalchemy.orm import Session
 
 from brainxai.web import crud
+from brainxai.web.analysis import Analyzer
 from brainxai.web.models import User
 from brainxai.web.state import AppState
 
@@ -37,6 +38,13 @@ DB = Annotated[Session, Depends(get_db)]
 
 def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+#: The client's address, for the audit log.
+Client = Annotated[str | None, Depends(client_address)]
+#: Paging of a list: how many entries, and how many to skip.
+PageSize = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0)]
 
 
 def _bearer_token(request: Request) -> str | None:
@@ -89,11 +97,11 @@ def get_admin(user: CurrentUser) -> User:
 AdminUser = Annotated[User, Depends(get_admin)]
 
 
-def get_service(state: State) -> Any:
+def get_service(state: State) -> Analyzer:
     """The loaded analysis service, or 503 when the model could not be loaded."""
     if state.service is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"model not loaded: {state.service_error}")
     return state.service
 
 
-Service = Annotated[Any, Depends(get_service)]
+Service = Annotated[Analyzer, Depends(get_service)]

@@ -18,14 +18,14 @@ from brainxai.web.schemas import (
 )
 
 
+def _columns(row: object, *names: str) -> dict[str, Any]:
+    """The named attributes of a row, for the fields an answer copies as they are."""
+    return {name: getattr(row, name) for name in names}
+
+
 def patient_out(patient: Patient, study_count: int = 0, last_study_at: datetime | None = None) -> PatientOut:
     return PatientOut(
-        id=patient.id,
-        code=patient.code,
-        name=patient.name,
-        birth_date=patient.birth_date,
-        sex=patient.sex,
-        created_at=patient.created_at,
+        **_columns(patient, "id", "code", "name", "birth_date", "sex", "created_at"),
         owner=patient.owner.username,
         study_count=study_count,
         last_study_at=last_study_at,
@@ -46,14 +46,9 @@ def study_links(study: Study) -> StudyLinks:
 
 def study_summary(study: Study) -> StudySummary:
     return StudySummary(
-        id=study.id,
-        created_at=study.created_at,
-        source_name=study.source_name,
-        method=study.method,
-        prediction=study.prediction,
+        **_columns(study, "id", "created_at", "source_name", "method", "prediction"),
         prediction_title=CLASS_TITLES.get(study.prediction, study.prediction),
-        confidence=study.confidence,
-        patient_id=study.patient_id,
+        **_columns(study, "confidence", "patient_id"),
         patient_code=study.patient.code if study.patient else None,
         links=study_links(study),
     )
@@ -100,12 +95,7 @@ def job_out(job: BatchJob) -> BatchJobOut:
     failed = sum(i.status == "error" for i in items)
     total = len(items)
     return BatchJobOut(
-        id=job.id,
-        status=job.status,  # type: ignore[arg-type]
-        method=job.method,
-        created_at=job.created_at,
-        finished_at=job.finished_at,
-        patient_id=job.patient_id,
+        **_columns(job, "id", "status", "method", "created_at", "finished_at", "patient_id"),
         total=total,
         done=done,
         failed=failed,

@@ -22,29 +22,21 @@ def _render_item(type_: str, obj: object, autogen_context: object) -> str | bool
     return False
 
 
-def _configure(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(**target: object) -> None:
+    """Runs the migrations against ``target`` (a connection, or a URL to print SQL for)."""
     # Batch mode lets later migrations ALTER tables on SQLite too.
-    context.configure(
-        connection=connection,
-        target_metadata=target_metadata,
-        render_as_batch=True,
-        render_item=_render_item,
-    )
+    context.configure(target_metadata=target_metadata, render_as_batch=True, render_item=_render_item, **target)
     with context.begin_transaction():
         context.run_migrations()
+
+
+def _configure(connection) -> None:  # type: ignore[no-untyped-def]
+    _run(connection=connection)
 
 
 def run_migrations_offline() -> None:
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
-    context.configure(
-        url=url,
-        target_metadata=target_metadata,
-        literal_binds=True,
-        render_as_batch=True,
-        render_item=_render_item,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
+    _run(url=url, literal_binds=True)
 
 
 def run_migrations_online() -> None:

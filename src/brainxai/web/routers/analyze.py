@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from brainxai.web import crud
-from brainxai.web.analysis import analyze_and_store, available_methods, patient_for_report
+from brainxai.web.analysis import Analyzer, analyze_and_store, available_methods, patient_for_report
 from brainxai.web.db import session_scope
-from brainxai.web.deps import CurrentUser, Service, State, client_address
-from brainxai.web.models import Patient, User
+from brainxai.web.deps import Client, CurrentUser, Service, State
+from brainxai.web.models import User
 from brainxai.web.schemas import ErrorOut, PatientIn, StudyOut
 from brainxai.web.state import AppState
 from brainxai.web.uploads import check_upload
@@ -37,7 +37,7 @@ def parse_patient(code: str | None, name: str | None, birth_date: str | None, se
         raise HTTPException(422, msgs) from None
 
 
-def check_method(method: str, service: Any) -> str:
+def check_method(method: str, service: Analyzer) -> str:
     methods = available_methods(service)
     if method not in methods:
         raise HTTPException(422, f"method: unknown or unsupported explanation method {method!r}; use one of {methods}")
@@ -49,7 +49,7 @@ def patient_info_for(state: AppState, owner: User, patient: PatientIn | None) ->
     if patient is None:
         return None
     with session_scope(state.session_factory) as db:
-        stored = db.query(Patient).filter_by(owner_id=owner.id, code=patient.code).one_or_none()
+        stored = crud.find_patient(db, owner, patient.code)
         name = (stored.name if stored else None) or patient.name
         birth = (stored.birth_date if stored else None) or (
             patient.birth_date.isoformat() if patient.birth_date else None
@@ -65,7 +65,7 @@ def load_study_out(state: AppState, study_id: str, user: User) -> StudyOut:
 
 async def run_analysis(
     state: AppState,
-    service: Any,
+    service: Analyzer,
     user: User,
     file: UploadFile,
     method: str,
@@ -103,7 +103,7 @@ async def run_analysis(
 
 @router.post("/analyze", status_code=201, response_model=StudyOut, responses=_ERRORS)
 async def analyze(
-    request: Request,
+    client: Client,
     user: CurrentUser,
     state: State,
     service: Service,
@@ -124,6 +124,6 @@ async def analyze(
     """
     check_method(method, service)
     patient = parse_patient(patient_code, patient_name, patient_birth_date, patient_sex)
-    study_id = await run_analysis(state, service, user, file, method, patient, slice_index, client_address(request))
+    study_id = await run_analysis(state, service, user, file, method, patient, slice_index, client)
     out = await run_in_threadpool(load_study_out, state, study_id, user)
     return JSONResponse(out.model_dump(mode="json"), status_code=201, headers={"Location": out.links.self})

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse
 
 from brainxai.web import crud
-from brainxai.web.deps import DB, CurrentUser, State, client_address
+from brainxai.web.deps import DB, Client, CurrentUser, Offset, PageSize, State
 from brainxai.web.models import Study
 from brainxai.web.schemas import ErrorOut, StudyOut, StudySummary
 from brainxai.web.state import AppState
@@ -33,24 +33,20 @@ def _file(state: AppState, study: Study, key: str) -> str:
 
 @router.get("", response_model=list[StudySummary], responses=_ERRORS)
 def list_studies(
-    request: Request,
-    user: CurrentUser,
-    db: DB,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    client: Client, user: CurrentUser, db: DB, limit: PageSize = 50, offset: Offset = 0
 ) -> list[StudySummary]:
     """Your most recent studies (all users' for an administrator)."""
     studies = crud.list_studies(db, user, limit=limit, offset=offset)
-    crud.audit(db, user, "study.list", "study", None, f"{len(studies)} shown", client_address(request))
+    crud.audit(db, user, "study.list", "study", None, f"{len(studies)} shown", client)
     db.commit()
     return [study_summary(s) for s in studies]
 
 
 @router.get("/{study_id}", response_model=StudyOut, responses=_ERRORS)
-def get_study(study_id: str, request: Request, user: CurrentUser, db: DB) -> StudyOut:
+def get_study(study_id: str, client: Client, user: CurrentUser, db: DB) -> StudyOut:
     """A study's full result: prediction, probabilities, spatial parameters, links to images and report."""
     study = crud.get_study(db, user, study_id)
-    crud.audit(db, user, "study.view", "study", study.id, None, client_address(request))
+    crud.audit(db, user, "study.view", "study", study.id, None, client)
     db.commit()
     return study_out(study)
 
@@ -61,12 +57,12 @@ def get_study(study_id: str, request: Request, user: CurrentUser, db: DB) -> Stu
     responses={**_ERRORS, 200: {"content": {"image/png": {}}}},
 )
 def study_image(
-    study_id: str, kind: ImageKind, request: Request, user: CurrentUser, db: DB, state: State
+    study_id: str, kind: ImageKind, client: Client, user: CurrentUser, db: DB, state: State
 ) -> FileResponse:
     """One of the study's PNG images: original, heatmap, overlay, outline or mask."""
     study = crud.get_study(db, user, study_id)
     path = _file(state, study, f"image:{kind}")
-    crud.audit(db, user, "study.image", "study", study.id, kind, client_address(request))
+    crud.audit(db, user, "study.image", "study", study.id, kind, client)
     db.commit()
     return FileResponse(path, media_type="image/png")
 
@@ -76,10 +72,10 @@ def study_image(
     response_class=FileResponse,
     responses={**_ERRORS, 200: {"content": {"application/pdf": {}}}},
 )
-def study_report(study_id: str, request: Request, user: CurrentUser, db: DB, state: State) -> FileResponse:
+def study_report(study_id: str, client: Client, user: CurrentUser, db: DB, state: State) -> FileResponse:
     """The study's PDF report (downloaded as an attachment)."""
     study = crud.get_study(db, user, study_id)
     path = _file(state, study, "report_pdf")
-    crud.audit(db, user, "report.download", "study", study.id, None, client_address(request))
+    crud.audit(db, user, "report.download", "study", study.id, None, client)
     db.commit()
     return FileResponse(path, media_type="application/pdf", filename=f"brainxai-report-{study.id[:12]}.pdf")

@@ -17,7 +17,40 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # In dependency order: a table comes after the tables its foreign keys point to.
+    _create_users()
+    _create_audit_events()
+    _create_auth_sessions()
+    _create_patients()
+    _create_batch_jobs()
+    _create_studies()
+    _create_batch_items()
 
+
+def _owned_columns() -> tuple[sa.Column, ...]:
+    """The key, owner and (optional) patient of a study or a batch job."""
+    return (
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("owner_id", sa.Integer(), nullable=False),
+        sa.Column("patient_id", sa.Integer(), nullable=True),
+    )
+
+
+def _owner_and_patient_keys() -> tuple[sa.ForeignKeyConstraint, ...]:
+    """The foreign keys of those columns."""
+    return (
+        sa.ForeignKeyConstraint(
+            ["owner_id"],
+            ["users.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["patient_id"],
+            ["patients.id"],
+        ),
+    )
+
+
+def _create_users() -> None:
     op.create_table(
         "users",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -29,6 +62,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("username"),
     )
+
+
+def _create_audit_events() -> None:
     op.create_table(
         "audit_events",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -50,6 +86,8 @@ def upgrade() -> None:
         batch_op.create_index("ix_audit_events_at", ["at"], unique=False)
         batch_op.create_index(batch_op.f("ix_audit_events_user_id"), ["user_id"], unique=False)
 
+
+def _create_auth_sessions() -> None:
     op.create_table(
         "auth_sessions",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -65,6 +103,8 @@ def upgrade() -> None:
     with op.batch_alter_table("auth_sessions", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_auth_sessions_user_id"), ["user_id"], unique=False)
 
+
+def _create_patients() -> None:
     op.create_table(
         "patients",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -84,33 +124,26 @@ def upgrade() -> None:
     with op.batch_alter_table("patients", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_patients_owner_id"), ["owner_id"], unique=False)
 
+
+def _create_batch_jobs() -> None:
     op.create_table(
         "batch_jobs",
-        sa.Column("id", sa.String(length=32), nullable=False),
-        sa.Column("owner_id", sa.Integer(), nullable=False),
-        sa.Column("patient_id", sa.Integer(), nullable=True),
+        *_owned_columns(),
         sa.Column("method", sa.String(length=32), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["owner_id"],
-            ["users.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["patient_id"],
-            ["patients.id"],
-        ),
+        *_owner_and_patient_keys(),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("batch_jobs", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_batch_jobs_owner_id"), ["owner_id"], unique=False)
 
+
+def _create_studies() -> None:
     op.create_table(
         "studies",
-        sa.Column("id", sa.String(length=32), nullable=False),
-        sa.Column("owner_id", sa.Integer(), nullable=False),
-        sa.Column("patient_id", sa.Integer(), nullable=True),
+        *_owned_columns(),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("source_name", sa.String(length=255), nullable=False),
         sa.Column("source_kind", sa.String(length=16), nullable=False),
@@ -122,20 +155,15 @@ def upgrade() -> None:
         sa.Column("result", sa.JSON(), nullable=False),
         sa.Column("files", sa.JSON(), nullable=False),
         sa.Column("storage_dir", sa.String(length=255), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["owner_id"],
-            ["users.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["patient_id"],
-            ["patients.id"],
-        ),
+        *_owner_and_patient_keys(),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("studies", schema=None) as batch_op:
         batch_op.create_index("ix_studies_owner_created", ["owner_id", "created_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_studies_patient_id"), ["patient_id"], unique=False)
 
+
+def _create_batch_items() -> None:
     op.create_table(
         "batch_items",
         sa.Column("id", sa.Integer(), nullable=False),
