@@ -26,12 +26,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from brainxai.explain.methods import ANALYSIS_METHODS
 from brainxai.pipeline.options import AnalysisOptions
 from brainxai.version import __version__
-from brainxai.web.crud import audit, find_or_create_patient
+from brainxai.web import crud
+from brainxai.web.crud import audit, ensure_patient
 from brainxai.web.db import session_scope
 from brainxai.web.models import Study, User
-from brainxai.web.schemas import PatientIn
+from brainxai.web.schemas import PatientIn, StudyOut
 from brainxai.web.storage import Storage
 from brainxai.web.uploads import CheckedUpload
+from brainxai.web.views import study_out
 
 logger = logging.getLogger(__name__)
 
@@ -244,11 +246,7 @@ def _study_patient(
     """The study's patient: ``new_patient``, found or created among the owner's patients; else ``patient_id``."""
     if new_patient is None or owner is None:
         return patient_id
-    birth_date = new_patient.birth_date.isoformat() if new_patient.birth_date else None
-    patient = find_or_create_patient(
-        db, owner, new_patient.code, name=new_patient.name, birth_date=birth_date, sex=new_patient.sex
-    )
-    return patient.id
+    return ensure_patient(db, owner, new_patient).id
 
 
 def _new_study(
@@ -355,3 +353,25 @@ def available_methods(service: Any | None) -> list[str]:
 
 def server_version() -> str:
     return __version__
+
+
+def patient_info_for(
+    session_factory: sessionmaker[Session], owner: User, patient: PatientIn | None
+) -> dict[str, Any] | None:
+    """What the report will show: the stored record, completed by the fields just sent."""
+    if patient is None:
+        return None
+    with session_scope(session_factory) as db:
+        stored = crud.find_patient(db, owner, patient.code)
+        name = (stored.name if stored else None) or patient.name
+        birth = (stored.birth_date if stored else None) or (
+            patient.birth_date.isoformat() if patient.birth_date else None
+        )
+        sex = (stored.sex if stored else None) or patient.sex
+    return patient_for_report(patient.code, name, birth, sex)
+
+
+def load_study_out(session_factory: sessionmaker[Session], study_id: str, user: User) -> StudyOut:
+    """The stored study as the API shows it (404 when the user may not see it)."""
+    with session_scope(session_factory) as db:
+        return study_out(crud.get_study(db, user, study_id))

@@ -9,15 +9,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from brainxai.web import crud
-from brainxai.web.analysis import Analyzer, analyze_and_store, available_methods, patient_for_report
-from brainxai.web.db import session_scope
+from brainxai.web.analysis import Analyzer, analyze_and_store, available_methods, load_study_out, patient_info_for
 from brainxai.web.deps import Client, CurrentUser, Service, State
 from brainxai.web.models import User
 from brainxai.web.schemas import ErrorOut, PatientIn, StudyOut
 from brainxai.web.state import AppState
 from brainxai.web.uploads import check_upload
-from brainxai.web.views import study_out
 
 router = APIRouter(prefix="/api", tags=["analysis"])
 
@@ -44,25 +41,6 @@ def check_method(method: str, service: Analyzer) -> str:
     return method
 
 
-def patient_info_for(state: AppState, owner: User, patient: PatientIn | None) -> dict[str, Any] | None:
-    """What the report will show: the stored record, completed by the fields just sent."""
-    if patient is None:
-        return None
-    with session_scope(state.session_factory) as db:
-        stored = crud.find_patient(db, owner, patient.code)
-        name = (stored.name if stored else None) or patient.name
-        birth = (stored.birth_date if stored else None) or (
-            patient.birth_date.isoformat() if patient.birth_date else None
-        )
-        sex = (stored.sex if stored else None) or patient.sex
-    return patient_for_report(patient.code, name, birth, sex)
-
-
-def load_study_out(state: AppState, study_id: str, user: User) -> StudyOut:
-    with session_scope(state.session_factory) as db:
-        return study_out(crud.get_study(db, user, study_id))
-
-
 async def run_analysis(
     state: AppState,
     service: Analyzer,
@@ -82,7 +60,7 @@ async def run_analysis(
         max_bytes=state.settings.max_upload_bytes,
         max_volume_bytes=state.settings.max_volume_bytes,
     )
-    info = await run_in_threadpool(patient_info_for, state, user, patient)
+    info = await run_in_threadpool(patient_info_for, state.session_factory, user, patient)
     try:
         return await state.runner.run(
             analyze_and_store,
@@ -125,5 +103,5 @@ async def analyze(
     check_method(method, service)
     patient = parse_patient(patient_code, patient_name, patient_birth_date, patient_sex)
     study_id = await run_analysis(state, service, user, file, method, patient, slice_index, client)
-    out = await run_in_threadpool(load_study_out, state, study_id, user)
+    out = await run_in_threadpool(load_study_out, state.session_factory, study_id, user)
     return JSONResponse(out.model_dump(mode="json"), status_code=201, headers={"Location": out.links.self})
