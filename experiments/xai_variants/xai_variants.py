@@ -44,8 +44,8 @@ from tqdm.auto import tqdm
 from brainxai.bench import hardware_summary
 from brainxai.constants import DISCLAIMER
 from brainxai.explain import create_explainer
-from brainxai.explain.lrp import fast as lrp_module
 from brainxai.explain.cam import aligned_maps, align_to_receptive_fields, cam_grid
+from brainxai.explain.lrp import fast as lrp_module
 from brainxai.explain.quality import pointing_game
 from brainxai.explain.views import relevance_to_original
 from brainxai.inference import Classifier

@@ -62,11 +62,17 @@ def test_registered_cell_offsets_match_the_measurement(name) -> None:
     model = create_model(name, pretrained=False).eval()
     config = model.brainxai_config
     size = config.preprocess.img_size
-    stated = cam_grid(model, get_target_layer(model), (size, size), config.preprocess.channels, map_size=_map_size(model))
+    stated = cam_grid(
+        model, get_target_layer(model), (size, size), config.preprocess.channels, map_size=_map_size(model)
+    )
     # Without map_size the grid is measured by the probe, whatever the config says.
     measured = cam_grid(model, get_target_layer(model), (size, size), config.preprocess.channels)
     assert config.cam_cell_offset is not None
-    for a, b in ((stated.stride_y, measured.stride_y), (stated.offset_y, measured.offset_y), (stated.offset_x, measured.offset_x)):
+    for a, b in (
+        (stated.stride_y, measured.stride_y),
+        (stated.offset_y, measured.offset_y),
+        (stated.offset_x, measured.offset_x),
+    ):
         assert a == pytest.approx(b, abs=0.05)
 
 
@@ -116,6 +122,6 @@ def test_explainer_applies_the_alignment_and_can_leave_it_off() -> None:
     aligned = GradCamExplainer(model).explain(x)
     grid = cam_grid(model, get_target_layer(model), (224, 224))
     expected = align_to_receptive_fields(np.stack([e.relevance for e in raw]), grid)
-    for e, ref in zip(aligned, expected):
+    for e, ref in zip(aligned, expected, strict=True):
         np.testing.assert_allclose(e.relevance, ref, atol=1e-6)
     assert not np.allclose(raw[0].relevance, aligned[0].relevance)

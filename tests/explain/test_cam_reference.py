@@ -61,7 +61,7 @@ def test_gradcam_matches_hand_computation(two_layer) -> None:
         alpha = w[target].mean(axis=(1, 2))  # (3,)
         expected = [_minmax(np.einsum("k,kij->ij", alpha, acts[n])) for n in range(2)]
         got = create_explainer("gradcam", two_layer).explain(x, target=target)
-        for e, ref in zip(got, expected):
+        for e, ref in zip(got, expected, strict=True):
             np.testing.assert_allclose(e.relevance, ref, atol=1e-5)
         # HiResCAM keeps the gradient per position instead of averaging it.
         hires = create_explainer("hirescam", two_layer).explain(x, target=target)
@@ -101,6 +101,6 @@ def test_shortcut_equals_library(name, registered_factory) -> None:
     assert fast.head is not None and slow.head is None
     for target in (None, [0, 2, 3]):
         a, b = fast.explain(x, target), slow.explain(x, target)
-        for ea, eb in zip(a, b):
+        for ea, eb in zip(a, b, strict=True):
             assert ea.target == eb.target and ea.score == pytest.approx(eb.score, abs=1e-6)
             np.testing.assert_allclose(ea.relevance, eb.relevance, atol=1e-5)

@@ -31,8 +31,11 @@ class StridedNet(nn.Module):
                 self.classifier.weight.copy_(torch.tensor([[1.0, 1.0, 1.0], [-1.0, -1.0, -1.0]]))
                 self.classifier.bias.zero_()
         self.brainxai_config = ModelConfig(
-            name="strided-test", preprocess=PreprocessConfig(img_size=64, channels=1, normalize="unit", crop=False),
-            target_layer="features", stages=(("classifier",),), classes=("a", "b"),
+            name="strided-test",
+            preprocess=PreprocessConfig(img_size=64, channels=1, normalize="unit", crop=False),
+            target_layer="features",
+            stages=(("classifier",),),
+            classes=("a", "b"),
         )
         self.eval()
 

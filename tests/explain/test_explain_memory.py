@@ -23,7 +23,12 @@ def rss_mb() -> float:
 
 
 def global_hooks() -> int:
-    names = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks", "_global_backward_pre_hooks")
+    names = (
+        "_global_forward_hooks",
+        "_global_forward_pre_hooks",
+        "_global_backward_hooks",
+        "_global_backward_pre_hooks",
+    )
     return sum(len(getattr(torch_module, n, {})) for n in names)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -31,6 +34,27 @@ def test_registry_lists_the_methods_in_order() -> None:
     assert list_explainers() == METHODS
 
 
+def test_the_builtin_classes_are_the_named_methods() -> None:
+    from brainxai.explain import builtin_explainers
+    from brainxai.explain.methods import METHODS as NAMED
+
+    assert sorted(cls.name for cls in builtin_explainers()) == sorted(NAMED) == sorted(METHODS)
+
+
+def test_explain_imports_no_model_architecture() -> None:
+    # Models declare what explanation methods need (target layer, LRP canonizers) in their ModelConfig;
+    # explain reads the config and never guesses the architecture from a model module.
+    import brainxai.explain
+
+    allowed = {"brainxai.models.registry", "brainxai.models.fusion"}
+    for path in Path(brainxai.explain.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            bad = [n for n in names if n.startswith("brainxai.models") and n not in allowed]
+            assert not bad, f"{path.name} imports {bad}"
+
+
 def test_unknown_method_names_the_alternatives(tiny_model) -> None:
     with pytest.raises(KeyError, match="gradcam"):
         create_explainer("smoothgrad", tiny_model)
@@ -51,7 +75,7 @@ def test_output_shape_finite_metadata_and_determinism(method, tiny_model, tiny_b
     with torch.no_grad():
         logits = tiny_model(tiny_batch)
     probs = torch.softmax(logits, 1)
-    for i, (a, b) in enumerate(zip(first, second)):
+    for i, (a, b) in enumerate(zip(first, second, strict=True)):
         assert isinstance(a, Explanation)
         assert a.relevance.shape == (16, 16) and a.relevance.dtype == np.float32
         assert np.isfinite(a.relevance).all()
@@ -77,7 +101,9 @@ def test_batch_equals_one_image_at_a_time(method, tiny_model, tiny_batch) -> Non
     for i, t in enumerate([0, 1, 3]):
         (single,) = explainer.explain(tiny_batch[i : i + 1], target=t)
         assert single.target == batched[i].target == t
-        np.testing.assert_allclose(single.relevance, batched[i].relevance, rtol=1e-4, atol=1e-6 * np.abs(single.relevance).max())
+        np.testing.assert_allclose(
+            single.relevance, batched[i].relevance, rtol=1e-4, atol=1e-6 * np.abs(single.relevance).max()
+        )
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -131,7 +157,7 @@ def test_guided_gradcam_is_the_product(tiny_model, tiny_batch) -> None:
     gg = create_explainer("guided-gradcam", tiny_model).explain(tiny_batch, target=2)
     gb = create_explainer("guided-backprop", tiny_model).explain(tiny_batch, target=2)
     gc = create_explainer("gradcam", tiny_model).explain(tiny_batch, target=2)
-    for a, b, c in zip(gg, gb, gc):
+    for a, b, c in zip(gg, gb, gc, strict=True):
         np.testing.assert_allclose(a.relevance, b.relevance * c.relevance, rtol=1e-5, atol=1e-9)
 
 

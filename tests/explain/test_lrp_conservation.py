@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from brainxai.data.preprocess import PreprocessConfig
 from brainxai.explain import create_explainer
-from brainxai.explain.lrp import MBConvCanonizer, build_composite
+from brainxai.explain.lrp import CANONIZERS, MBConvCanonizer, build_composite
+from brainxai.models import get_model_config, list_models
 from brainxai.models.efficientnet_lite import MBConv
+from brainxai.models.registry import ModelConfig
+
+# Like EfficientNet-Lite0's config, the stack names the canonizer its residual blocks need.
+MBCONV_CONFIG = ModelConfig(
+    name="mbconv-stack",
+    preprocess=PreprocessConfig(img_size=12, channels=1, normalize="unit", crop=False),
+    target_layer="blocks",
+    stages=(("classifier",),),
+    classes=("a", "b", "c"),
+    lrp_canonizers=("mbconv-residual",),
+)
 
 
 def _logit(model: nn.Module, x: torch.Tensor, target: int) -> np.ndarray:
@@ -55,6 +70,7 @@ class MBConvStack(nn.Module):
                     m.running_mean.uniform_(-0.3, 0.3)
                     m.running_var.uniform_(0.5, 2.0)
                     m.bias.data.uniform_(-0.3, 0.3)
+        self.brainxai_config = MBCONV_CONFIG
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
@@ -89,6 +105,19 @@ def test_residual_blocks_conserve_only_with_the_canonizer(monkeypatch) -> None:
     monkeypatch.setattr(MBConvCanonizer, "_attribute_map", classmethod(lambda cls, name, module: None))
     broken = create_explainer("lrp", model, composite="epsilon", epsilon=1e-9).explain(x, target)
     assert not np.allclose([e.relevance.sum() for e in broken], logits, rtol=0.05)
+
+
+def test_registered_models_name_known_canonizers() -> None:
+    assert get_model_config("efficientnet-lite0").lrp_canonizers == ("mbconv-residual",)
+    for name in list_models():
+        assert set(get_model_config(name).lrp_canonizers) <= set(CANONIZERS), name
+
+
+def test_an_unknown_canonizer_is_an_error(tiny_factory) -> None:
+    model = tiny_factory()
+    model.brainxai_config = replace(model.brainxai_config, lrp_canonizers=("no-such-canonizer",))
+    with pytest.raises(ValueError, match="no-such-canonizer"):
+        create_explainer("lrp", model).explain(torch.rand(1, 1, 16, 16))
 
 
 def test_lrp_on_efficientnet_and_resnet(registered_factory) -> None:

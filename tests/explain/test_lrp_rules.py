@@ -71,7 +71,6 @@ def test_non_negative_zplus_equals_zennits_zplus(signed, dtype, monkeypatch) -> 
     assert calls == ([1] if signed else [])
 
 
-
 def test_non_negative_zplus_copies_keep_their_stabiliser() -> None:
     # zennit gives every layer its own copy of a rule; the fast branch's epsilon must come along.
     rule = NonNegativeZPlus(stabilizer=1e-3)
@@ -80,10 +79,10 @@ def test_non_negative_zplus_copies_keep_their_stabiliser() -> None:
 
 
 def test_main_pass_flag_is_cleared_after_an_error() -> None:
-    from brainxai.explain import lrp
+    from brainxai.explain.lrp import fast
 
     with pytest.raises(RuntimeError):
-        with lrp._main_pass():
-            assert lrp._MAIN_PASS.active
+        with fast._main_pass():
+            assert fast._MAIN_PASS.active
             raise RuntimeError("forward failed")
-    assert lrp._MAIN_PASS.active is False
+    assert fast._MAIN_PASS.active is False

@@ -70,3 +70,16 @@ def test_cnn_lstm_reads_one_step_per_row():
     assert model.lstm.input_size == 128 * 8
     with pytest.raises(ValueError, match="divisible by 8"):
         create_model("cnn-lstm", img_size=60)
+
+
+def test_mbconv_is_its_branch_plus_the_skip_connection() -> None:
+    # LRP's "mbconv-residual" canonizer rebuilds the block from these two names.
+    from brainxai.models.efficientnet_lite import MBConv
+
+    torch.manual_seed(0)
+    block, plain = MBConv(8, 8, 3, 1, 2).eval(), MBConv(8, 16, 3, 1, 2).eval()
+    x = torch.randn(1, 8, 6, 6)
+    assert block.use_residual and not plain.use_residual
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), block.branch(x) + x, rtol=0, atol=0)
+        torch.testing.assert_close(plain(x), plain.branch(x), rtol=0, atol=0)

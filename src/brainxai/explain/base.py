@@ -1,8 +1,10 @@
 """The explainer interface, its result type and the registry of methods.
 
-Every method is a small :class:`Explainer` subclass. The base class owns the template in
-:meth:`Explainer.explain` (input checks, target resolution, eval mode, gradient bookkeeping, result
-assembly); a subclass overrides the one step that differs, :meth:`Explainer._attribute`.
+Every method is a small :class:`Explainer` subclass, registered by name; the built-ins (named in
+:mod:`brainxai.explain.methods`) join the registry on its first lookup. The base class owns the
+template in :meth:`Explainer.explain` (input checks, target resolution, eval mode, gradient
+bookkeeping, result assembly); a subclass overrides the one step that differs,
+:meth:`Explainer._attribute`.
 
 Hooks are registered for the duration of one :meth:`Explainer.explain` call and removed before it
 returns, also when it raises, so a model never keeps hooks from an explanation. (LRP keeps zennit's
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -23,6 +25,7 @@ import torch
 from torch import nn
 
 from brainxai.constants import CLASSES
+from brainxai.explain.methods import METHODS
 
 
 class UnsupportedModelError(ValueError):
@@ -120,7 +123,9 @@ class Explainer(ABC):
                 relevance=np.ascontiguousarray(relevance[i]),
                 method=self.name,
                 target=int(chosen_list[i]),
-                target_label=self.classes[chosen_list[i]] if chosen_list[i] < len(self.classes) else str(chosen_list[i]),
+                target_label=self.classes[chosen_list[i]]
+                if chosen_list[i] < len(self.classes)
+                else str(chosen_list[i]),
                 score=float(scores[i]),
             )
             for i in range(n)
@@ -144,9 +149,7 @@ class Explainer(ABC):
         """The requested targets, or each row's arg-max when none were requested."""
         return targets if targets is not None else logits.detach().argmax(dim=1)
 
-    def _target_tensor(
-        self, target: int | Sequence[int] | None, n: int, device: torch.device
-    ) -> torch.Tensor | None:
+    def _target_tensor(self, target: int | Sequence[int] | None, n: int, device: torch.device) -> torch.Tensor | None:
         if target is None:
             return None
         if isinstance(target, (int, np.integer)):
@@ -157,7 +160,9 @@ class Explainer(ABC):
                 raise ValueError(f"got {len(values)} targets for {n} images")
         bad = [t for t in values if not 0 <= t < len(self.classes)]
         if bad:
-            raise ValueError(f"target class {bad[0]} out of range 0..{len(self.classes) - 1} ({', '.join(self.classes)})")
+            raise ValueError(
+                f"target class {bad[0]} out of range 0..{len(self.classes) - 1} ({', '.join(self.classes)})"
+            )
         return torch.tensor(values, dtype=torch.long, device=device)
 
     # -- lifetime -------------------------------------------------------------------------------
@@ -213,6 +218,24 @@ def _explaining(model: nn.Module) -> Iterator[None]:
 
 _E = TypeVar("_E", bound=type[Explainer])
 _REGISTRY: dict[str, type[Explainer]] = {}
+#: Functions returning the built-in methods' classes. The package (``brainxai.explain``) adds the one
+#: that imports them, so this module never imports its own subclasses, and pytorch-grad-cam and
+#: zennit load only when a method is first looked up.
+_BUILTIN_SOURCES: list[Callable[[], Iterable[type[Explainer]]]] = []
+
+
+def add_builtin_source(source: Callable[[], Iterable[type[Explainer]]]) -> None:
+    """Adds a function that returns built-in explainer classes, registered on the first lookup."""
+    if source not in _BUILTIN_SOURCES:
+        _BUILTIN_SOURCES.append(source)
+
+
+def _registry() -> dict[str, type[Explainer]]:
+    """The registered methods, the built-ins always among them."""
+    for source in _BUILTIN_SOURCES:
+        for cls in source():
+            _REGISTRY.setdefault(cls.name, cls)
+    return _REGISTRY
 
 
 def register_explainer(cls: _E) -> _E:
@@ -220,21 +243,18 @@ def register_explainer(cls: _E) -> _E:
     name = getattr(cls, "name", None)
     if not name:
         raise ValueError(f"{cls.__name__} has no name")
-    if name in _REGISTRY and _REGISTRY[name] is not cls:
+    registry = _registry()
+    if name in registry and registry[name] is not cls:
         raise ValueError(f"explainer {name!r} is already registered")
-    _REGISTRY[name] = cls
+    registry[name] = cls
     return cls
-
-
-def _ensure_builtin() -> None:
-    import brainxai.explain  # noqa: F401  (importing the package registers the built-in methods)
 
 
 def list_explainers() -> list[str]:
     """Names of the registered methods, in a fixed order (built-ins first, then others sorted)."""
-    _ensure_builtin()
-    builtin = [n for n in BUILTIN_ORDER if n in _REGISTRY]
-    return builtin + sorted(n for n in _REGISTRY if n not in BUILTIN_ORDER)
+    registry = _registry()
+    builtin = [n for n in METHODS if n in registry]
+    return builtin + sorted(n for n in registry if n not in METHODS)
 
 
 def create_explainer(name: str, model: nn.Module, **kwargs: Any) -> Explainer:
@@ -244,11 +264,7 @@ def create_explainer(name: str, model: nn.Module, **kwargs: Any) -> Explainer:
         KeyError: Unknown method (the message lists the known ones).
         UnsupportedModelError: The method cannot explain this model.
     """
-    _ensure_builtin()
-    if name not in _REGISTRY:
+    registry = _registry()
+    if name not in registry:
         raise KeyError(f"unknown explanation method {name!r}; available: {', '.join(list_explainers())}")
-    return _REGISTRY[name](model, **kwargs)
-
-
-BUILTIN_ORDER: tuple[str, ...] = ("lrp", "gradcam", "gradcam++", "hirescam", "guided-backprop", "guided-gradcam")
-
+    return registry[name](model, **kwargs)

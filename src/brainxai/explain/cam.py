@@ -36,12 +36,11 @@ from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from brainxai.explain.base import Explainer, register_explainer
+from brainxai.explain.base import Explainer
+from brainxai.models.registry import get_target_layer
 
 
 def _target_layer(explainer: Explainer) -> nn.Module:
-    from brainxai.models import get_target_layer
-
     if getattr(explainer.model, "brainxai_config", None) is None:
         raise explainer.unsupported("the model has no brainxai_config naming its CAM target layer")
     return get_target_layer(explainer.model)
@@ -86,8 +85,15 @@ class _StopForward(Exception):
 def _architecture_key(model: nn.Module, layer: nn.Module, size: tuple[int, int]) -> tuple[Any, ...]:
     # Weights do not matter for the geometry; the layer sequence and the input size do.
     layers = tuple(
-        (name, type(m).__name__, getattr(m, "kernel_size", None), getattr(m, "stride", None),
-         getattr(m, "padding", None), getattr(m, "dilation", None), m is layer)
+        (
+            name,
+            type(m).__name__,
+            getattr(m, "kernel_size", None),
+            getattr(m, "stride", None),
+            getattr(m, "padding", None),
+            getattr(m, "dilation", None),
+            m is layer,
+        )
         for name, m in model.named_modules()
         if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) or m is layer
     )
@@ -129,24 +135,8 @@ def _measure_grid(model: nn.Module, layer: nn.Module, input_size: tuple[int, int
     cell is a positive weight over its receptive field, whose centroid is the cell's centre. The probe
     input is ``_PROBE_CELLS`` cells a side so that a central cell's receptive field lies inside it.
     """
-    probe = copy.deepcopy(model).eval().float().cpu()
+    probe = _probe_copy(model)
     path = next(name for name, m in model.named_modules() if m is layer)
-    for m in list(probe.modules()):
-        for child_name, child in list(m.named_children()):
-            if isinstance(child, nn.MaxPool2d):
-                setattr(m, child_name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding))
-    with torch.no_grad():
-        for m in probe.modules():
-            if isinstance(m, nn.Conv2d):
-                m.weight.fill_(1.0 / m.weight[0].numel())
-                if m.bias is not None:
-                    m.bias.zero_()
-            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.zero_()
-                m.running_var.fill_(1.0 - m.eps)
-                m.weight.fill_(1.0)
-                m.bias.fill_(0.0)
-
     store: dict[str, torch.Tensor] = {}
 
     def capture(_m: nn.Module, _i: Any, out: torch.Tensor) -> None:
@@ -165,8 +155,9 @@ def _measure_grid(model: nn.Module, layer: nn.Module, input_size: tuple[int, int
         with torch.no_grad():
             h, w = run(torch.zeros(1, channels, *input_size)).shape[-2:]
         resize_y, resize_x = input_size[0] / h, input_size[1] / w
-        x = torch.full((1, channels, round(resize_y * _PROBE_CELLS), round(resize_x * _PROBE_CELLS)), 0.01,
-                       requires_grad=True)
+        x = torch.full(
+            (1, channels, round(resize_y * _PROBE_CELLS), round(resize_x * _PROBE_CELLS)), 0.01, requires_grad=True
+        )
         out = run(x)
         c = _PROBE_CELLS // 2
         centres = []
@@ -179,15 +170,39 @@ def _measure_grid(model: nn.Module, layer: nn.Module, input_size: tuple[int, int
         handle.remove()
     stride_y, stride_x = centres[1][0] - centres[0][0], centres[1][1] - centres[0][1]
     return CamGrid(
-        round(float(stride_y), 2), round(float(stride_x), 2),
-        round(float(centres[0][0] - stride_y * c), 2), round(float(centres[0][1] - stride_x * c), 2),
-        resize_y, resize_x,
+        round(float(stride_y), 2),
+        round(float(stride_x), 2),
+        round(float(centres[0][0] - stride_y * c), 2),
+        round(float(centres[0][1] - stride_x * c), 2),
+        resize_y,
+        resize_x,
     )
 
 
-def _registered_target(model: nn.Module) -> nn.Module | None:
-    from brainxai.models import get_target_layer
+def _probe_copy(model: nn.Module) -> nn.Module:
+    """A float32 CPU copy with averaging convolutions, identity batch norms and average pooling."""
+    probe = copy.deepcopy(model).eval().float().cpu()
+    for m in list(probe.modules()):
+        for child_name, child in list(m.named_children()):
+            if isinstance(child, nn.MaxPool2d):
+                setattr(m, child_name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding))
+    with torch.no_grad():
+        for m in probe.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.fill_(1.0 / m.weight[0].numel())
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+                if m.running_mean is not None and m.running_var is not None:
+                    m.running_mean.zero_()
+                    m.running_var.fill_(1.0 - m.eps)
+                if m.affine:  # without affine parameters the normalisation alone is the identity here
+                    m.weight.fill_(1.0)
+                    m.bias.fill_(0.0)
+    return probe
 
+
+def _registered_target(model: nn.Module) -> nn.Module | None:
     try:
         return get_target_layer(model)
     except (AttributeError, KeyError, ValueError):
@@ -204,8 +219,11 @@ def align_to_receptive_fields(maps: np.ndarray, grid: CamGrid) -> np.ndarray:
     out = np.empty_like(maps)
     for i, cam in enumerate(maps):
         shifted = cv2.warpAffine(
-            cam.astype(np.float32), m, (cam.shape[1], cam.shape[0]),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE,
+            cam.astype(np.float32),
+            m,
+            (cam.shape[1], cam.shape[0]),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
         )
         lo, hi = float(shifted.min()), float(shifted.max())
         out[i] = (shifted - lo) / (hi - lo) if hi > lo else shifted
@@ -218,7 +236,8 @@ def aligned_maps(maps: np.ndarray, cam: BaseCAM, model: nn.Module, layer: nn.Mod
     Call it inside the CAM's context, while ``cam`` still holds the layer's activations.
     """
     map_size = tuple(cam.activations_and_grads.activations[0].shape[-2:])
-    return align_to_receptive_fields(maps, cam_grid(model, layer, tuple(x.shape[-2:]), x.shape[1], map_size))
+    input_size = (int(x.shape[-2]), int(x.shape[-1]))
+    return align_to_receptive_fields(maps, cam_grid(model, layer, input_size, x.shape[1], map_size))
 
 
 class _CamExplainer(Explainer):
@@ -314,13 +333,12 @@ def translate(a: _Array, dy: int, dx: int, fill: float | torch.Tensor) -> _Array
     else:
         out = np.full_like(a, fill)
     if abs(dy) < h and abs(dx) < w:
-        out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = (
-            a[..., max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)]
-        )
+        out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = a[
+            ..., max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)
+        ]
     return out
 
 
-@register_explainer
 class GradCamPlusPlusExplainer(_CamExplainer):
     """Grad-CAM++ (Chattopadhay et al., 2018): second-order weighting of positive gradients."""
 
@@ -328,7 +346,6 @@ class GradCamPlusPlusExplainer(_CamExplainer):
     cam_class = GradCAMPlusPlus
 
 
-@register_explainer
 class HiResCamExplainer(_CamExplainer):
     """HiResCAM (Draelos & Carin, 2020): element-wise gradient x activation, summed over channels."""
 
@@ -349,7 +366,6 @@ class _LinearHeadGradCAM(GradCAM):
         return self.linear_weight[categories] / float(h * w)
 
 
-@register_explainer
 class GradCamExplainer(_CamExplainer):
     """Grad-CAM (Selvaraju et al., 2017): channel weights are spatially averaged gradients.
 
@@ -363,7 +379,9 @@ class GradCamExplainer(_CamExplainer):
     name = "gradcam"
     cam_class = GradCAM
 
-    def __init__(self, model: nn.Module, shortcut: bool = True, align: bool = True, shifts: int = 1, **kwargs: Any) -> None:
+    def __init__(
+        self, model: nn.Module, shortcut: bool = True, align: bool = True, shifts: int = 1, **kwargs: Any
+    ) -> None:
         super().__init__(model, align=align, shifts=shifts, **kwargs)
         self.head = gap_linear_head(model, self.target_layer) if shortcut else None
 
@@ -397,7 +415,7 @@ def gap_linear_head(model: nn.Module, target_layer: nn.Module) -> nn.Linear | No
 
     try:
         graph = _Tracer().trace(model)
-    except Exception:  # noqa: BLE001 - untraceable models simply do not get the shortcut
+    except Exception:  # untraceable models simply do not get the shortcut
         return None
     modules = dict(model.named_modules())
     target_names = {name for name, m in modules.items() if m is target_layer}

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from brainxai.explain.base import Explainer, register_explainer
+from brainxai.explain.base import Explainer
 from brainxai.explain.cam import GradCamExplainer
 
 _GUIDED_ACTIVATIONS = (nn.ReLU, nn.ReLU6)
@@ -72,7 +72,6 @@ def intensity_weights(model: nn.Module, channels: int) -> torch.Tensor:
     return hi - lo
 
 
-@register_explainer
 class GuidedBackpropExplainer(Explainer):
     """Guided backpropagation, whole batches at once."""
 
@@ -99,7 +98,6 @@ class GuidedBackpropExplainer(Explainer):
         return self.guided_gradient(x, targets)
 
 
-@register_explainer
 class GuidedGradCamExplainer(Explainer):
     """Guided Grad-CAM: guided-backprop magnitude x Grad-CAM (both at input resolution).
 

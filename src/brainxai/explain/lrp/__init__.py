@@ -1,0 +1,28 @@
+"""Layer-wise relevance propagation with zennit, laid out as zennit is.
+
+- :mod:`~brainxai.explain.lrp.canonizers`: make a model LRP-ready without changing what it computes;
+  each ``ModelConfig`` names the ones its blocks need (``lrp_canonizers``);
+- :mod:`~brainxai.explain.lrp.rules`: the rule zennit lacks (a z+ that skips an exactly-zero branch);
+- :mod:`~brainxai.explain.lrp.composites`: the rule sets by name (:data:`COMPOSITES`);
+- :mod:`~brainxai.explain.lrp.fast`: the private, hooked copy of the model that makes repeated calls fast;
+- :mod:`~brainxai.explain.lrp.explainer`: the ``lrp`` method of the explainer registry.
+"""
+
+from brainxai.explain.lrp.canonizers import CANONIZERS, ExactMergeBatchNorm, MBConvCanonizer, canonizers_for
+from brainxai.explain.lrp.composites import COMPOSITES, build_composite, input_bounds
+from brainxai.explain.lrp.explainer import LrpExplainer
+from brainxai.explain.lrp.fast import PassThroughActivation
+from brainxai.explain.lrp.rules import NonNegativeZPlus
+
+__all__ = [
+    "CANONIZERS",
+    "COMPOSITES",
+    "ExactMergeBatchNorm",
+    "LrpExplainer",
+    "MBConvCanonizer",
+    "NonNegativeZPlus",
+    "PassThroughActivation",
+    "build_composite",
+    "canonizers_for",
+    "input_bounds",
+]
