@@ -102,7 +102,7 @@ def _gradcam(model: nn.Module, layer: nn.Module, weights: Callable[[int], torch.
 def _lrp(model: nn.Module, layers: dict[str, nn.Module] | None = None, weights: Callable[[int], torch.Tensor] | None = None):
     """LRP maps (optionally for a weighted sum of logits), and Relevance-CAMs at ``layers``."""
     explainer = create_explainer("lrp", model)
-    prepared = explainer._prepared_model()
+    prepared = explainer.prepared_model()
     named = dict(model.named_modules())
     prepared_named = dict(prepared.named_modules())
     layers = layers or {}
@@ -120,7 +120,7 @@ def _lrp(model: nn.Module, layers: dict[str, nn.Module] | None = None, weights: 
 
     def run(x: torch.Tensor, t: list[int]) -> dict[str, np.ndarray]:
         x = x.clone().requires_grad_(True)
-        with lrp_module._main_pass():
+        with lrp_module.main_pass():
             out = prepared(x)
         tt = torch.tensor(t)
         if weights is None:
@@ -129,9 +129,7 @@ def _lrp(model: nn.Module, layers: dict[str, nn.Module] | None = None, weights: 
             # The rules are linear in the output relevance: this is |logit| x LRP of the contrast.
             start = torch.stack([weights(k) for k in t]).to(out) * out.detach().gather(1, tt[:, None]).abs()
         out.backward(start)
-        for hook in explainer._hooks:
-            hook.tensor_handles.remove()
-            hook.stored_tensors.clear()
+        lrp_module.clear_call_state(explainer.hooks)
         maps = {"lrp": x.grad.sum(1).detach().cpu().numpy()}
         for label, path in layers.items():
             a = acts[path]

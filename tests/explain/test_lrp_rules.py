@@ -82,7 +82,7 @@ def test_main_pass_flag_is_cleared_after_an_error() -> None:
     from brainxai.explain.lrp import fast
 
     with pytest.raises(RuntimeError):
-        with fast._main_pass():
+        with fast.main_pass():
             assert fast._MAIN_PASS.active
             raise RuntimeError("forward failed")
     assert fast._MAIN_PASS.active is False

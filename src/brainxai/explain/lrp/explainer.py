@@ -72,7 +72,7 @@ class LrpExplainer(Explainer):
             raise self.unsupported("it has no convolutional or linear layers for LRP rules")
 
     def _attribute(self, x: torch.Tensor, targets: torch.Tensor | None) -> tuple[np.ndarray, torch.Tensor]:
-        lrp_model = self._prepared_model()
+        lrp_model = self.prepared_model()
 
         def output_relevance(output: torch.Tensor) -> torch.Tensor:
             target = self.select_targets(output, targets)
@@ -82,7 +82,7 @@ class LrpExplainer(Explainer):
         relevance, output = fast.relevance(lrp_model, self._hooks, x, output_relevance)
         return relevance.sum(dim=1).detach().cpu().numpy(), output.detach()
 
-    def _prepared_model(self) -> nn.Module:
+    def prepared_model(self) -> nn.Module:
         """The LRP-ready copy of the model (:func:`~brainxai.explain.lrp.fast.prepare_copy`), rebuilt
         whenever the model's weights or device change; its hooks stay until :meth:`close`."""
         stamp = fast.weights_stamp(self.model)
@@ -94,6 +94,11 @@ class LrpExplainer(Explainer):
         )
         self._lrp, self._lrp_stamp = (copy, composite), stamp
         return copy
+
+    @property
+    def hooks(self) -> list[Hook]:
+        """The rule hooks on :meth:`prepared_model` (for :func:`~brainxai.explain.lrp.fast.clear_call_state`)."""
+        return self._hooks
 
     def _channels(self) -> int:
         config = getattr(self.model, "brainxai_config", None)

@@ -62,16 +62,23 @@ def relevance(
     What zennit's ``Gradient`` attributor does, on the copy whose hooks stay registered.
     """
     try:
-        with _main_pass():
+        with main_pass():
             output = lrp_model(x)
         (result,) = torch.autograd.grad(output, x, grad_outputs=output_relevance(output))
     finally:
-        # Registered hooks keep this call's inputs and a handle per autograd node until removed;
-        # with hooks that persist across calls that would hold activations and grow without bound.
-        for hook in hooks:
-            hook.tensor_handles.remove()
-            hook.stored_tensors.clear()
+        clear_call_state(hooks)
     return result, output
+
+
+def clear_call_state(hooks: list[Hook]) -> None:
+    """Drops what the rule hooks kept of the last pass (its inputs, one handle per autograd node).
+
+    Hooks that persist across calls would otherwise hold activations and grow without bound; call
+    it after every backward pass through a :func:`prepare_copy` copy.
+    """
+    for hook in hooks:
+        hook.tensor_handles.remove()
+        hook.stored_tensors.clear()
 
 
 def weights_stamp(model: nn.Module) -> tuple[Any, ...]:
@@ -122,8 +129,11 @@ _MAIN_PASS = threading.local()
 
 
 @contextlib.contextmanager
-def _main_pass() -> Iterator[None]:
-    """Marks the forward pass whose input gradients the rule hooks replace (see below)."""
+def main_pass() -> Iterator[None]:
+    """Marks the forward pass whose input gradients the rule hooks replace (see below).
+
+    Run the forward pass through a :func:`prepare_copy` copy inside it; the backward pass outside.
+    """
     _MAIN_PASS.active = True
     try:
         yield
@@ -153,7 +163,7 @@ class _ReplacedInputGradient(torch.autograd.Function):
 def _skip_replaced_input_gradients(model: nn.Module) -> None:
     """Gives every rule-hooked ``Conv2d`` of ``model`` the cheap backward of the main pass (in place).
 
-    Only during :func:`_main_pass`: the rules' own forward passes, run inside the backward pass, call
+    Only during :func:`main_pass`: the rules' own forward passes, run inside the backward pass, call
     the same module and need its real gradient.
     """
     for m in model.modules():
