@@ -13,13 +13,13 @@ import torch
 from typer.testing import CliRunner
 
 from brainxai.cli import app
-from brainxai.explain.benchmark import (
+from brainxai.inference import Classifier
+from brainxai.xai_benchmark import (
     METRICS,
     randomized_copy,
     read_boxes,
     run_xai_benchmark,
 )
-from brainxai.inference import Classifier
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,9 @@ def small_checkpoint(tmp_path_factory) -> Path:
     model = create_model("efficientnet-lite0", pretrained=True, img_size=64)
     cfg = model.brainxai_config
     path = tmp_path_factory.mktemp("xai") / "lite64"
-    save_checkpoint(path, model, CheckpointMeta(model="efficientnet-lite0", classes=list(cfg.classes), preprocess=cfg.preprocess))
+    save_checkpoint(
+        path, model, CheckpointMeta(model="efficientnet-lite0", classes=list(cfg.classes), preprocess=cfg.preprocess)
+    )
     return path
 
 
@@ -68,6 +70,27 @@ def test_read_boxes_rejects_bad_files(tmp_path) -> None:
         read_boxes(p)
 
 
+def test_rank_agreement_keeps_the_report_conventions() -> None:
+    from brainxai.xai_benchmark.metrics import rank_agreement
+
+    assert np.isnan(rank_agreement([1.0, 2.0], [2.0, 1.0]))  # under three values: not reported
+    assert rank_agreement([1.0, 2.0, 3.0], [0.0, 0.0, 0.0]) == 0.0  # a constant side: no correlation
+    assert rank_agreement([1.0, 2.0, 3.0, 4.0], [1.0, 4.0, 9.0, 16.0]) == pytest.approx(1.0)
+
+
+def test_placed_box_metrics() -> None:
+    from brainxai.xai_benchmark import placed_box_metrics
+
+    mapped = np.zeros((64, 64), np.float32)
+    mapped[20:30, 20:30] = 1.0
+    brain = np.ones((64, 64), bool)
+    inside = placed_box_metrics(mapped, (18, 18, 32, 32), brain)
+    assert inside["pointing_game"] == 1.0 and inside["energy_in_box"] == pytest.approx(1.0)
+    assert inside["region_in_box"] == pytest.approx(1.0) and 0.0 < inside["iou"] <= 1.0
+    away = placed_box_metrics(mapped, (50, 50, 60, 60), brain, tolerance=5)
+    assert away["pointing_game"] == 0.0 and away["energy_in_box"] == 0.0 and away["iou"] == 0.0
+
+
 def test_randomized_copy_changes_weights_not_the_original(registered_factory) -> None:
     model = registered_factory("resnet18")
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -92,8 +115,15 @@ def test_runner_on_three_images(small_checkpoint, three_boxes, boxes_csv, sample
     classifier = Classifier.load(small_checkpoint, device="cpu")
     out = tmp_path / "xai"
     results = run_xai_benchmark(
-        three_boxes, out, classifier, images_root=boxes_csv.parent, steps=4, batch_size=2, grid_images=3,
-        train_data=train, progress=False,
+        three_boxes,
+        out,
+        classifier,
+        images_root=boxes_csv.parent,
+        steps=4,
+        batch_size=2,
+        grid_images=3,
+        train_data=train,
+        progress=False,
     )
     assert list(results) == ["lrp", "gradcam", "gradcam++", "hirescam", "guided-backprop", "guided-gradcam"]
     for method, r in results.items():
@@ -153,8 +183,17 @@ def test_runner_on_three_images(small_checkpoint, three_boxes, boxes_csv, sample
     # same image is then not counted as a training image.
     classifier.checkpoint.meta.recipe["data_info"] = {"excluded_twins": ["meningioma/seen.jpg"]}
     run_xai_benchmark(
-        three_boxes, tmp_path / "xai_excl", classifier, methods=["gradcam"], images_root=boxes_csv.parent,
-        steps=2, batch_size=3, grid_images=1, sanity=False, train_data=train, progress=False,
+        three_boxes,
+        tmp_path / "xai_excl",
+        classifier,
+        methods=["gradcam"],
+        images_root=boxes_csv.parent,
+        steps=2,
+        batch_size=3,
+        grid_images=1,
+        sanity=False,
+        train_data=train,
+        progress=False,
     )
     subsets = json.loads((tmp_path / "xai_excl" / "xai_subsets.json").read_text())
     assert subsets["in the training data"]["n"] == 0 and subsets["not in the training data"]["n"] == 3
@@ -168,11 +207,19 @@ def test_runner_reports_unsupported_methods(three_boxes, boxes_csv, tmp_path) ->
     torch.manual_seed(0)
     model = create_model("cnn-lstm", pretrained=False)
     cfg = model.brainxai_config
-    save_checkpoint(tmp_path / "lstm", model, CheckpointMeta(model="cnn-lstm", classes=list(cfg.classes), preprocess=cfg.preprocess))
+    save_checkpoint(
+        tmp_path / "lstm", model, CheckpointMeta(model="cnn-lstm", classes=list(cfg.classes), preprocess=cfg.preprocess)
+    )
     classifier = Classifier.load(tmp_path / "lstm", device="cpu")
     results = run_xai_benchmark(
-        three_boxes, tmp_path / "out", classifier, methods=["lrp", "gradcam"], images_root=boxes_csv.parent,
-        steps=2, sanity=False, progress=False,
+        three_boxes,
+        tmp_path / "out",
+        classifier,
+        methods=["lrp", "gradcam"],
+        images_root=boxes_csv.parent,
+        steps=2,
+        sanity=False,
+        progress=False,
     )
     assert results["lrp"]["n"] == 0 and results["lrp"]["pointing_game"] is None
     assert results["gradcam"]["n"] == 3 and results["gradcam"]["sanity_rank_corr"] is None
@@ -190,8 +237,18 @@ def test_cli_explain_writes_views(small_checkpoint, samples_dir, tmp_path) -> No
     out = tmp_path / "exp"
     result = CliRunner().invoke(
         app,
-        ["explain", str(samples_dir / "glioma.jpg"), "--method", "gradcam", "--target", "meningioma",
-         "--checkpoint", str(small_checkpoint), "--out", str(out)],
+        [
+            "explain",
+            str(samples_dir / "glioma.jpg"),
+            "--method",
+            "gradcam",
+            "--target",
+            "meningioma",
+            "--checkpoint",
+            str(small_checkpoint),
+            "--out",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     for name in ("heatmap", "overlay", "mask", "outline"):
@@ -204,13 +261,78 @@ def test_cli_explain_writes_views(small_checkpoint, samples_dir, tmp_path) -> No
     assert "Research use only" in result.output
 
 
+def test_cli_explain_reads_dicom(small_checkpoint, samples_dir, tmp_path) -> None:
+    """``explain`` reads what ``analyze`` reads: a DICOM file gives the same map as the same pixels in a PNG."""
+    from PIL import Image
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    from brainxai.io import read_raster
+
+    pixels = read_raster(samples_dir / "glioma.jpg")
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.Modality = "MR"
+    ds.set_pixel_data(pixels.astype(np.uint16), "MONOCHROME2", 12)
+    ds.WindowCenter, ds.WindowWidth = 128, 256  # the identity window: the DICOM holds the PNG's pixels
+    ds.save_as(tmp_path / "scan.dcm", enforce_file_format=True)
+    Image.fromarray(pixels).save(tmp_path / "scan.png")
+
+    for name in ("scan.dcm", "scan.png"):
+        result = CliRunner().invoke(
+            app,
+            [
+                "explain",
+                str(tmp_path / name),
+                "--method",
+                "gradcam",
+                "--checkpoint",
+                str(small_checkpoint),
+                "--out",
+                str(tmp_path / name.replace(".", "_")),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+    dcm, png = tmp_path / "scan_dcm", tmp_path / "scan_png"
+    meta = json.loads((dcm / "explanation.json").read_text())
+    assert meta["original_shape"] == list(pixels.shape) and meta["image"].endswith("scan.dcm")
+    assert meta["probabilities"] == json.loads((png / "explanation.json").read_text())["probabilities"]
+    np.testing.assert_array_equal(np.load(dcm / "relevance.npy"), np.load(png / "relevance.npy"))
+    assert (dcm / "overlay.png").stat().st_size > 500
+
+
+def test_cli_explain_refuses_what_is_not_a_brain_scan(small_checkpoint, tmp_path) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.full((128, 128), 120, np.uint8)).save(tmp_path / "grey.png")
+    result = CliRunner().invoke(
+        app,
+        ["explain", str(tmp_path / "grey.png"), "--checkpoint", str(small_checkpoint), "--out", str(tmp_path / "e")],
+    )
+    assert result.exit_code == 1 and "uniform" in result.output and "Traceback" not in result.output
+
+
 def test_cli_explain_warns_about_a_failed_crop(small_checkpoint, failed_crop_scan, tmp_path) -> None:
     from PIL import Image
 
     Image.fromarray(failed_crop_scan).save(tmp_path / "dark.png")
     result = CliRunner().invoke(
-        app, ["explain", str(tmp_path / "dark.png"), "--method", "gradcam", "--checkpoint", str(small_checkpoint),
-              "--out", str(tmp_path / "exp")],
+        app,
+        [
+            "explain",
+            str(tmp_path / "dark.png"),
+            "--method",
+            "gradcam",
+            "--checkpoint",
+            str(small_checkpoint),
+            "--out",
+            str(tmp_path / "exp"),
+        ],
     )
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "exp" / "explanation.json").read_text())
@@ -219,8 +341,16 @@ def test_cli_explain_warns_about_a_failed_crop(small_checkpoint, failed_crop_sca
 
 
 def test_cli_explain_no_tumour_needs_the_flag(small_checkpoint, samples_dir, tmp_path) -> None:
-    args = ["explain", str(samples_dir / "notumor.jpg"), "--method", "lrp", "--target", "notumor",
-            "--checkpoint", str(small_checkpoint)]
+    args = [
+        "explain",
+        str(samples_dir / "notumor.jpg"),
+        "--method",
+        "lrp",
+        "--target",
+        "notumor",
+        "--checkpoint",
+        str(small_checkpoint),
+    ]
     r1 = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a")])
     r2 = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b"), "--show-evidence"])
     assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
@@ -240,9 +370,22 @@ def test_cli_xai_benchmark(small_checkpoint, three_boxes, boxes_csv, tmp_path) -
     out = tmp_path / "bench"
     r = CliRunner().invoke(
         app,
-        ["xai-benchmark", "--boxes", str(three_boxes), "--images-root", str(boxes_csv.parent), "--methods",
-         "gradcam,guided-backprop", "--checkpoint", str(small_checkpoint), "--out", str(out), "--steps", "2",
-         "--no-sanity"],
+        [
+            "xai-benchmark",
+            "--boxes",
+            str(three_boxes),
+            "--images-root",
+            str(boxes_csv.parent),
+            "--methods",
+            "gradcam,guided-backprop",
+            "--checkpoint",
+            str(small_checkpoint),
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--no-sanity",
+        ],
     )
     assert r.exit_code == 0, r.output
     assert set(json.loads((out / "xai.json").read_text())) == {"gradcam", "guided-backprop"}
@@ -257,7 +400,21 @@ def test_cli_xai_benchmark(small_checkpoint, three_boxes, boxes_csv, tmp_path) -
     (tmp_path / "flat").mkdir()
     r = CliRunner().invoke(
         app,
-        ["xai-benchmark", "--boxes", str(three_boxes), "--images-root", str(boxes_csv.parent), "--methods", "gradcam",
-         "--checkpoint", str(small_checkpoint), "--out", str(out), "--no-sanity", "--train-data", str(tmp_path / "flat")],
+        [
+            "xai-benchmark",
+            "--boxes",
+            str(three_boxes),
+            "--images-root",
+            str(boxes_csv.parent),
+            "--methods",
+            "gradcam",
+            "--checkpoint",
+            str(small_checkpoint),
+            "--out",
+            str(out),
+            "--no-sanity",
+            "--train-data",
+            str(tmp_path / "flat"),
+        ],
     )
     assert r.exit_code == 1 and "flat" in r.output and "Traceback" not in r.output

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from brainxai.cli.app import app, fail, invocation
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from brainxai.explain.base import Explanation
+    from brainxai.explain.views import RenderedViews
+    from brainxai.inference import Classifier, Prediction
+    from brainxai.pipeline.steps import PreparedImage
 
 
 def _load_classifier(checkpoint: Path | None, device: str):
@@ -30,9 +39,111 @@ def _parse_target(target: str | None, classes: tuple[str, ...]) -> int | None:
     return None
 
 
+def _check_method(method: str, composite: str | None) -> None:
+    from brainxai.explain import list_explainers
+
+    if method not in list_explainers():
+        fail(f"unknown method {method!r}; available: {', '.join(list_explainers())}")
+    if composite is not None and method != "lrp":
+        fail("--composite applies to --method lrp only")
+
+
+def _read(image: Path) -> np.ndarray:
+    """The scan's pixels, read like ``analyze`` reads them (any format, checked to look like a brain)."""
+    from brainxai.io import ImageReadError
+    from brainxai.pipeline import steps
+
+    try:
+        pixels = steps.read(image).pixels
+    except ImageReadError as exc:
+        fail(str(exc))
+    return pixels
+
+
+def _explain(
+    method: str, composite: str | None, classifier: Classifier, prepared: PreparedImage, target: int | None
+) -> Explanation:
+    from brainxai.explain import UnsupportedModelError, create_explainer
+    from brainxai.pipeline import steps
+
+    options = {"composite": composite} if composite else {}
+    try:
+        with create_explainer(method, classifier.model, **options) as explainer:
+            (explanation,) = steps.explain(explainer, classifier, [prepared], target)
+    except UnsupportedModelError as exc:
+        fail(str(exc))
+    return explanation
+
+
+def _predict(classifier: Classifier, prepared: PreparedImage) -> Prediction:
+    from brainxai.inference import Prediction
+    from brainxai.pipeline import steps
+
+    probs = steps.classify(classifier, [prepared])[0]
+    index = int(probs.argmax())
+    probabilities = {c: float(p) for c, p in zip(classifier.classes, probs, strict=True)}
+    return Prediction(label=classifier.classes[index], index=index, probabilities=probabilities)
+
+
+def _write(out: Path, views: RenderedViews, meta: dict[str, Any], relevance: np.ndarray) -> None:
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, rgb in views.items():
+        Image.fromarray(rgb).save(out / f"{name}.png")
+    np.save(out / "relevance.npy", relevance)
+    (out / "explanation.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def _meta(
+    image: Path, explanation: Explanation, prediction: Prediction, prepared: PreparedImage, views: RenderedViews
+) -> dict[str, Any]:
+    from brainxai.constants import DISCLAIMER
+
+    return {
+        "image": str(image),
+        "method": explanation.method,
+        "target": explanation.target,
+        "target_label": explanation.target_label,
+        # The map explains the model's raw logits; the probability shown is the classifier's (with the
+        # checkpoint's temperature), the same number as in "probabilities".
+        "score": prediction.probabilities.get(explanation.target_label, explanation.score),
+        "predicted": prediction.label,
+        "probabilities": prediction.probabilities,
+        "crop_box": list(prepared.box),
+        "crop_warning": prepared.crop_warning,
+        "original_shape": list(prepared.shape),
+        "relevance_npy": "relevance.npy: (H, W) float32 map at model-input resolution of the crop box",
+        "caption": views.caption,
+        "region_drawn": views.region_drawn,
+        "disclaimer": DISCLAIMER,
+    }
+
+
+def _echo_summary(meta: dict[str, Any], prediction: Prediction, method: str, out: Path) -> None:
+    from brainxai.constants import DISCLAIMER
+
+    typer.echo(
+        f"predicted {prediction.label} ({prediction.confidence:.3f}); {method} map for "
+        f"{meta['target_label']} (p={meta['score']:.3f}) written to {out}"
+    )
+    typer.echo(meta["caption"])
+    if meta["crop_warning"]:
+        typer.echo(f"Warning: {meta['crop_warning']}", err=True)
+    typer.echo(DISCLAIMER)
+
+
 @app.command("explain")
 def explain_command(
-    image: Path = typer.Argument(..., exists=True, dir_okay=False, help="Scan to explain (JPEG/PNG)."),
+    image: Path = typer.Argument(
+        ...,
+        exists=True,
+        dir_okay=False,
+        help="Scan to explain: JPEG/PNG/BMP/TIFF, DICOM or NIfTI (.nii/.nii.gz; the slice with the most tissue).",
+    ),
     method: str = typer.Option("lrp", "--method", "-m", help="Explanation method (see --help for the list)."),
     target: str | None = typer.Option(None, "--target", help="Class to explain (name or index); default: predicted."),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint; default: the shipped model."),
@@ -51,80 +162,29 @@ def explain_command(
     Methods: lrp, gradcam, gradcam++, hirescam, guided-backprop, guided-gradcam.
     Research use only, not a diagnosis.
     """
-    import json
+    from brainxai.explain.views import render_views
+    from brainxai.pipeline import steps
 
-    import numpy as np
-    from PIL import Image
-
-    from brainxai.constants import DISCLAIMER
-    from brainxai.data.preprocess import crop_warning, prepare_with_box
-    from brainxai.explain import (
-        UnsupportedModelError,
-        create_explainer,
-        list_explainers,
-    )
-    from brainxai.explain.views import relevance_to_original, render_views
-    from brainxai.io import ImageReadError, read_raster
-
-    if method not in list_explainers():
-        fail(f"unknown method {method!r}; available: {', '.join(list_explainers())}")
-    if composite is not None and method != "lrp":
-        fail("--composite applies to --method lrp only")
+    _check_method(method, composite)
     classifier = _load_classifier(checkpoint, device)
-    try:
-        scan = read_raster(image)
-    except ImageReadError as exc:
-        fail(str(exc))
+    pixels = _read(image)
     target_index = _parse_target(target, classifier.classes)
-    prepared, box = prepare_with_box(scan, classifier.preprocess)
-    options = {"composite": composite} if composite else {}
-    try:
-        with create_explainer(method, classifier.model, **options) as explainer:
-            (explanation,) = explainer.explain(classifier.tensor(prepared[None]), target_index)
-    except UnsupportedModelError as exc:
-        fail(str(exc))
-    (prediction,) = classifier.predict([scan])
-    # The map explains the model's raw logits; the probability shown is the classifier's (with the
-    # checkpoint's temperature), the same number as in "probabilities".
-    target_p = prediction.probabilities.get(explanation.target_label, explanation.score)
-    mapped = relevance_to_original(explanation.relevance, box, scan.shape)
-    views = render_views(scan, mapped, explanation.target_label, show_evidence=show_evidence, alpha=alpha)
-
-    out.mkdir(parents=True, exist_ok=True)
-    for name, rgb in views.items():
-        Image.fromarray(rgb).save(out / f"{name}.png")
-    np.save(out / "relevance.npy", explanation.relevance)
-    meta = {
-        "image": str(image),
-        "method": explanation.method,
-        "target": explanation.target,
-        "target_label": explanation.target_label,
-        "score": target_p,
-        "predicted": prediction.label,
-        "probabilities": prediction.probabilities,
-        "crop_box": list(box),
-        "crop_warning": crop_warning(box, scan.shape),
-        "original_shape": list(scan.shape),
-        "relevance_npy": "relevance.npy: (H, W) float32 map at model-input resolution of the crop box",
-        "caption": views.caption,
-        "region_drawn": views.region_drawn,
-        "disclaimer": DISCLAIMER,
-    }
-    (out / "explanation.json").write_text(json.dumps(meta, indent=2) + "\n")
-    typer.echo(
-        f"predicted {prediction.label} ({prediction.confidence:.3f}); {method} map for "
-        f"{explanation.target_label} (p={target_p:.3f}) written to {out}"
-    )
-    typer.echo(views.caption)
-    if meta["crop_warning"]:
-        typer.echo(f"Warning: {meta['crop_warning']}", err=True)
-    typer.echo(DISCLAIMER)
+    prepared = steps.prepare(pixels, classifier)
+    explanation = _explain(method, composite, classifier, prepared, target_index)
+    prediction = _predict(classifier, prepared)
+    mapped = steps.map_back(explanation.relevance, prepared)
+    views = render_views(pixels, mapped, explanation.target_label, show_evidence=show_evidence, alpha=alpha)
+    meta = _meta(image, explanation, prediction, prepared, views)
+    _write(out, views, meta, explanation.relevance)
+    _echo_summary(meta, prediction, method, out)
 
 
 @app.command("xai-benchmark")
 def xai_benchmark_command(
     ctx: typer.Context,
-    boxes: Path = typer.Option(..., "--boxes", exists=True, dir_okay=False, help="CSV file,label,width,height,x0,y0,x1,y1."),
+    boxes: Path = typer.Option(
+        ..., "--boxes", exists=True, dir_okay=False, help="CSV file,label,width,height,x0,y0,x1,y1."
+    ),
     images_root: Path | None = typer.Option(None, "--images-root", help="Folder the CSV paths are relative to."),
     methods: str = typer.Option("all", "--methods", help="'all' or a comma-separated list."),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint; default: the shipped model."),
@@ -145,7 +205,7 @@ def xai_benchmark_command(
 ) -> None:
     """Measure explanation quality against tumour boxes: writes xai.json, xai.md and a figure."""
     from brainxai.explain import list_explainers
-    from brainxai.explain.benchmark import run_xai_benchmark
+    from brainxai.xai_benchmark import run_xai_benchmark
 
     if target not in ("label", "predicted"):
         fail("--target must be 'label' or 'predicted'")

@@ -34,6 +34,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from brainxai.util.stats import spearman
+
 Box = tuple[int, int, int, int]
 
 #: Pointing-game tolerance in pixels at the original resolution (Zhang et al., 2018).
@@ -76,7 +78,7 @@ def pointing_game(relevance: np.ndarray, box: Box, tolerance: float = POINTING_T
     if peak <= 0:
         return False
     ys, xs = np.nonzero(r == peak)
-    return any(distance_to_box((float(x), float(y)), box) <= tolerance for x, y in zip(xs, ys))
+    return any(distance_to_box((float(x), float(y)), box) <= tolerance for x, y in zip(xs, ys, strict=True))
 
 
 def energy_in_box(relevance: np.ndarray, box: Box) -> float:
@@ -181,15 +183,14 @@ def blurred_baseline(image: np.ndarray, sigma_fraction: float = 0.05) -> np.ndar
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation of two maps of the same shape (0 when either is constant)."""
-    from scipy.stats import spearmanr
+    """Spearman rank correlation of two maps of the same shape (0 when either is constant).
 
+    Non-finite values count as 0 (:func:`brainxai.util.stats.spearman` does the ranking).
+    """
     if a.shape != b.shape:
         raise ValueError(f"maps differ in shape: {a.shape} vs {b.shape}")
-    x, y = _clean(a).ravel(), _clean(b).ravel()
-    if np.ptp(x) == 0 or np.ptp(y) == 0:
-        return 0.0
-    return float(spearmanr(x, y).statistic)
+    rho = spearman(_clean(a), _clean(b))
+    return 0.0 if rho is None else rho
 
 
 def sharpness(relevance: np.ndarray) -> float:
