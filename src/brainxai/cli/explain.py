@@ -48,13 +48,14 @@ def _check_method(method: str, composite: str | None) -> None:
         fail("--composite applies to --method lrp only")
 
 
-def _read(image: Path) -> np.ndarray:
-    """The scan's pixels, read like ``analyze`` reads them (any format, checked to look like a brain)."""
+def _read(image: Path, classifier: Classifier) -> np.ndarray:
+    """The scan's pixels, read like ``analyze`` reads them (any format, checked to look like a brain;
+    a volume's most suspicious slice)."""
     from brainxai.io import ImageReadError
     from brainxai.pipeline import steps
 
     try:
-        pixels = steps.read(image).pixels
+        pixels = steps.read(image, scorer=lambda slices: steps.suspicion_scores(classifier, slices)).pixels
     except ImageReadError as exc:
         fail(str(exc))
     return pixels
@@ -167,7 +168,7 @@ def explain_command(
 
     _check_method(method, composite)
     classifier = _load_classifier(checkpoint, device)
-    pixels = _read(image)
+    pixels = _read(image, classifier)
     target_index = _parse_target(target, classifier.classes)
     prepared = steps.prepare(pixels, classifier)
     explanation = _explain(method, composite, classifier, prepared, target_index)

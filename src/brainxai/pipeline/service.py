@@ -109,13 +109,8 @@ class AnalysisService:
 
     def score_slices(self, slices: Sequence[np.ndarray]) -> list[float]:
         """Suspicion score per slice: ``1 - P(notumor)`` (or the top class probability without that class)."""
-        prepared = np.stack([self.classifier.prepare(s) for s in slices])
         with self._lock:
-            probs = self.classifier.predict_proba_prepared(prepared)
-        classes = list(self.classifier.classes)
-        if NO_TUMOUR in classes:
-            return [float(v) for v in 1.0 - probs[:, classes.index(NO_TUMOUR)]]
-        return [float(v) for v in probs.max(axis=1)]
+            return steps.suspicion_scores(self.classifier, slices)
 
     def _explainer(self, method: str) -> Any:
         from brainxai.explain import create_explainer
@@ -193,13 +188,23 @@ class AnalysisService:
         base = safe_stem(name) if name else f"{safe_stem(scan.source_name)}-{run.id[:8]}"
         rendered = outputs.render(scan.pixels, regions, finding.prediction)
         result = AnalysisResult(
-            id=run.id, created=run.created, source_name=scan.source_name, prediction=finding.prediction,
-            probabilities=finding.probabilities, confidence=finding.confidence, method=options.method,
-            spatial_parameters=params, scan=_scan_info(scan, prepared, spacing, options), model=self.model_info,
+            id=run.id,
+            created=run.created,
+            source_name=scan.source_name,
+            prediction=finding.prediction,
+            probabilities=finding.probabilities,
+            confidence=finding.confidence,
+            method=options.method,
+            spatial_parameters=params,
+            scan=_scan_info(scan, prepared, spacing, options),
+            model=self.model_info,
             images=outputs.write_images(rendered.arrays, out, base),
-            report_pdf=_report_pdf(out, base, options, report_path), report_json=out / f"{base}.json",
-            patient=patient_info.to_dict() if patient_info else None, agreement=agreement,
-            notes=run.notes, warnings=run.warnings,
+            report_pdf=_report_pdf(out, base, options, report_path),
+            report_json=out / f"{base}.json",
+            patient=patient_info.to_dict() if patient_info else None,
+            agreement=agreement,
+            notes=run.notes,
+            warnings=run.warnings,
         )
         outputs.write_report_and_json(result, rendered)
         return result

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from brainxai.constants import NO_TUMOUR
 from brainxai.data.preprocess import crop_warning, prepare_with_box
 from brainxai.io import ScanImage, check_brain_scan, read_scan
 from brainxai.io.scan import SliceScorer
@@ -71,6 +72,20 @@ def read(
     scan = read_scan(source, filename=filename, slice_index=slice_index, scorer=scorer)
     check_brain_scan(scan.pixels, scan.source_name)
     return scan
+
+
+def suspicion_scores(classifier: Classifier, slices: Sequence[np.ndarray]) -> list[float]:
+    """Per-slice tumour suspicion for picking a volume's slice: ``1 - P(notumor)``.
+
+    For a model without a "no tumour" class, the top class probability. Pass it (bound to a
+    classifier) as :func:`read`'s ``scorer`` so every command picks the same slice of a volume.
+    """
+    prepared = np.stack([classifier.prepare(s) for s in slices])
+    probs = classifier.predict_proba_prepared(prepared)
+    classes = list(classifier.classes)
+    if NO_TUMOUR in classes:
+        return [float(v) for v in 1.0 - probs[:, classes.index(NO_TUMOUR)]]
+    return [float(v) for v in probs.max(axis=1)]
 
 
 def prepare(image: np.ndarray, classifier: Classifier) -> PreparedImage:
