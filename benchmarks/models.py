@@ -25,8 +25,8 @@ import torch
 
 from brainxai.bench import hardware_summary, time_call
 from brainxai.inference import Classifier, default_checkpoint_path
-from brainxai.models.checkpoint import CheckpointMeta, LoadedCheckpoint, build_model
 from brainxai.io.raster import read_raster
+from brainxai.models.checkpoint import CheckpointMeta, LoadedCheckpoint, build_model
 from brainxai.pipeline.demo import sample_scans
 
 #: (run folder, label, recipe in words), in table order.
@@ -37,7 +37,11 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("resnet50-gap-aug", "resnet50-gap + aug", "Adam 1e-3, training augmentation"),
     ("resnet50-gap-noaug", "resnet50-gap, no aug", "Adam 1e-3, no augmentation"),
     ("efficientnet-lite0", "efficientnet-lite0", "Adam 5e-4, cosine, flips (best of 5 by validation)"),
-    ("shipped", "efficientnet-lite0 (shipped)", "Adam 1e-3, cosine, label smoothing 0.1; refit on all of Training for the whole 30-epoch schedule"),
+    (
+        "shipped",
+        "efficientnet-lite0 (shipped)",
+        "Adam 1e-3, cosine, label smoothing 0.1; refit on all of Training for the whole 30-epoch schedule",
+    ),
 )
 
 
@@ -45,8 +49,16 @@ def _evaluate_shipped(runs: Path, data: Path) -> Path:
     out = runs / "shipped" / "eval"
     if not (out / "metrics.json").is_file():
         subprocess.run(
-            ["brainxai", "evaluate", "--data", str(data), "--out", str(out),
-             "--dedup-list", str(runs / "audit" / "audit_dedup_test.txt")],
+            [
+                "brainxai",
+                "evaluate",
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--dedup-list",
+                str(runs / "audit" / "audit_dedup_test.txt"),
+            ],
             check=True,
         )
     return out
@@ -83,7 +95,9 @@ def _classifier(checkpoint: Path) -> tuple[Classifier, bool]:
         return Classifier.load(checkpoint, device="cpu"), True
     meta = CheckpointMeta.from_dict(json.loads(checkpoint.with_suffix(".json").read_text()))
     model = build_model(meta).eval()
-    return Classifier(LoadedCheckpoint(model, meta, checkpoint.with_suffix(".safetensors"), "untrained"), device="cpu"), False
+    return Classifier(
+        LoadedCheckpoint(model, meta, checkpoint.with_suffix(".safetensors"), "untrained"), device="cpu"
+    ), False
 
 
 def _latency_ms(clf: Classifier, scans: list[np.ndarray]) -> float:
@@ -114,30 +128,32 @@ def build(runs: Path, data: Path) -> dict:
         epochs = sum(h.get("epoch_fraction", 1.0) for h in history)
         budget = meta["recipe"].get("time_budget_s")
         best = meta["metrics"]["best_epoch"]
-        rows.append({
-            "name": label,
-            "recipe": recipe,
-            "status": _status(folder, meta),
-            "raw_accuracy": metrics["raw"]["accuracy"],
-            "raw_accuracy_ci95": metrics["raw"]["ci95"]["accuracy"],
-            "dedup_accuracy": metrics["dedup"]["accuracy"],
-            "raw_macro_f1": metrics["raw"]["macro_f1"],
-            "dedup_macro_f1": metrics["dedup"]["macro_f1"],
-            "raw_glioma_recall": metrics["raw"]["per_class"]["glioma"]["recall"],
-            "dedup_glioma_recall": metrics["dedup"]["per_class"]["glioma"]["recall"],
-            "params_m": params / 1e6,
-            "cpu_ms": _latency_ms(clf, scans),
-            "cpu_ms_weights": "trained" if trained else "untrained (weights not kept)",
-            "epochs_run": round(epochs, 2),
-            "best_epoch": best,
-            "train_minutes": sum(h["time_s"] for h in history) / 60,
-            "time_budget_min": budget / 60 if budget else None,
-            "start_weights": _start_weights(meta["model"], bool(meta["recipe"].get("pretrained"))),
-            "train_device": meta["recipe"].get("device"),
-            "train_hardware": meta.get("train_hardware") or _hardware_of(meta),
-            "n_test_raw": metrics["raw"]["n"],
-            "n_test_dedup": metrics["dedup"]["n"],
-        })
+        rows.append(
+            {
+                "name": label,
+                "recipe": recipe,
+                "status": _status(folder, meta),
+                "raw_accuracy": metrics["raw"]["accuracy"],
+                "raw_accuracy_ci95": metrics["raw"]["ci95"]["accuracy"],
+                "dedup_accuracy": metrics["dedup"]["accuracy"],
+                "raw_macro_f1": metrics["raw"]["macro_f1"],
+                "dedup_macro_f1": metrics["dedup"]["macro_f1"],
+                "raw_glioma_recall": metrics["raw"]["per_class"]["glioma"]["recall"],
+                "dedup_glioma_recall": metrics["dedup"]["per_class"]["glioma"]["recall"],
+                "params_m": params / 1e6,
+                "cpu_ms": _latency_ms(clf, scans),
+                "cpu_ms_weights": "trained" if trained else "untrained (weights not kept)",
+                "epochs_run": round(epochs, 2),
+                "best_epoch": best,
+                "train_minutes": sum(h["time_s"] for h in history) / 60,
+                "time_budget_min": budget / 60 if budget else None,
+                "start_weights": _start_weights(meta["model"], bool(meta["recipe"].get("pretrained"))),
+                "train_device": meta["recipe"].get("device"),
+                "train_hardware": meta.get("train_hardware") or _hardware_of(meta),
+                "n_test_raw": metrics["raw"]["n"],
+                "n_test_dedup": metrics["dedup"]["n"],
+            }
+        )
     return {"hardware": hardware_summary(), "rows": rows}
 
 
@@ -158,7 +174,8 @@ def to_markdown(result: dict) -> str:
         mark = "" if r.get("cpu_ms_weights", "trained") == "trained" else "*"
         untrained = untrained or bool(mark)
         lines.append(
-            f"| {r['name']} | {r['recipe']} | {r['start_weights']} | {r['raw_accuracy']:.3f} | {r['dedup_accuracy']:.3f} "
+            f"| {r['name']} | {r['recipe']} | {r['start_weights']} | {r['raw_accuracy']:.3f} "
+            f"| {r['dedup_accuracy']:.3f} "
             f"| {r['raw_macro_f1']:.3f} | {r['dedup_macro_f1']:.3f} | {r['dedup_glioma_recall']:.3f} "
             f"| {r['params_m']:.1f} | {r['cpu_ms']:.1f}{mark} | {r['epochs_run']:g} ({r['best_epoch']}) "
             f"| {r['train_minutes']:.0f} | {r.get('train_hardware', '')} | {r['status']} |"

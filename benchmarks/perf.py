@@ -35,7 +35,10 @@ from brainxai.io.raster import read_raster
 from brainxai.pipeline.demo import sample_scans
 
 REPEATS = 20
-LRP_NOTE = "hooked BN-folded copy kept between calls; z+ skips its all-zero branch and sign terms; ReLU pass-through without hooks; no discarded input gradients"
+LRP_NOTE = (
+    "hooked BN-folded copy kept between calls; z+ skips its all-zero branch and sign terms; "
+    "ReLU pass-through without hooks; no discarded input gradients"
+)
 
 
 def _one_hot_relevance(out: torch.Tensor) -> torch.Tensor:
@@ -89,8 +92,14 @@ def _onnx_session(model: torch.nn.Module, x: torch.Tensor, quantize_with: np.nda
 
     buf = io.BytesIO()
     torch.onnx.export(
-        model, x, buf, dynamo=False, opset_version=17,
-        input_names=["x"], output_names=["logits"], dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}},
+        model,
+        x,
+        buf,
+        dynamo=False,
+        opset_version=17,
+        input_names=["x"],
+        output_names=["logits"],
+        dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}},
     )
     data = buf.getvalue()
     if quantize_with is not None:
@@ -112,8 +121,13 @@ def _onnx_session(model: torch.nn.Module, x: torch.Tensor, quantize_with: np.nda
             src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
             src.write_bytes(data)
             quantize_static(
-                str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                str(src),
+                str(dst),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
             )
             data = dst.read_bytes()
     options = ort.SessionOptions()
@@ -149,7 +163,9 @@ def _test_set(data: Path, clf: Classifier, dedup_list: Path | None) -> tuple[np.
     from brainxai.evaluation.evaluate import resolve_test_folder
 
     folder = resolve_test_folder(data)
-    decoded = decode_samples(discover_samples(folder, clf.classes), clf.preprocess, cache_dir=".cache/brainxai", progress=False)
+    decoded = decode_samples(
+        discover_samples(folder, clf.classes), clf.preprocess, cache_dir=".cache/brainxai", progress=False
+    )
     rel = [os.path.relpath(s.path, data) for s in decoded.samples]
     labels = np.array([s.label for s in decoded.samples])
     keep = set(dedup_list.read_text().split()) if dedup_list else set()
@@ -157,8 +173,16 @@ def _test_set(data: Path, clf: Classifier, dedup_list: Path | None) -> tuple[np.
     return decoded.images, labels, dedup
 
 
-def _accuracy(predict: Callable[[np.ndarray], np.ndarray], clf: Classifier, images: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    preds = np.concatenate([predict(clf.tensor(images[i : i + 64]).numpy()).argmax(1) for i in range(0, len(images), 64)])
+def _accuracy(
+    predict: Callable[[np.ndarray], np.ndarray],
+    clf: Classifier,
+    images: np.ndarray,
+    labels: np.ndarray,
+    mask: np.ndarray,
+) -> dict[str, float]:
+    preds = np.concatenate(
+        [predict(clf.tensor(images[i : i + 64]).numpy()).argmax(1) for i in range(0, len(images), 64)]
+    )
     correct = preds == labels
     return {"raw": float(correct.mean()), "dedup": float(correct[mask].mean()) if mask.any() else float("nan")}
 
@@ -182,11 +206,16 @@ def _server_rss() -> dict[str, float]:
     out: dict[str, float] = {}
     with ServerProcess(work / "data", None, log_path=work / "server.log") as server:
         out["server after start-up"] = rss_bytes(server.pid) / 2**20
-        tok = httpx.post(f"{server.url}/api/auth/token", json={"username": "perf", "password": "perf-password-123"}, timeout=60).json()["access_token"]
+        tok = httpx.post(
+            f"{server.url}/api/auth/token", json={"username": "perf", "password": "perf-password-123"}, timeout=60
+        ).json()["access_token"]
         for method in ("gradcam", "lrp"):
             httpx.post(
-                f"{server.url}/api/analyze", headers={"Authorization": f"Bearer {tok}"},
-                files={"file": ("scan.jpg", scan)}, data={"patient_code": "PERF-1", "method": method}, timeout=300,
+                f"{server.url}/api/analyze",
+                headers={"Authorization": f"Bearer {tok}"},
+                files={"file": ("scan.jpg", scan)},
+                data={"patient_code": "PERF-1", "method": method},
+                timeout=300,
             ).raise_for_status()
             out[f"server after an analysis with {method}"] = rss_bytes(server.pid) / 2**20
     return out
@@ -195,7 +224,13 @@ def _server_rss() -> dict[str, float]:
 def run(data: Path | None, dedup_list: Path | None, with_compile: bool) -> dict[str, Any]:
     torch.manual_seed(0)
     scans = [read_raster(p) for p in sample_scans().values()]
-    result: dict[str, Any] = {"hardware": hardware_summary(), "repeats": REPEATS, "rows": [], "equivalence": {}, "candidates": {}}
+    result: dict[str, Any] = {
+        "hardware": hardware_summary(),
+        "repeats": REPEATS,
+        "rows": [],
+        "equivalence": {},
+        "candidates": {},
+    }
     rows, eq, cand = result["rows"], result["equivalence"], result["candidates"]
 
     t = time.perf_counter()
@@ -209,10 +244,13 @@ def run(data: Path | None, dedup_list: Path | None, with_compile: bool) -> dict[
         def call() -> torch.Tensor:
             with torch.inference_mode():
                 return model(x)
+
         return call
 
     rows.append(_pair("default: classify, batch 1", fwd(eager, x1), fwd(folded, x1)) | {"ours": "BatchNorm folded"})
-    eq["default classify (folded vs eager logits)"] = _max_rel_diff(fwd(folded, x32)().numpy(), fwd(eager, x32)().numpy())
+    eq["default classify (folded vs eager logits)"] = _max_rel_diff(
+        fwd(folded, x32)().numpy(), fwd(eager, x32)().numpy()
+    )
     r = _pair("default: batch 32", fwd(eager, x32), fwd(folded, x32), repeats=5) | {"ours": "BatchNorm folded"}
     r["baseline_ips"], r["ours_ips"] = 32000 / r["baseline_ms"], 32000 / r["ours_ms"]
     rows.append(r)
@@ -231,8 +269,12 @@ def run(data: Path | None, dedup_list: Path | None, with_compile: bool) -> dict[
         "channels-last", fwd(eager, x1), fwd(cl, x1.contiguous(memory_format=torch.channels_last))
     )
     sess = _onnx_session(folded, x1)
-    cand["default ONNX Runtime fp32"] = _pair("onnxruntime fp32", fwd(eager, x1), lambda: sess.run(None, {"x": x1.numpy()}))
-    eq["default ONNX Runtime fp32 logits"] = _max_rel_diff(sess.run(None, {"x": x32.numpy()})[0], fwd(eager, x32)().numpy())
+    cand["default ONNX Runtime fp32"] = _pair(
+        "onnxruntime fp32", fwd(eager, x1), lambda: sess.run(None, {"x": x1.numpy()})
+    )
+    eq["default ONNX Runtime fp32 logits"] = _max_rel_diff(
+        sess.run(None, {"x": x32.numpy()})[0], fwd(eager, x32)().numpy()
+    )
 
     if data is not None:
         images, labels, dedup = _test_set(data, clf, dedup_list)
@@ -240,10 +282,17 @@ def run(data: Path | None, dedup_list: Path | None, with_compile: bool) -> dict[
         from brainxai.data.dataset import decode_samples, discover_samples
         from brainxai.training.split import resolve_training_folder
 
-        train = decode_samples(discover_samples(resolve_training_folder(data), clf.classes), clf.preprocess, cache_dir=".cache/brainxai", progress=False)
+        train = decode_samples(
+            discover_samples(resolve_training_folder(data), clf.classes),
+            clf.preprocess,
+            cache_dir=".cache/brainxai",
+            progress=False,
+        )
         calib = clf.tensor(train.images[rng.choice(len(train.images), 128, replace=False)]).numpy()
         q = _onnx_session(folded, x1, quantize_with=calib)
-        cand["default ONNX Runtime int8 (static, QDQ)"] = _pair("onnxruntime int8", fwd(eager, x1), lambda: q.run(None, {"x": x1.numpy()}))
+        cand["default ONNX Runtime int8 (static, QDQ)"] = _pair(
+            "onnxruntime int8", fwd(eager, x1), lambda: q.run(None, {"x": x1.numpy()})
+        )
 
         def torch_predict(arr: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
@@ -252,16 +301,20 @@ def run(data: Path | None, dedup_list: Path | None, with_compile: bool) -> dict[
         acc_fp32 = _accuracy(torch_predict, clf, images, labels, dedup)
         acc_int8 = _accuracy(lambda a: q.run(None, {"x": a})[0], clf, images, labels, dedup)
         result["quantisation_accuracy"] = {
-            "fp32": acc_fp32, "int8": acc_int8,
+            "fp32": acc_fp32,
+            "int8": acc_int8,
             "drop_points": {k: 100 * (acc_fp32[k] - acc_int8[k]) for k in acc_fp32},
-            "n_raw": len(labels), "n_dedup": int(dedup.sum()),
+            "n_raw": len(labels),
+            "n_dedup": int(dedup.sum()),
         }
 
     if with_compile:
         t = time.perf_counter()
         compiled = torch.compile(folded)
         fwd(compiled, x1)()
-        cand["default torch.compile (folded)"] = _pair("torch.compile", fwd(eager, x1), fwd(compiled, x1)) | {"compile_s": time.perf_counter() - t}
+        cand["default torch.compile (folded)"] = _pair("torch.compile", fwd(eager, x1), fwd(compiled, x1)) | {
+            "compile_s": time.perf_counter() - t
+        }
 
     # resnet18 at 224x224, the second reference model.
     from brainxai.models import create_model
@@ -269,9 +322,22 @@ def run(data: Path | None, dedup_list: Path | None, with_compile: bool) -> dict[
 
     torch.manual_seed(0)
     resnet = create_model("resnet18", pretrained=False).eval()
-    rclf = Classifier(LoadedCheckpoint(model=resnet, meta=CheckpointMeta(model="resnet18", classes=list(clf.classes), preprocess=resnet.brainxai_config.preprocess), weights_path=Path(), sha256=""), device="cpu")
+    rclf = Classifier(
+        LoadedCheckpoint(
+            model=resnet,
+            meta=CheckpointMeta(
+                model="resnet18", classes=list(clf.classes), preprocess=resnet.brainxai_config.preprocess
+            ),
+            weights_path=Path(),
+            sha256="",
+        ),
+        device="cpu",
+    )
     r1 = rclf.tensor(rclf.prepare(scans[0])[None])
-    rows.append(_pair("resnet18: classify, batch 1", fwd(resnet, r1), fwd(rclf._classify_model, r1)) | {"ours": "BatchNorm folded"})
+    rows.append(
+        _pair("resnet18: classify, batch 1", fwd(resnet, r1), fwd(rclf._classify_model, r1))
+        | {"ours": "BatchNorm folded"}
+    )
     for method, library in (("gradcam", _library_gradcam), ("lrp", _library_lrp)):
         lib, ours = library(resnet), _ours(method, resnet)
         eq[f"resnet18 {method} map (ours vs library)"] = _max_rel_diff(ours(r1), lib(r1))
@@ -280,12 +346,16 @@ def run(data: Path | None, dedup_list: Path | None, with_compile: bool) -> dict[
             | {"ours": "exact shortcut: Grad-CAM weights = fc weights" if method == "gradcam" else LRP_NOTE}
         )
     rsess = _onnx_session(rclf._classify_model, r1)
-    cand["resnet18 ONNX Runtime fp32"] = _pair("onnxruntime fp32", fwd(resnet, r1), lambda: rsess.run(None, {"x": r1.numpy()}))
+    cand["resnet18 ONNX Runtime fp32"] = _pair(
+        "onnxruntime fp32", fwd(resnet, r1), lambda: rsess.run(None, {"x": r1.numpy()})
+    )
 
     result["rss_mb"] = {
         "import torch": _rss_of("import torch"),
         "import torch + torchvision": _rss_of("import torch, torchvision"),
-        "Classifier.load() (classify only)": _rss_of("from brainxai.inference import Classifier; Classifier.load(device='cpu')"),
+        "Classifier.load() (classify only)": _rss_of(
+            "from brainxai.inference import Classifier; Classifier.load(device='cpu')"
+        ),
     } | _server_rss()
     return result
 
@@ -298,17 +368,30 @@ def to_markdown(result: dict[str, Any], command: str) -> str:
         f"Command: `{command}`",
         "",
         f"Hardware: {hw['cpu']}, {hw['cores']} cores, {hw['torch_threads']} torch threads, torch {hw['torch']}"
-        + (f", GPU {hw['gpu']}" if "gpu" in hw else ", no GPU") + ".",
-        f"Medians of {result['repeats']} interleaved repeats after warm-up; batch 1 on a real sample scan unless stated.",
+        + (f", GPU {hw['gpu']}" if "gpu" in hw else ", no GPU")
+        + ".",
+        (
+            f"Medians of {result['repeats']} interleaved repeats after warm-up; "
+            "batch 1 on a real sample scan unless stated."
+        ),
         "",
         "| figure | baseline (eager library call) ms | brainxai ms | speed-up | what brainxai does |",
         "|---|---|---|---|---|",
     ]
     for r in result["rows"]:
-        out.append(f"| {r['figure']} | {r['baseline_ms']:.1f} | {r['ours_ms']:.1f} | {r['speedup']:.2f}x | {r.get('ours', '')} |")
+        out.append(
+            f"| {r['figure']} | {r['baseline_ms']:.1f} | {r['ours_ms']:.1f} | {r['speedup']:.2f}x "
+            f"| {r.get('ours', '')} |"
+        )
     out += ["", "Equivalence (max |ours - reference| / max |reference|):", ""]
     out += [f"- {k}: {v:.2e}" for k, v in result["equivalence"].items()]
-    out += ["", "## Candidates measured and not used", "", "| candidate | eager ms | candidate ms | speed-up |", "|---|---|---|---|"]
+    out += [
+        "",
+        "## Candidates measured and not used",
+        "",
+        "| candidate | eager ms | candidate ms | speed-up |",
+        "|---|---|---|---|",
+    ]
     for k, r in result["candidates"].items():
         out.append(f"| {k} | {r['baseline_ms']:.1f} | {r['ours_ms']:.1f} | {r['speedup']:.2f}x |")
     if "quantisation_accuracy" in result:

@@ -31,7 +31,12 @@ def test_default_model_metadata_names_its_preprocessing(mri_root):
     # The recipe of scripts/train_default_model.sh, as recorded by the trainer itself: stage 2, a refit
     # on all of Training for the whole 30-epoch cosine schedule.
     recipe = meta["recipe"]
-    assert (recipe["schedule"], recipe["lr_schedule"], recipe["lr"], recipe["label_smoothing"]) == ("single", "cosine", 1e-3, 0.1)
+    assert (recipe["schedule"], recipe["lr_schedule"], recipe["lr"], recipe["label_smoothing"]) == (
+        "single",
+        "cosine",
+        1e-3,
+        0.1,
+    )
     assert recipe["val_fraction"] == 0.0 and recipe["seed"] == 0 and recipe["pretrained"] is True
     assert (recipe["epochs"], recipe["stop_after"]) == (30, 30) and recipe["data_info"]["n_val"] == 0
     assert len(meta["history"]) == meta["metrics"]["best_epoch"] == recipe["stop_after"]

@@ -57,16 +57,16 @@ def dicom_bytes(pixels: np.ndarray, spacing: tuple[float, float]) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def dicom_and_png(service: AnalysisService, sample: np.ndarray, random_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+def dicom_and_png(
+    service: AnalysisService, sample: np.ndarray, random_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+):
     """The same pixels analysed once as DICOM (with spacing, full report) and once as PNG (no spacing)."""
     out = tmp_path_factory.mktemp("analysis")
     dcm = out / "scan.dcm"
     dcm.write_bytes(dicom_bytes(sample, SPACING))
     png = out / "scan.png"
     Image.fromarray(sample).save(png)
-    with_spacing = service.analyze(
-        dcm, out_dir=out / "dcm", patient=PatientInfo(name="Jane Roe", age=61, sex="F")
-    )
+    with_spacing = service.analyze(dcm, out_dir=out / "dcm", patient=PatientInfo(name="Jane Roe", age=61, sex="F"))
     # The public library call, sharing the cached service.
     without = brainxai.analyze(png, out_dir=out / "png", report=False, checkpoint=random_checkpoint, agreement=False)
     return with_spacing, without, out
@@ -134,7 +134,9 @@ def test_pdf_report_content_and_rendering(dicom_and_png, tmp_path: Path) -> None
     assert first.std() > 20  # not a blank page
 
 
-def test_nifti_analyses_the_most_suspicious_slice(service: AnalysisService, sample: np.ndarray, samples_dir: Path) -> None:
+def test_nifti_analyses_the_most_suspicious_slice(
+    service: AnalysisService, sample: np.ndarray, samples_dir: Path
+) -> None:
     # Axial slices of a volume: the meningioma slice, the no-tumour slice and darker copies of them.
     other = read_raster(samples_dir / "notumor.jpg")
     slices = [sample, other, (sample * 0.8).astype(np.uint8), (other * 0.8).astype(np.uint8)]
@@ -170,11 +172,15 @@ def test_bad_inputs_raise_clear_errors(service: AnalysisService, sample: np.ndar
     assert not any(tmp_path.iterdir()), "nothing is written for a failed analysis"
 
 
-def test_no_tumour_prediction(service: AnalysisService, sample: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_tumour_prediction(
+    service: AnalysisService, sample: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     classes = list(service.classifier.classes)
     fixed = np.full(len(classes), 0.02)
     fixed[classes.index("notumor")] = 1 - 0.02 * (len(classes) - 1)
-    monkeypatch.setattr(service.classifier, "predict_proba_prepared", lambda prepared, **kw: np.tile(fixed, (len(prepared), 1)))
+    monkeypatch.setattr(
+        service.classifier, "predict_proba_prepared", lambda prepared, **kw: np.tile(fixed, (len(prepared), 1))
+    )
     result = service.analyze(_png(sample), GRADCAM_ONLY, filename="n.png", out_dir=tmp_path)
     assert result.prediction == "notumor" and not result.is_tumour
     assert param(result, "area_volume")["value"] == "not applicable (no tumour region)"
@@ -188,8 +194,9 @@ def test_no_tumour_prediction(service: AnalysisService, sample: np.ndarray, tmp_
 def test_failed_crop_is_retried_or_reported(
     service: AnalysisService, dark_scan: np.ndarray, failed_crop_scan: np.ndarray, tmp_path: Path
 ) -> None:
-    recovered = service.analyze(_png(dark_scan), replace(GRADCAM_ONLY, report=False), filename="dark.png",
-                                out_dir=tmp_path)
+    recovered = service.analyze(
+        _png(dark_scan), replace(GRADCAM_ONLY, report=False), filename="dark.png", out_dir=tmp_path
+    )
     assert recovered.warnings == [] and recovered.scan["model_input_crop"]["area_fraction"] > 0.5
     result = service.analyze(_png(failed_crop_scan), GRADCAM_ONLY, filename="dark.png", out_dir=tmp_path)
     crop = result.scan["model_input_crop"]

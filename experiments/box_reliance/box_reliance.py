@@ -57,7 +57,9 @@ def main() -> None:
         for k in SCALES:
             scaled = _scaled(box, k, size)
             drops.setdefault(rec.label, {}).setdefault(k, []).append(occlusion_drop(score, image, scaled))
-            mirror.setdefault(rec.label, {}).setdefault(k, []).append(occlusion_drop(score, image, mirrored_box(scaled, size)))
+            mirror.setdefault(rec.label, {}).setdefault(k, []).append(
+                occlusion_drop(score, image, mirrored_box(scaled, size))
+            )
 
     checkpoint_arg = f" --checkpoint {args.checkpoint}" if args.checkpoint else ""
     lines = [

@@ -24,7 +24,9 @@ from brainxai.io import read_raster
 TILE = 224
 
 
-def _tile(image: np.ndarray, boxes: list[tuple[tuple[int, int, int, int], tuple[int, int, int]]], label: str) -> np.ndarray:
+def _tile(
+    image: np.ndarray, boxes: list[tuple[tuple[int, int, int, int], tuple[int, int, int]]], label: str
+) -> np.ndarray:
     rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     width = max(1, image.shape[0] // 150)
     for (x0, y0, x1, y1), colour in boxes:
@@ -47,11 +49,16 @@ def main() -> None:
             image = read_raster(sample.path)
             before = contour_crop(image, fallback_threshold=None)[1]
             after = contour_crop(image)[1]
-            rows.append({
-                "file": str(sample.path.relative_to(args.data)), "split": split,
-                "before": before, "after": after,
-                "f_before": crop_fraction(before, image.shape), "f_after": crop_fraction(after, image.shape),
-            })
+            rows.append(
+                {
+                    "file": str(sample.path.relative_to(args.data)),
+                    "split": split,
+                    "before": before,
+                    "after": after,
+                    "f_before": crop_fraction(before, image.shape),
+                    "f_after": crop_fraction(after, image.shape),
+                }
+            )
     changed = [r for r in rows if r["before"] != r["after"]]
     failed_before = [r for r in rows if r["f_before"] < SMALL_CROP_FRACTION]
     failed_after = [r for r in rows if r["f_after"] < SMALL_CROP_FRACTION]
@@ -59,8 +66,11 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     smallest = sorted(rows, key=lambda r: r["f_before"])[: args.show]
     tiles = [
-        _tile(read_raster(args.data / r["file"]), [(r["before"], (0, 255, 0)), (r["after"], (0, 0, 255))],
-              f"{Path(r['file']).name} {r['f_before']:.2f}->{r['f_after']:.2f}")
+        _tile(
+            read_raster(args.data / r["file"]),
+            [(r["before"], (0, 255, 0)), (r["after"], (0, 0, 255))],
+            f"{Path(r['file']).name} {r['f_before']:.2f}->{r['f_after']:.2f}",
+        )
         for r in smallest
     ]
     while len(tiles) % 5:
@@ -81,7 +91,10 @@ def main() -> None:
         "",
         "| | threshold 45 alone | with the retry at threshold 20 (shipped) |",
         "|---|---|---|",
-        f"| failed crops, all images | {len(failed_before)} ({len(failed_before) / len(rows):.1%}) | {len(failed_after)} |",
+        (
+            f"| failed crops, all images | {len(failed_before)} ({len(failed_before) / len(rows):.1%}) "
+            f"| {len(failed_after)} |"
+        ),
         f"| failed crops, Testing | {sum(r['split'] == 'Testing' for r in failed_before)} | "
         f"{sum(r['split'] == 'Testing' for r in failed_after)} |",
         "",
@@ -90,7 +103,10 @@ def main() -> None:
         "",
         "| image | share at 45 | share with the retry |",
         "|---|---|---|",
-        *(f"| {r['file']} | {r['f_before']:.3f} | {r['f_after']:.3f} |" for r in sorted(changed, key=lambda r: r["f_before"])),
+        *(
+            f"| {r['file']} | {r['f_before']:.3f} | {r['f_after']:.3f} |"
+            for r in sorted(changed, key=lambda r: r["f_before"])
+        ),
         "",
     ]
     (args.out / "crop_audit.md").write_text("\n".join(lines))

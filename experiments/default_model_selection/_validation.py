@@ -44,8 +44,12 @@ def checkpoint_split(loaded: LoadedCheckpoint, data: str, cache_dir: str | None)
     decoded with its preprocessing. Testing is never read."""
     recipe = loaded.meta.recipe
     return training_split(
-        data, loaded.preprocess, val_fraction=recipe["val_fraction"], seed=recipe["seed"],
-        limit_per_class=recipe.get("limit_per_class"), cache_dir=cache_dir,
+        data,
+        loaded.preprocess,
+        val_fraction=recipe["val_fraction"],
+        seed=recipe["seed"],
+        limit_per_class=recipe.get("limit_per_class"),
+        cache_dir=cache_dir,
     )
 
 

@@ -31,7 +31,6 @@ import argparse
 import logging
 
 import numpy as np
-
 from _validation import (
     MIN_GAIN,
     add_member_arguments,
@@ -51,7 +50,9 @@ from brainxai.evaluation.calibration import fit_temperature, nll
 from brainxai.inference import Classifier
 
 
-def member_logits(checkpoint: str, data: str, cache_dir: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def member_logits(
+    checkpoint: str, data: str, cache_dir: str | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One round-1 checkpoint on its own validation split: logits, logits with the parameters rounded to
     float16 and back (as a half-precision file would store them; BatchNorm running statistics, buffers,
     stay float32), labels and validation indices."""
@@ -92,7 +93,7 @@ def main() -> None:
     wrong = np.flatnonzero(ensemble.argmax(1) != labels)
     result = {
         "rule": f"adopt the logit-mean ensemble iff its validation errors <= best member's - {MIN_GAIN} "
-                "and float16 weights change no validation prediction",
+        "and float16 weights change no validation prediction",
         "n_val": int(len(labels)),
         "members": rows,
         "ensemble_errors": errors,

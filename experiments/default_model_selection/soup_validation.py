@@ -41,9 +41,6 @@ from collections.abc import Iterable
 
 import numpy as np
 import torch
-from torch import nn
-from tqdm import tqdm
-
 from _validation import (
     MIN_GAIN,
     add_member_arguments,
@@ -58,10 +55,12 @@ from _validation import (
     round_to_half,
     write_study,
 )
+from torch import nn
+from tqdm import tqdm
 
+from brainxai.data.preprocess import to_tensor
 from brainxai.evaluation.calibration import fit_temperature, nll
 from brainxai.inference import Classifier
-from brainxai.data.preprocess import to_tensor
 from brainxai.models.checkpoint import LoadedCheckpoint, load_checkpoint
 
 
@@ -102,7 +101,9 @@ def main() -> None:
     specs = member_specs(args.checkpoint)
     names = [name for name, _ in specs]
     members = [load_checkpoint(path) for _, path in specs]
-    recipes = [(m.meta.recipe["val_fraction"], m.meta.recipe["seed"], m.meta.recipe.get("limit_per_class")) for m in members]
+    recipes = [
+        (m.meta.recipe["val_fraction"], m.meta.recipe["seed"], m.meta.recipe.get("limit_per_class")) for m in members
+    ]
     if len(set(recipes)) != 1 or len({m.meta.model for m in members}) != 1:
         raise SystemExit("the members must share one architecture and one split (val_fraction, seed, limit)")
     first = members[0]
@@ -137,7 +138,7 @@ def main() -> None:
     adopt = beats_members(errors, rows, half_changes)
     result = {
         "rule": f"adopt the weight average (BatchNorm statistics re-estimated) iff its validation errors <= "
-                f"best member's - {MIN_GAIN} and float16 parameters change no validation prediction",
+        f"best member's - {MIN_GAIN} and float16 parameters change no validation prediction",
         "n_val": int(len(labels)),
         "n_fit_for_batchnorm": int(len(fit_images)),
         "members": rows,
@@ -160,7 +161,10 @@ def main() -> None:
         command_line("soup_validation.py"),
         "",
         *members_table(rows, len(labels)),
-        f"| **weight average, BatchNorm re-estimated (candidate)** | {len(labels)} | **{errors}** | {result['soup_nll']} |",
+        (
+            f"| **weight average, BatchNorm re-estimated (candidate)** | {len(labels)} | **{errors}** "
+            f"| {result['soup_nll']} |"
+        ),
         f"| weight average, statistics averaged too (information only) | {len(labels)} | "
         f"{result['plain_average_errors_information_only']} | {result['plain_average_nll_information_only']} |",
         "",

@@ -26,7 +26,6 @@ import argparse
 import logging
 
 import numpy as np
-
 from _validation import (
     add_member_arguments,
     command_line,
@@ -85,7 +84,10 @@ def main() -> None:
         "",
         command_line("tta_validation.py"),
         "",
-        "| candidate | flips in training | n | errors plain | errors mirror only | errors flip TTA | NLL plain | NLL flip TTA | predictions changed |",
+        (
+            "| candidate | flips in training | n | errors plain | errors mirror only | errors flip TTA "
+            "| NLL plain | NLL flip TTA | predictions changed |"
+        ),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:

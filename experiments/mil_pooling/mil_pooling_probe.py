@@ -32,8 +32,8 @@ from brainxai.data.dataset import MRIDataset, decode_samples, discover_samples
 from brainxai.explain import create_explainer
 from brainxai.explain.quality import POINTING_TOLERANCE
 from brainxai.inference import Classifier, default_checkpoint_path
-from brainxai.models.efficientnet_lite import EfficientNetLite0
 from brainxai.models.checkpoint import load_checkpoint
+from brainxai.models.efficientnet_lite import EfficientNetLite0
 from brainxai.training.split import training_split
 from brainxai.xai_benchmark import box_metrics, load_box_images, read_boxes
 
@@ -56,7 +56,9 @@ def fine_tune(model: nn.Module, data: str, epochs: int, lr: float) -> list[dict[
     """All of Training, the training augmentation, Adam, cosine to 1% of ``lr``, label smoothing 0.1, bf16."""
     pre = model.brainxai_config.preprocess
     split = training_split(data, pre, val_fraction=0.0, seed=0, cache_dir=".cache/brainxai")
-    ds = MRIDataset(split.images[split.train_idx], split.labels[split.train_idx], pre, augment=default_augmentation(), seed=0)
+    ds = MRIDataset(
+        split.images[split.train_idx], split.labels[split.train_idx], pre, augment=default_augmentation(), seed=0
+    )
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps = epochs * math.ceil(len(ds) / BATCH)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -82,8 +84,13 @@ def fine_tune(model: nn.Module, data: str, epochs: int, lr: float) -> list[dict[
             total += float(loss.detach()) * len(y)
             n += len(y)
             correct += int((out.argmax(1) == y).sum())
-        history.append({"epoch": epoch + 1, "loss": total / n, "accuracy": correct / n, "time_s": time.perf_counter() - t0})
-        print(f"epoch {epoch + 1}: loss {total / n:.4f}, accuracy {correct / n:.4f}, {time.perf_counter() - t0:.0f} s", flush=True)
+        history.append(
+            {"epoch": epoch + 1, "loss": total / n, "accuracy": correct / n, "time_s": time.perf_counter() - t0}
+        )
+        print(
+            f"epoch {epoch + 1}: loss {total / n:.4f}, accuracy {correct / n:.4f}, {time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
     return history
 
 
@@ -100,7 +107,9 @@ def pointing(classifier: Classifier, boxes: Path) -> dict[str, dict[str, object]
         with create_explainer(method, classifier.model) as explainer:
             for start in range(0, len(records), 10):
                 idx = list(range(start, min(len(records), start + 10)))
-                for i, e in zip(idx, explainer.explain(classifier.tensor(data.prepared[idx]), [targets[i] for i in idx])):
+                for i, e in zip(
+                    idx, explainer.explain(classifier.tensor(data.prepared[idx]), [targets[i] for i in idx])
+                ):
                     # The benchmark's own placement of the map into the scan and its box metrics.
                     metrics = box_metrics(i, e.relevance, data, POINTING_TOLERANCE)
                     hits.append(int(metrics["pointing_game"]))
@@ -135,7 +144,9 @@ def main() -> None:
     # Its batch-norm-folded copy for scoring is a deep copy, so it keeps the probed pooling.
     classifier = Classifier(loaded, device="cpu")
 
-    testing = decode_samples(discover_samples(Path(args.data) / "Testing"), loaded.meta.preprocess, cache_dir=".cache/brainxai")
+    testing = decode_samples(
+        discover_samples(Path(args.data) / "Testing"), loaded.meta.preprocess, cache_dir=".cache/brainxai"
+    )
     errors = int((classifier.logits_prepared(testing.images).argmax(1) != testing.labels).sum())
     print(f"Testing raw: {errors} errors of {len(testing.labels)}", flush=True)
     result = {

@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from brainxai.bench import hardware_summary
 from brainxai.constants import DISCLAIMER
 from brainxai.explain import create_explainer
-from brainxai.explain.cam import aligned_maps, align_to_receptive_fields, cam_grid
+from brainxai.explain.cam import align_to_receptive_fields, aligned_maps, cam_grid
 from brainxai.explain.lrp import fast as lrp_module
 from brainxai.explain.quality import pointing_game
 from brainxai.explain.views import relevance_to_original
@@ -75,10 +75,14 @@ def _batches(data: BoxImages, classifier: Classifier, targets: np.ndarray, fn: C
 def _explainer_maps(data: BoxImages, classifier: Classifier, targets: np.ndarray, name: str, **kwargs) -> np.ndarray:
     """A registered explainer's maps; one explainer for all batches, closed (hooks removed) after."""
     with create_explainer(name, classifier.model, **kwargs) as explainer:
-        return _batches(data, classifier, targets, lambda x, t: np.stack([e.relevance for e in explainer.explain(x, t)]))
+        return _batches(
+            data, classifier, targets, lambda x, t: np.stack([e.relevance for e in explainer.explain(x, t)])
+        )
 
 
-def _gradcam(model: nn.Module, layer: nn.Module, weights: Callable[[int], torch.Tensor] | None = None, shift: int = 0) -> Callable:
+def _gradcam(
+    model: nn.Module, layer: nn.Module, weights: Callable[[int], torch.Tensor] | None = None, shift: int = 0
+) -> Callable:
     """Aligned Grad-CAM at ``layer``; ``shift`` > 0 averages over input shifts of 0..31 px in that step."""
 
     def one(x: torch.Tensor, t: list[int]) -> np.ndarray:
@@ -99,7 +103,9 @@ def _gradcam(model: nn.Module, layer: nn.Module, weights: Callable[[int], torch.
     return averaged
 
 
-def _lrp(model: nn.Module, layers: dict[str, nn.Module] | None = None, weights: Callable[[int], torch.Tensor] | None = None):
+def _lrp(
+    model: nn.Module, layers: dict[str, nn.Module] | None = None, weights: Callable[[int], torch.Tensor] | None = None
+):
     """LRP maps (optionally for a weighted sum of logits), and Relevance-CAMs at ``layers``."""
     explainer = create_explainer("lrp", model)
     prepared = explainer.prepared_model()
@@ -160,13 +166,18 @@ def _normalised(maps: np.ndarray, sigma: float = 0.0) -> np.ndarray:
 
 def _hits(maps: np.ndarray, data: BoxImages, sigma: float = 0.0) -> np.ndarray:
     smoothed = _normalised(maps, sigma)
-    return np.array([
-        pointing_game(relevance_to_original(m, data.crops[i], data.originals[i].shape), data.boxes[i])
-        for i, m in enumerate(smoothed)
-    ], float)
+    return np.array(
+        [
+            pointing_game(relevance_to_original(m, data.crops[i], data.originals[i].shape), data.boxes[i])
+            for i, m in enumerate(smoothed)
+        ],
+        float,
+    )
 
 
-def _two_fold(hits: dict[str, np.ndarray], labels: np.ndarray, repeats: int = 100, seed: int = 0) -> tuple[float, float]:
+def _two_fold(
+    hits: dict[str, np.ndarray], labels: np.ndarray, repeats: int = 100, seed: int = 0
+) -> tuple[float, float]:
     """Mean over random stratified halvings of: best variant on one half, scored on the other."""
     rng = np.random.default_rng(seed)
     names = list(hits)
@@ -212,10 +223,13 @@ def main() -> None:
     target_layer = dict(model.named_modules())[model.brainxai_config.target_layer]
     blocks = getattr(model, "blocks", None)
     maps: dict[str, np.ndarray] = {}
-    for label, name, kwargs in (("guided-backprop", "guided-backprop", {}), ("guided-gradcam", "guided-gradcam", {}),
-                                ("guided-gradcam, 4x4 shifts", "guided-gradcam", {"shifts": 4}),
-                                ("gradcam, 4x4 shifts (library: centred, black fill)", "gradcam", {"shifts": 4}),
-                                ("lrp-epsilon-gamma-box", "lrp", {"composite": "epsilon-gamma-box"})):
+    for label, name, kwargs in (
+        ("guided-backprop", "guided-backprop", {}),
+        ("guided-gradcam", "guided-gradcam", {}),
+        ("guided-gradcam, 4x4 shifts", "guided-gradcam", {"shifts": 4}),
+        ("gradcam, 4x4 shifts (library: centred, black fill)", "gradcam", {"shifts": 4}),
+        ("lrp-epsilon-gamma-box", "lrp", {"composite": "epsilon-gamma-box"}),
+    ):
         maps[label] = _explainer_maps(data, classifier, labels, name, **kwargs)
     jobs: list[tuple[str, Callable]] = [
         ("gradcam", _gradcam(model, target_layer)),
@@ -242,17 +256,20 @@ def main() -> None:
     close()
     maps = {"lrp (epsilon-plus-flat)": np.concatenate(lrp_maps.pop("lrp")), **maps}
     maps.update({key: np.concatenate(v) for key, v in lrp_maps.items()})
-    for label, weights in (("lrp, target minus no-tumour logit", versus_none if none_idx is not None else None),
-                           ("lrp, target minus mean of others", versus_rest)):
+    for label, weights in (
+        ("lrp, target minus no-tumour logit", versus_none if none_idx is not None else None),
+        ("lrp, target minus mean of others", versus_rest),
+    ):
         if weights is None:
             continue
         run, close = _lrp(model, weights=weights)
-        maps[label] = _batches(data, classifier, labels, lambda x, t: run(x, t)["lrp"])
+        maps[label] = _batches(data, classifier, labels, lambda x, t, run=run: run(x, t)["lrp"])
         close()
     for pixel in ("lrp (epsilon-plus-flat)", "lrp-epsilon-gamma-box", "guided-backprop"):
         for sigma in (0, 8):
-            maps[f"{pixel} x gradcam" + (f" (pixel map smoothed, sigma {sigma})" if sigma else "")] = (
-                _normalised(maps[pixel], sigma) * _normalised(maps["gradcam"]))
+            maps[f"{pixel} x gradcam" + (f" (pixel map smoothed, sigma {sigma})" if sigma else "")] = _normalised(
+                maps[pixel], sigma
+            ) * _normalised(maps["gradcam"])
 
     hits: dict[str, np.ndarray] = {}
     rows = []
@@ -263,12 +280,25 @@ def main() -> None:
             name = label + (f", smoothed sigma {sigma}" if sigma else "")
             h = _hits(m, data, sigma)
             hits[name] = h
-            rows.append({"variant": name, "pointing_game": float(h.mean()),
-                         **{c: float(h[labels == i].mean()) for i, c in enumerate(classifier.classes) if (labels == i).any()}})
+            rows.append(
+                {
+                    "variant": name,
+                    "pointing_game": float(h.mean()),
+                    **{
+                        c: float(h[labels == i].mean()) for i, c in enumerate(classifier.classes) if (labels == i).any()
+                    },
+                }
+            )
     cv_mean, cv_std = _two_fold(hits, labels)
     best = max(rows, key=lambda r: r["pointing_game"])
-    result = {"n": len(labels), "variants": rows, "best": best, "two_fold_selected": {"mean": cv_mean, "std": cv_std},
-              "checkpoint": classifier.checkpoint.sha256, "hardware": hardware_summary()}
+    result = {
+        "n": len(labels),
+        "variants": rows,
+        "best": best,
+        "two_fold_selected": {"mean": cv_mean, "std": cv_std},
+        "checkpoint": classifier.checkpoint.sha256,
+        "hardware": hardware_summary(),
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "variants.json").write_text(json.dumps(result, indent=2) + "\n")
     classes = [c for i, c in enumerate(classifier.classes) if (labels == i).any()]
@@ -277,8 +307,14 @@ def main() -> None:
         "",
         "Reproduce: `python experiments/xai_variants/xai_variants.py "
         "--boxes ../shared/data/figshare-boxes-dev/boxes.csv --out experiments/xai_variants`",
-        f"(model `{classifier.name}`, checkpoint sha256 `{classifier.checkpoint.sha256[:12]}`; {len(labels)} images; annotated class explained;",
-        "15 px tolerance at the original resolution; sigma in model-input pixels). See the docstring of the script for each variant.",
+        (
+            f"(model `{classifier.name}`, checkpoint sha256 `{classifier.checkpoint.sha256[:12]}`; "
+            f"{len(labels)} images; annotated class explained;"
+        ),
+        (
+            "15 px tolerance at the original resolution; sigma in model-input pixels). "
+            "See the docstring of the script for each variant."
+        ),
         "",
         f"> {DISCLAIMER}",
         "",
@@ -286,13 +322,16 @@ def main() -> None:
         "|---|---|" + "---|" * len(classes),
     ]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['pointing_game']:.3f} | " + " | ".join(f"{r[c]:.2f}" for c in classes) + " |")
+        lines.append(
+            f"| {r['variant']} | {r['pointing_game']:.3f} | " + " | ".join(f"{r[c]:.2f}" for c in classes) + " |"
+        )
     lines += [
         "",
-        f"Best on these images: **{best['variant']}**, {best['pointing_game']:.3f}. Picking the best of the {len(rows)} "
-        f"variants on one half of the images and scoring it on the other half (stratified, 100 random halvings, both "
-        f"directions) gives {cv_mean:.3f} ± {cv_std:.3f}: what the best-looking variant can be expected to score on new "
-        "images of the same kind.",
+        f"Best on these images: **{best['variant']}**, {best['pointing_game']:.3f}. "
+        f"Picking the best of the {len(rows)} "
+        f"variants on one half of the images and scoring it on the other half (stratified, 100 random halvings, "
+        f"both directions) gives {cv_mean:.3f} ± {cv_std:.3f}: what the best-looking variant can be expected "
+        "to score on new images of the same kind.",
         "",
     ]
     (args.out / "variants.md").write_text("\n".join(lines))

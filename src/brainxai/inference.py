@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from brainxai.data.preprocess import PreprocessConfig, prepare, to_tensor
-from brainxai.models.fusion import fold_batchnorm
 from brainxai.models.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
+from brainxai.models.fusion import fold_batchnorm
 from brainxai.util.device import resolve_device
 
 logger = logging.getLogger(__name__)

@@ -185,8 +185,18 @@ def test_unknown_spacing_reports_pixels_never_millimetres(rng: np.random.Generat
 
 def test_no_tumour_makes_region_parameters_not_applicable(rng: np.random.Generator) -> None:
     img, brain = brain_phantom(0, rng=rng)
-    params = params_by_key(compute_spatial_parameters(img, disk(60, 90, 12), brain, (0.5, 0.5), 0.97, 0.3, prediction="notumor"))
-    for key in ("anatomical_region", "hemisphere", "spatial_relation", "area_volume", "maximum_dimensions", "texture", "peritumoral_oedema"):
+    params = params_by_key(
+        compute_spatial_parameters(img, disk(60, 90, 12), brain, (0.5, 0.5), 0.97, 0.3, prediction="notumor")
+    )
+    for key in (
+        "anatomical_region",
+        "hemisphere",
+        "spatial_relation",
+        "area_volume",
+        "maximum_dimensions",
+        "texture",
+        "peritumoral_oedema",
+    ):
         assert params[key].value == "not applicable (no tumour region)"
         assert params[key].status == "not_applicable"
     assert params["confidence"].value == pytest.approx(0.97)
@@ -195,7 +205,9 @@ def test_no_tumour_makes_region_parameters_not_applicable(rng: np.random.Generat
 
 def test_empty_region_and_non_axial_plane(rng: np.random.Generator) -> None:
     img, brain = brain_phantom(0, rng=rng)
-    empty = params_by_key(compute_spatial_parameters(img, np.zeros_like(brain), brain, None, 0.6, None, prediction="glioma"))
+    empty = params_by_key(
+        compute_spatial_parameters(img, np.zeros_like(brain), brain, None, 0.6, None, prediction="glioma")
+    )
     assert empty["area_volume"].status == "not_assessable"
     sag = params_by_key(compute_spatial_parameters(img, disk(60, 90, 12), brain, None, 0.6, None, plane="sagittal"))
     assert sag["hemisphere"].status == "not_assessable"

@@ -17,7 +17,9 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
-def test_batch_with_a_corrupt_file(runner: CliRunner, samples_dir: Path, random_checkpoint: Path, tmp_path: Path) -> None:
+def test_batch_with_a_corrupt_file(
+    runner: CliRunner, samples_dir: Path, random_checkpoint: Path, tmp_path: Path
+) -> None:
     scans = tmp_path / "scans"
     scans.mkdir()
     shutil.copy(samples_dir / "glioma.jpg", scans / "a.jpg")
@@ -27,8 +29,19 @@ def test_batch_with_a_corrupt_file(runner: CliRunner, samples_dir: Path, random_
     out = tmp_path / "out"
     result = runner.invoke(
         app,
-        ["analyze", str(scans), "--out", str(out), "--checkpoint", str(random_checkpoint),
-         "--method", "gradcam", "--no-agreement", "--patient-name", "Jane Roe"],
+        [
+            "analyze",
+            str(scans),
+            "--out",
+            str(out),
+            "--checkpoint",
+            str(random_checkpoint),
+            "--method",
+            "gradcam",
+            "--no-agreement",
+            "--patient-name",
+            "Jane Roe",
+        ],
     )
     assert result.exit_code == 1, result.output
     assert "1 of 3 file(s) failed" in result.output
@@ -45,19 +58,36 @@ def test_batch_with_a_corrupt_file(runner: CliRunner, samples_dir: Path, random_
     assert (out / "a.pdf").is_file() and (out / "b.json").is_file()
 
 
-def test_single_file_report_path_and_errors(runner: CliRunner, samples_dir: Path, random_checkpoint: Path, tmp_path: Path) -> None:
+def test_single_file_report_path_and_errors(
+    runner: CliRunner, samples_dir: Path, random_checkpoint: Path, tmp_path: Path
+) -> None:
     pdf = tmp_path / "reports" / "mine.pdf"
     ok = runner.invoke(
         app,
-        ["analyze", str(samples_dir / "meningioma.jpg"), "--report", str(pdf), "--checkpoint", str(random_checkpoint),
-         "--method", "gradcam", "--no-agreement", "--assume-spacing", "0.5"],
+        [
+            "analyze",
+            str(samples_dir / "meningioma.jpg"),
+            "--report",
+            str(pdf),
+            "--checkpoint",
+            str(random_checkpoint),
+            "--method",
+            "gradcam",
+            "--no-agreement",
+            "--assume-spacing",
+            "0.5",
+        ],
     )
     assert ok.exit_code == 0, ok.output
     assert pdf.is_file() and pdf.read_bytes().startswith(b"%PDF")
     assert not (tmp_path / "reports" / "summary.csv").exists()  # one file is not a batch
-    two = runner.invoke(app, ["analyze", str(samples_dir), "--report", str(pdf), "--checkpoint", str(random_checkpoint)])
+    two = runner.invoke(
+        app, ["analyze", str(samples_dir), "--report", str(pdf), "--checkpoint", str(random_checkpoint)]
+    )
     assert two.exit_code == 1 and "--report takes a single input file" in two.output
-    missing = runner.invoke(app, ["analyze", str(tmp_path / "nope.png"), "--checkpoint", str(random_checkpoint), "--out", str(tmp_path)])
+    missing = runner.invoke(
+        app, ["analyze", str(tmp_path / "nope.png"), "--checkpoint", str(random_checkpoint), "--out", str(tmp_path)]
+    )
     assert missing.exit_code == 1 and "file not found" in missing.output
 
 
@@ -84,7 +114,9 @@ def test_demo_samples_cover_every_class() -> None:
     assert set(sample_scans()) == set(CLASSES)
 
 
-def test_demo_without_default_model_fails_cleanly(runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_demo_without_default_model_fails_cleanly(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from brainxai import inference
     from brainxai.pipeline import service
 

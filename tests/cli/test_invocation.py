@@ -66,7 +66,13 @@ def test_a_short_alias_and_a_repeated_option() -> None:
 def test_the_line_is_quoted_for_the_shell_and_round_trips() -> None:
     line = _line(["measure", "my scans", "--boxes", "box set/b.csv", "--checkpoint", "runs/it's/best"])
     assert shlex.split(line) == [
-        "brainxai", "measure", "--boxes", "box set/b.csv", "--checkpoint", "runs/it's/best", "my scans",
+        "brainxai",
+        "measure",
+        "--boxes",
+        "box set/b.csv",
+        "--checkpoint",
+        "runs/it's/best",
+        "my scans",
     ]
     # Running the line again gives the same line.
     assert _line(shlex.split(line)[1:]) == line

@@ -90,7 +90,5 @@ def test_nearest_training_images(tmp_path):
     assert broken is None
 
     # A file the model was not trained on is no twin: the copy's nearest is then another image, far away.
-    (again,) = nearest_training_images(
-        [tmp_path / "copy.jpg"], train, progress=False, exclude=[f"{CLASSES[1]}/a.png"]
-    )
+    (again,) = nearest_training_images([tmp_path / "copy.jpg"], train, progress=False, exclude=[f"{CLASSES[1]}/a.png"])
     assert again.path != train / CLASSES[1] / "a.png" and again.distance > 10

@@ -25,8 +25,20 @@ def small_dataset(mri_root, tmp_path):
 def test_evaluate_writes_raw_and_dedup_metrics(small_dataset, random_checkpoint, tmp_path):
     out = tmp_path / "eval"
     result = CliRunner().invoke(
-        app, ["evaluate", "--data", str(small_dataset), "--checkpoint", str(random_checkpoint),
-              "--out", str(out), "--n-boot", "100", "--device", "cpu"],
+        app,
+        [
+            "evaluate",
+            "--data",
+            str(small_dataset),
+            "--checkpoint",
+            str(random_checkpoint),
+            "--out",
+            str(out),
+            "--n-boot",
+            "100",
+            "--device",
+            "cpu",
+        ],
     )
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
@@ -47,8 +59,22 @@ def test_evaluate_writes_raw_and_dedup_metrics(small_dataset, random_checkpoint,
     listed = [p.split(",")[0] for p in preds[1:4]]
     subset.write_text("\n".join(listed) + "\n")
     result = CliRunner().invoke(
-        app, ["evaluate", "--data", str(small_dataset), "--checkpoint", str(random_checkpoint),
-              "--out", str(tmp_path / "e2"), "--subset", str(subset), "--n-boot", "0", "--device", "cpu"],
+        app,
+        [
+            "evaluate",
+            "--data",
+            str(small_dataset),
+            "--checkpoint",
+            str(random_checkpoint),
+            "--out",
+            str(tmp_path / "e2"),
+            "--subset",
+            str(subset),
+            "--n-boot",
+            "0",
+            "--device",
+            "cpu",
+        ],
     )
     assert result.exit_code == 0, result.output
     single = json.loads((tmp_path / "e2" / "metrics.json").read_text())
@@ -59,8 +85,20 @@ def test_evaluate_rejects_unknown_subset_paths(small_dataset, random_checkpoint,
     subset = tmp_path / "subset.txt"
     subset.write_text("Testing/glioma/does-not-exist.jpg\n")
     result = CliRunner().invoke(
-        app, ["evaluate", "--data", str(small_dataset), "--checkpoint", str(random_checkpoint),
-              "--out", str(tmp_path / "e"), "--subset", str(subset), "--device", "cpu"],
+        app,
+        [
+            "evaluate",
+            "--data",
+            str(small_dataset),
+            "--checkpoint",
+            str(random_checkpoint),
+            "--out",
+            str(tmp_path / "e"),
+            "--subset",
+            str(subset),
+            "--device",
+            "cpu",
+        ],
     )
     assert result.exit_code == 1 and "subset path" in result.output
 

@@ -201,7 +201,9 @@ def _volume(n: int = 7) -> np.ndarray:
     return vol
 
 
-def _nifti_bytes(vol: np.ndarray, zooms: tuple[float, float, float] = (0.8, 0.9, 3.0), units: str | None = "mm") -> bytes:
+def _nifti_bytes(
+    vol: np.ndarray, zooms: tuple[float, float, float] = (0.8, 0.9, 3.0), units: str | None = "mm"
+) -> bytes:
     img = nib.Nifti1Image(vol, np.diag([*zooms, 1.0]))
     if units:
         img.header.set_xyzt_units(units)

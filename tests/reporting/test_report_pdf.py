@@ -34,16 +34,30 @@ def _result(prediction: str, spacing: tuple[float, float] | None, patient: dict 
         "method": "lrp",
         "spatial_parameters": [p.to_dict() for p in params],
         "agreement": {"second_method": "gradcam", "iou": 0.35},
-        "scan": {"file": "case.dcm", "format": "dicom", "shape": [160, 160],
-                 "pixel_spacing_mm": list(spacing) if spacing else None, "modality": "MR"},
-        "model": {"name": "efficientnet-lite0", "checkpoint": "default.safetensors", "version": "0.1.0",
-                  "created": "2025-01-01", "sha256": "f" * 64},
+        "scan": {
+            "file": "case.dcm",
+            "format": "dicom",
+            "shape": [160, 160],
+            "pixel_spacing_mm": list(spacing) if spacing else None,
+            "modality": "MR",
+        },
+        "model": {
+            "name": "efficientnet-lite0",
+            "checkpoint": "default.safetensors",
+            "version": "0.1.0",
+            "created": "2025-01-01",
+            "sha256": "f" * 64,
+        },
         "patient": patient,
         "brainxai_version": "0.1.0",
     }
     heat = cv2.cvtColor(cv2.applyColorMap((region * 255).astype(np.uint8), cv2.COLORMAP_HOT), cv2.COLOR_BGR2RGB)
-    images = {"original": image, "heatmap": heat, "outline": heat // 2 + np.dstack([image] * 3) // 2,
-              "mask": np.dstack([region * 255] * 3).astype(np.uint8)}
+    images = {
+        "original": image,
+        "heatmap": heat,
+        "outline": heat // 2 + np.dstack([image] * 3) // 2,
+        "mask": np.dstack([region * 255] * 3).astype(np.uint8),
+    }
     return result, images
 
 

@@ -35,8 +35,17 @@ def tiny_run(mri_root, tmp_path_factory):
     base = tmp_path_factory.mktemp("calib")
     data = _copy_dataset(mri_root, base / "ds")
     config = TrainConfig(
-        data=str(data), model="cnn-lstm", out=str(base / "run"), epochs=1, batch_size=8,
-        limit_per_class=6, val_fraction=0.5, seed=1, device="cpu", cache_dir=None, progress=False,
+        data=str(data),
+        model="cnn-lstm",
+        out=str(base / "run"),
+        epochs=1,
+        batch_size=8,
+        limit_per_class=6,
+        val_fraction=0.5,
+        seed=1,
+        device="cpu",
+        cache_dir=None,
+        progress=False,
     )
     return data, train(config)
 
@@ -73,8 +82,10 @@ def test_trainer_fits_the_temperature_on_its_validation_split(tiny_run):
     logits, y = clf.logits_prepared(split.images[split.val_idx]), split.labels[split.val_idx]
     assert cal["nll_before"] == pytest.approx(nll(logits, y), abs=1e-6)
     assert cal["nll_after"] == pytest.approx(nll(logits, y, meta["temperature"]), abs=1e-6)
-    print(f"\ntrainer: T={meta['temperature']:.4f} n={cal['n']} NLL {cal['nll_before']:.4f}->{cal['nll_after']:.4f} "
-          f"ECE {cal['ece_before']:.4f}->{cal['ece_after']:.4f}")
+    print(
+        f"\ntrainer: T={meta['temperature']:.4f} n={cal['n']} NLL {cal['nll_before']:.4f}->{cal['nll_after']:.4f} "
+        f"ECE {cal['ece_before']:.4f}->{cal['ece_after']:.4f}"
+    )
 
 
 def test_classifier_divides_the_logits_by_the_checkpoint_temperature(tiny_run, tmp_path):
@@ -157,10 +168,22 @@ def test_evaluation_report_names_the_temperature(tiny_run, tmp_path):
 def test_calibrate_from_carries_a_temperature_over_to_a_refit(tiny_run, tmp_path):
     data, result = tiny_run
     source = json.loads(result.checkpoint.with_suffix(".json").read_text())
-    refit = train(TrainConfig(
-        data=str(data), model="cnn-lstm", out=str(tmp_path / "refit"), epochs=1, batch_size=8, limit_per_class=6,
-        val_fraction=0.0, lr_schedule="cosine", seed=1, device="cpu", cache_dir=None, progress=False,
-    ))
+    refit = train(
+        TrainConfig(
+            data=str(data),
+            model="cnn-lstm",
+            out=str(tmp_path / "refit"),
+            epochs=1,
+            batch_size=8,
+            limit_per_class=6,
+            val_fraction=0.0,
+            lr_schedule="cosine",
+            seed=1,
+            device="cpu",
+            cache_dir=None,
+            progress=False,
+        )
+    )
     stem = refit.checkpoint.with_suffix("")
     assert Classifier.load(stem, device="cpu").temperature == 1.0
     base = ["calibrate", "--checkpoint", str(stem), "--device", "cpu", "--cache-dir", str(tmp_path / "cache")]

@@ -8,19 +8,26 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from brainxai.cli import app
-
 from brainxai.inference import Classifier
 from brainxai.models import create_model, get_model_config
-from brainxai.training import trainer as trainer_mod
 from brainxai.models.checkpoint import CheckpointError, load_checkpoint
+from brainxai.training import trainer as trainer_mod
 from brainxai.training.schedules import apply_phase, progressive_schedule
-from brainxai.training.trainer import Trainer, TrainConfig, resolve_amp, train
+from brainxai.training.trainer import TrainConfig, Trainer, resolve_amp, train
 
 
 def _config(mri_root, out, **kw):
     base = dict(
-        data=str(mri_root), model="cnn-lstm", out=str(out), epochs=1, batch_size=8,
-        limit_per_class=6, seed=1, device="cpu", cache_dir=None, progress=False,
+        data=str(mri_root),
+        model="cnn-lstm",
+        out=str(out),
+        epochs=1,
+        batch_size=8,
+        limit_per_class=6,
+        seed=1,
+        device="cpu",
+        cache_dir=None,
+        progress=False,
     )
     return TrainConfig(**(base | kw))
 
@@ -157,8 +164,11 @@ def test_cpu_bf16_training_runs_under_autocast_and_records_it(mri_root, tmp_path
     result = train(_config(mri_root, tmp_path / "bf16", amp="bf16"))
     assert seen == [True, True]  # the training and the validation pass
     assert json.loads(result.checkpoint.with_suffix(".json").read_text())["recipe"]["amp"] == "bf16"
-    assert all(torch.isfinite(v).all() for v in load_checkpoint(result.checkpoint).model.state_dict().values()
-               if v.is_floating_point())
+    assert all(
+        torch.isfinite(v).all()
+        for v in load_checkpoint(result.checkpoint).model.state_dict().values()
+        if v.is_floating_point()
+    )
 
 
 def test_refit_without_validation_keeps_the_last_epoch_and_stop_after_keeps_the_schedule(mri_root, tmp_path):
@@ -205,7 +215,11 @@ def test_cosine_schedule_records_the_rate_used_in_each_epoch(mri_root, tmp_path)
     result = train(_config(mri_root, tmp_path / "cos", epochs=epochs, lr=lr, lr_schedule="cosine"))
     # Epoch t (0-based) runs at the closed-form cosine rate for step t of T = the phase's epochs.
     expected = [eta_min + (lr - eta_min) * (1 + math.cos(math.pi * t / epochs)) / 2 for t in range(epochs)]
-    assert expected[0] == pytest.approx(lr) and expected[1] == pytest.approx(7.525e-4) and expected[2] == pytest.approx(2.575e-4)
+    assert (
+        expected[0] == pytest.approx(lr)
+        and expected[1] == pytest.approx(7.525e-4)
+        and expected[2] == pytest.approx(2.575e-4)
+    )
     assert [h["lr"] for h in result.history] == pytest.approx(expected, rel=1e-9)
     assert json.loads(result.checkpoint.with_suffix(".json").read_text())["recipe"]["lr_schedule"] == "cosine"
 
@@ -268,16 +282,35 @@ def test_train_cli_exposes_the_new_options_and_rejects_an_unknown_lr_schedule(mr
 
     result = CliRunner().invoke(
         app,
-        ["train", "--data", str(mri_root), "--model", "cnn-lstm", "--out", str(tmp_path / "o"),
-         "--limit-per-class", "6", "--epochs", "1", "--device", "cpu", "--cache-dir", str(tmp_path / "cache"),
-         "--scratch", "--lr-schedule", "foo"],
+        [
+            "train",
+            "--data",
+            str(mri_root),
+            "--model",
+            "cnn-lstm",
+            "--out",
+            str(tmp_path / "o"),
+            "--limit-per-class",
+            "6",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--scratch",
+            "--lr-schedule",
+            "foo",
+        ],
     )
     assert result.exit_code == 1
     assert "error:" in result.output and "foo" in result.output and "cosine" in result.output
     assert not (tmp_path / "o" / "best.safetensors").exists()
 
 
-def test_exclude_twins_of_keeps_an_evaluation_set_out_and_calibrate_rebuilds_the_same_split(mri_root, boxes_csv, tmp_path):
+def test_exclude_twins_of_keeps_an_evaluation_set_out_and_calibrate_rebuilds_the_same_split(
+    mri_root, boxes_csv, tmp_path
+):
     import imagehash
     from PIL import Image
 
@@ -290,7 +323,9 @@ def test_exclude_twins_of_keeps_an_evaluation_set_out_and_calibrate_rebuilds_the
     assert excluded == result.extra["excluded_twins"]
     # The 60 box images include figshare slices that the Kaggle Training split holds (42 of them).
     assert len(excluded) >= 42
-    box_hashes = [imagehash.phash(Image.open(p).convert("L")) for p in sorted((boxes_csv.parent / "images").glob("*.jpg"))]
+    box_hashes = [
+        imagehash.phash(Image.open(p).convert("L")) for p in sorted((boxes_csv.parent / "images").glob("*.jpg"))
+    ]
     training = mri_root / "Training"
     for rel in excluded[:10]:  # each one really is within 4 bits of a box image (checked independently)
         h = imagehash.phash(Image.open(training / rel).convert("L"))

@@ -59,7 +59,7 @@ def brain_mask(image: np.ndarray) -> np.ndarray:
     otsu, _ = cv2.threshold(smooth, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     # Otsu on MRI splits dark tissue from bright tissue; half of it still separates tissue from air.
     threshold = float(np.clip(0.5 * otsu, 8, 60))
-    fg = (smooth > threshold).astype(np.uint8)
+    fg: np.ndarray = (smooth > threshold).astype(np.uint8)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_odd(size / 100), _odd(size / 100)))
     fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, kernel)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
@@ -116,7 +116,7 @@ def relevance_region(
         raise ValueError(f"brain mask shape {brain.shape} differs from relevance shape {relevance.shape}")
     if not 0.0 <= quantile < 1.0:
         raise ValueError(f"quantile must be in [0, 1), got {quantile}")
-    r = np.nan_to_num(relevance.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    r: np.ndarray = np.nan_to_num(relevance.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     r = np.maximum(r, 0.0)
     sigma = smooth * max(r.shape)
     if sigma > 0:

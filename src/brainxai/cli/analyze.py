@@ -60,8 +60,13 @@ def _load_service(checkpoint: Path | None, device: str) -> AnalysisService:
 @app.command("analyze")
 def analyze_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Scan files (JPEG, PNG, DICOM, NIfTI) or folders of them.")],
-    method: Annotated[str, typer.Option("--method", "-m", help="Explanation method: lrp, gradcam, gradcam++, hirescam, ...")] = "lrp",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: brainxai-output, or the report's folder).")] = None,
+    method: Annotated[
+        str, typer.Option("--method", "-m", help="Explanation method: lrp, gradcam, gradcam++, hirescam, ...")
+    ] = "lrp",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output folder (default: brainxai-output, or the report's folder)."),
+    ] = None,
     report: Annotated[Path | None, typer.Option("--report", help="PDF path for a single input file.")] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip the PDF (images and JSON only).")] = False,
     patient_name: Annotated[str | None, typer.Option(help="Patient name for the report.")] = None,
@@ -70,16 +75,25 @@ def analyze_cmd(
     patient_sex: Annotated[str | None, typer.Option(help="Patient sex.")] = None,
     referring_physician: Annotated[str | None, typer.Option(help="Referring physician.")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint (default: the shipped model).")] = None,
-    slice_index: Annotated[int | None, typer.Option("--slice", help="Volume slice to analyse (default: the most suspicious).")] = None,
-    assume_spacing: Annotated[float | None, typer.Option(help="Pixel spacing (mm) to ASSUME when a file has none.")] = None,
-    sequence: Annotated[str | None, typer.Option(help="MR sequence when the file does not say (T1, T2, FLAIR).")] = None,
-    agreement: Annotated[bool, typer.Option("--agreement/--no-agreement", help="Run a second explanation method and report the agreement.")] = True,
+    slice_index: Annotated[
+        int | None, typer.Option("--slice", help="Volume slice to analyse (default: the most suspicious).")
+    ] = None,
+    assume_spacing: Annotated[
+        float | None, typer.Option(help="Pixel spacing (mm) to ASSUME when a file has none.")
+    ] = None,
+    sequence: Annotated[
+        str | None, typer.Option(help="MR sequence when the file does not say (T1, T2, FLAIR).")
+    ] = None,
+    agreement: Annotated[
+        bool,
+        typer.Option("--agreement/--no-agreement", help="Run a second explanation method and report the agreement."),
+    ] = True,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
 ) -> None:
     """Analyse scans: prediction, explanation, spatial parameters and a PDF report per file.
 
     Several files or a folder run as a batch with a progress bar and OUT/summary.csv. A bad file is reported, the batch goes on, and the command exits with status 1 listing the failures.
-    """
+    """  # noqa: E501  (typer prints a docstring's line breaks as they are: one line lets it wrap to the terminal)
     from brainxai.pipeline.batch import analyze_batch, collect_inputs
     from brainxai.pipeline.options import AnalysisOptions, PatientInfo
 
@@ -91,16 +105,25 @@ def analyze_cmd(
     out_dir = out or (report.parent if report is not None else Path("brainxai-output"))
     patient = PatientInfo(patient_name, patient_id, patient_age, patient_sex, referring_physician)
     options = AnalysisOptions(
-        method=method, agreement=agreement, report=not no_report, slice_index=slice_index,
-        assumed_pixel_spacing_mm=assume_spacing, sequence=sequence,
+        method=method,
+        agreement=agreement,
+        report=not no_report,
+        slice_index=slice_index,
+        assumed_pixel_spacing_mm=assume_spacing,
+        sequence=sequence,
     )
     service = _load_service(checkpoint, device)
     batch = len(files) > 1 or any(p.is_dir() for p in paths)
 
     def run(progress: Progress) -> list[BatchItem]:
         return analyze_batch(
-            service, files, options, out_dir=out_dir, patient=patient if patient.to_dict() else None,
-            report_path=report, progress=progress,
+            service,
+            files,
+            options,
+            out_dir=out_dir,
+            patient=patient if patient.to_dict() else None,
+            report_path=report,
+            progress=progress,
         )
 
     _run(run, len(files), out_dir, write_csv=batch)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import shlex
+from typing import NoReturn
 
 import typer
+from typer.core import TyperOption
 
 app = typer.Typer(
     name="brainxai",
@@ -41,7 +43,7 @@ def invocation(ctx: typer.Context) -> str:
         if param.param_type_name == "argument":
             arguments += [str(v) for v in (value if isinstance(value, (list, tuple)) else [value]) if v is not None]
             continue
-        if param.param_type_name != "option" or value is None or value == param.default:
+        if not isinstance(param, TyperOption) or value is None or value == param.default:
             continue
         if param.is_flag:
             spelling = param.opts if value else param.secondary_opts
@@ -52,7 +54,7 @@ def invocation(ctx: typer.Context) -> str:
     return shlex.join(words + arguments)
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     """Prints an error to stderr and exits with ``code`` (no traceback for user errors)."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)

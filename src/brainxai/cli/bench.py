@@ -14,7 +14,9 @@ from brainxai.cli.app import app, fail
 @app.command()
 def bench(
     checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint to measure; default: the shipped model.")] = None,
-    images: Annotated[list[Path] | None, typer.Option("--image", help="Scan file (repeatable); default: the bundled samples.")] = None,
+    images: Annotated[
+        list[Path] | None, typer.Option("--image", help="Scan file (repeatable); default: the bundled samples.")
+    ] = None,
     repeats: Annotated[int, typer.Option(help="Timed repeats per figure.")] = 20,
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the full result as JSON.")] = None,

@@ -14,7 +14,9 @@ from brainxai.cli.app import app, fail
 def audit_data(
     data_root: Annotated[Path, typer.Argument(help="Dataset root holding Training/ (and Testing/).")],
     max_distance: Annotated[int, typer.Option(help="Largest pHash Hamming distance counted as a near-duplicate.")] = 4,
-    out: Annotated[Path, typer.Option(help="audit.json path; the de-duplicated test list and size plot go beside it.")] = Path("audit.json"),
+    out: Annotated[
+        Path, typer.Option(help="audit.json path; the de-duplicated test list and size plot go beside it.")
+    ] = Path("audit.json"),
 ) -> None:
     """Find near-duplicate images (within Training, Testing vs Training), label conflicts and odd sizes."""
     from brainxai.data.audit import audit_dataset, size_points, write_audit

@@ -12,10 +12,16 @@ from brainxai.cli.app import app, fail
 
 @app.command()
 def evaluate(
-    data: Annotated[Path, typer.Option(help="Dataset root (with Testing/ and Training/) or a class-per-folder test folder.")],
+    data: Annotated[
+        Path, typer.Option(help="Dataset root (with Testing/ and Training/) or a class-per-folder test folder.")
+    ],
     out: Annotated[Path, typer.Option(help="Output folder for metrics.json, plots and report.md.")] = Path("runs/eval"),
-    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint (.safetensors/.json stem); default: the shipped model.")] = None,
-    subset: Annotated[Path | None, typer.Option(help="File of image paths relative to --data: evaluate only those.")] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Checkpoint (.safetensors/.json stem); default: the shipped model.")
+    ] = None,
+    subset: Annotated[
+        Path | None, typer.Option(help="File of image paths relative to --data: evaluate only those.")
+    ] = None,
     dedup_list: Annotated[Path | None, typer.Option(help="De-duplicated test list from `brainxai audit-data`.")] = None,
     max_distance: Annotated[int, typer.Option(help="pHash distance for the on-the-fly duplicate audit.")] = 4,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for 95% confidence intervals.")] = 1000,
@@ -28,8 +34,14 @@ def evaluate(
 
     try:
         result = run_evaluation(
-            data, out, checkpoint=checkpoint, subset=subset, dedup_list=dedup_list,
-            max_distance=max_distance, n_boot=n_boot, device=device,
+            data,
+            out,
+            checkpoint=checkpoint,
+            subset=subset,
+            dedup_list=dedup_list,
+            max_distance=max_distance,
+            n_boot=n_boot,
+            device=device,
         )
     except (DatasetLayoutError, CheckpointError, ValueError) as exc:
         fail(str(exc))

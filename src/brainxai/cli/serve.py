@@ -16,6 +16,8 @@ from brainxai.cli.app import app, fail
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from brainxai.web.settings import Settings
+
 user_app = typer.Typer(help="Manage the web app's user accounts.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 
@@ -32,7 +34,7 @@ DatabaseUrl = Annotated[
 PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin")]
 
 
-def _settings(data_dir: Path | None, database_url: str | None, **extra: object):  # type: ignore[no-untyped-def]
+def _settings(data_dir: Path | None, database_url: str | None, **extra: object) -> Settings:
     from brainxai.web.settings import Settings
 
     try:

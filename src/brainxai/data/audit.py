@@ -54,7 +54,7 @@ def _hash_one(sample: Sample) -> HashedImage | str:
     try:
         bits, size = _phash(sample.path)
         return HashedImage(sample, bits, size)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, not fatal
+    except Exception as exc:
         return f"{sample.path}: {exc}"
 
 
@@ -63,7 +63,9 @@ def hash_samples(samples: list[Sample], progress: bool = True) -> tuple[list[Has
     ok: list[HashedImage] = []
     failed: list[str] = []
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for r in tqdm(pool.map(_hash_one, samples), total=len(samples), desc="hashing", disable=not progress, leave=False):
+        for r in tqdm(
+            pool.map(_hash_one, samples), total=len(samples), desc="hashing", disable=not progress, leave=False
+        ):
             (failed.append(r) if isinstance(r, str) else ok.append(r))
     return ok, failed
 
@@ -122,9 +124,7 @@ def nearest_training_images(
         ValueError: No training image could be read.
     """
     skip = {Path(e).as_posix() for e in exclude}
-    samples = [
-        s for s in discover_samples(train_root) if Path(s.path).relative_to(train_root).as_posix() not in skip
-    ]
+    samples = [s for s in discover_samples(train_root) if Path(s.path).relative_to(train_root).as_posix() not in skip]
     train_h, failed = hash_samples(samples, progress)
     if not train_h:
         raise ValueError(f"no readable training image in {train_root} ({len(failed)} failed)")
@@ -133,7 +133,7 @@ def nearest_training_images(
     for path in paths:
         try:
             query, _ = _phash(Path(path))
-        except Exception as exc:  # noqa: BLE001 - reported, not fatal
+        except Exception as exc:
             logger.warning("cannot hash %s: %s", path, exc)
             out.append(None)
             continue
@@ -180,7 +180,7 @@ def twins_of(
     for path in references:
         try:
             ref_bits.append(_phash(Path(path))[0])
-        except Exception as exc:  # noqa: BLE001 - re-raised with the file named
+        except Exception as exc:
             raise ValueError(f"cannot read reference image {path}: {exc}") from exc
     hashed, _ = hash_samples(samples, progress)
     if not hashed:
@@ -230,9 +230,7 @@ def _size_counts(sizes: list[tuple[int, int]]) -> dict[str, int]:
     return dict(sorted(size_counts.items(), key=lambda kv: -kv[1]))
 
 
-def audit_dataset(
-    root: str | Path, max_distance: int = DEFAULT_MAX_DISTANCE, progress: bool = True
-) -> dict[str, Any]:
+def audit_dataset(root: str | Path, max_distance: int = DEFAULT_MAX_DISTANCE, progress: bool = True) -> dict[str, Any]:
     """Runs the duplicate audit on ``root`` (holding ``Training/`` and, optionally, ``Testing/``).
 
     Returns:
@@ -274,7 +272,9 @@ def audit_dataset(
         "pairs_within_train": within,
         "pairs_test_train": cross,
         "_sizes": sizes,
-        "_size_labels": [("train " if k < len(train_h) else "test ") + h.sample.class_name for k, h in enumerate(train_h + test_h)],
+        "_size_labels": [
+            ("train " if k < len(train_h) else "test ") + h.sample.class_name for k, h in enumerate(train_h + test_h)
+        ],
     }
 
 

@@ -114,6 +114,10 @@ def contour_crop(
     return image[y0:y1, x0:x1], box
 
 
+# An empty kernel selects OpenCV's default 3x3 rectangle, as None does (which the cv2 stubs do not accept).
+_DEFAULT_KERNEL = np.empty((0, 0), np.uint8)
+
+
 def _blob_box(
     image: np.ndarray, threshold: int, blur: int, iterations: int, min_area_fraction: float
 ) -> tuple[int, int, int, int]:
@@ -122,8 +126,8 @@ def _blob_box(
     full = (0, 0, w, h)
     smoothed = cv2.GaussianBlur(image, (blur, blur), 0)
     _, mask = cv2.threshold(smoothed, threshold, 255, cv2.THRESH_BINARY)
-    mask = cv2.erode(mask, None, iterations=iterations)
-    mask = cv2.dilate(mask, None, iterations=iterations)
+    mask = cv2.erode(mask, _DEFAULT_KERNEL, iterations=iterations)
+    mask = cv2.dilate(mask, _DEFAULT_KERNEL, iterations=iterations)
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
         return full
@@ -190,9 +194,7 @@ def prepare(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     return resize(image, config.img_size)
 
 
-def prepare_with_box(
-    image: np.ndarray, config: PreprocessConfig
-) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+def prepare_with_box(image: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Like :func:`prepare` but also returns the crop box in original pixel coordinates."""
     h, w = image.shape
     box = (0, 0, w, h)

@@ -50,9 +50,7 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> flo
     return float(-log_softmax(z, temperature)[np.arange(len(y)), y].mean())
 
 
-def fit_temperature(
-    logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = TEMPERATURE_BOUNDS
-) -> float:
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = TEMPERATURE_BOUNDS) -> float:
     """The ``T`` in ``bounds`` minimising the mean NLL of ``softmax(logits / T)``.
 
     The NLL is convex in ``1 / T``, hence unimodal in ``log T``, so a bounded scalar search finds

@@ -106,7 +106,10 @@ def _measure(
         m = classification_metrics(y[idx], probs[idx], classes, n_boot=n_boot)
         m["description"] = description
         metrics[name] = m
-        save_figure(confusion_matrix_figure(m["confusion_matrix"], classes, f"Confusion matrix ({name}, n={m['n']})"), str(out / f"confusion_{name}.png"))
+        save_figure(
+            confusion_matrix_figure(m["confusion_matrix"], classes, f"Confusion matrix ({name}, n={m['n']})"),
+            str(out / f"confusion_{name}.png"),
+        )
         aucs = [m["per_class"][c]["auc"] for c in classes]
         save_figure(roc_figure(y[idx], probs[idx], classes, aucs), str(out / f"roc_{name}.png"))
         save_figure(reliability_figure(y[idx], probs[idx], m["ece"]), str(out / f"reliability_{name}.png"))
@@ -200,7 +203,9 @@ def _report_markdown(metrics: dict[str, Any], classifier: Classifier, data: Path
     ]
     for name, m in metrics.items():
         auc = f"{m['macro_auc']:.4f}" if m["macro_auc"] is not None else "n/a"
-        lines.append(f"| {name} | {m['n']} | {_fmt_ci(m, 'accuracy')} | {_fmt_ci(m, 'macro_f1')} | {auc} | {m['ece']:.4f} |")
+        lines.append(
+            f"| {name} | {m['n']} | {_fmt_ci(m, 'accuracy')} | {_fmt_ci(m, 'macro_f1')} | {auc} | {m['ece']:.4f} |"
+        )
     lines.append("")
     for name, m in metrics.items():
         lines += [
@@ -212,13 +217,21 @@ def _report_markdown(metrics: dict[str, Any], classifier: Classifier, data: Path
         for c, r in m["per_class"].items():
             auc = f"{r['auc']:.4f}" if r["auc"] is not None else "n/a"
             lines.append(
-                f"| {c} | {r['precision']:.4f} | {r['recall']:.4f} | {r['specificity']:.4f} | {r['f1']:.4f} | {auc} | {r['support']} |"
+                f"| {c} | {r['precision']:.4f} | {r['recall']:.4f} | {r['specificity']:.4f} | {r['f1']:.4f} "
+                f"| {auc} | {r['support']} |"
             )
-        lines += ["", f"![confusion](confusion_{name}.png) ![roc](roc_{name}.png) ![reliability](reliability_{name}.png)", ""]
+        lines += [
+            "",
+            f"![confusion](confusion_{name}.png) ![roc](roc_{name}.png) ![reliability](reliability_{name}.png)",
+            "",
+        ]
     if history:
         lines += ["## Training curves", "", "![training curves](training_curves.png)", ""]
     lines += [
-        "Confidence intervals: percentile bootstrap over images (1,000 resamples). ECE: 15 equal-width confidence bins.",
+        (
+            "Confidence intervals: percentile bootstrap over images (1,000 resamples). "
+            "ECE: 15 equal-width confidence bins."
+        ),
         "",
         f"_{DISCLAIMER}_",
         "",

@@ -8,12 +8,12 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # headless: plots are written to files, never shown
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_curve
 
-from brainxai.evaluation.metrics import reliability_bins  # noqa: E402
+from brainxai.evaluation.metrics import reliability_bins
 
 
 def confusion_matrix_figure(cm: np.ndarray | list, classes: Sequence[str], title: str = "Confusion matrix") -> Figure:
@@ -107,7 +107,9 @@ def size_scatter_figure(sizes: Sequence[tuple[int, int]], labels: Sequence[str])
     for name in sorted(set(labels)):
         m = np.array([lab == name for lab in labels])
         jitter = rng.uniform(-0.3, 0.3, size=(m.sum(), 2))  # overlapping identical sizes stay visible
-        ax.scatter(sizes_arr[m, 0] + jitter[:, 0], sizes_arr[m, 1] + jitter[:, 1], s=8, alpha=0.5, label=f"{name} ({m.sum()})")
+        ax.scatter(
+            sizes_arr[m, 0] + jitter[:, 0], sizes_arr[m, 1] + jitter[:, 1], s=8, alpha=0.5, label=f"{name} ({m.sum()})"
+        )
     ax.set_xlabel("width (px)")
     ax.set_ylabel("height (px)")
     ax.set_title("Image sizes")

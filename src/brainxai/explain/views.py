@@ -53,7 +53,7 @@ def relevance_to_original(
 
 
 def _fit(relevance: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    r = relevance.astype(np.float32)
+    r: np.ndarray = relevance.astype(np.float32)
     if r.shape != shape:
         r = cv2.resize(r, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
     return r
@@ -232,5 +232,14 @@ def _banner(rgb: np.ndarray, text: str) -> np.ndarray:
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
     strip = min(h, th + base + 8)
     out[:strip] = (out[:strip] * 0.3).astype(np.uint8)
-    cv2.putText(out, text, (max(2, (w - tw) // 2), th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    cv2.putText(
+        out,
+        text,
+        (max(2, (w - tw) // 2), th + 4),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (255, 255, 255),
+        thickness,
+        cv2.LINE_AA,
+    )
     return out

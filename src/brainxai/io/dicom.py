@@ -93,7 +93,6 @@ def _to_gray(arr: np.ndarray, photometric: str, frames: int) -> np.ndarray:
     return arr
 
 
-
 def _read_dataset(data: bytes, name: str, force: bool) -> Any:
     """The parsed DICOM data set; it must hold pixel data."""
     import pydicom
@@ -177,9 +176,11 @@ def _acquisition_meta(ds: Any) -> dict[str, Any]:
     plane, convention = plane_and_convention(ds)
     modality = str(ds.get("Modality", "")) or None
     series = str(ds.get("SeriesDescription", "")) or None
-    sequence = sequence_from_text(
-        series, str(ds.get("ProtocolName", "")), str(ds.get("SequenceName", ""))
-    ) if modality in (None, "MR") else None
+    sequence = (
+        sequence_from_text(series, str(ds.get("ProtocolName", "")), str(ds.get("SequenceName", "")))
+        if modality in (None, "MR")
+        else None
+    )
     return {
         "modality": modality,
         "series_description": series,

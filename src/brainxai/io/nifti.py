@@ -99,9 +99,7 @@ def _choose_slice(
     return chosen
 
 
-def read_nifti(
-    data: bytes, name: str, slice_index: int | None = None, scorer: SliceScorer | None = None
-) -> ScanImage:
+def read_nifti(data: bytes, name: str, slice_index: int | None = None, scorer: SliceScorer | None = None) -> ScanImage:
     """Decodes an uncompressed NIfTI-1/2 byte string into a :class:`ScanImage` of one axial slice.
 
     Args:

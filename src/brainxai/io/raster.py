@@ -67,9 +67,7 @@ def read_raster(source: str | Path | bytes) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(fp) as img:
                 if img.width * img.height > MAX_PIXELS:
-                    raise ImageReadError(
-                        f"{name}: {img.width}x{img.height} pixels exceeds the limit of {MAX_PIXELS}"
-                    )
+                    raise ImageReadError(f"{name}: {img.width}x{img.height} pixels exceeds the limit of {MAX_PIXELS}")
                 img.load()
                 gray = _pil_to_gray(img)
     except ImageReadError:

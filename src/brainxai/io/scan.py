@@ -102,8 +102,7 @@ def read_scan(
         raise ImageReadError(f"{name}: empty file")
     data, kind = _format_of(data, name)
     unsupported = ImageReadError(
-        f"{name}: not a supported image (expected JPEG, PNG, BMP, TIFF, DICOM or NIfTI; "
-        f"first bytes {data[:8]!r})"
+        f"{name}: not a supported image (expected JPEG, PNG, BMP, TIFF, DICOM or NIfTI; first bytes {data[:8]!r})"
     )
     if kind in ("dicom", "dicom-raw"):
         try:

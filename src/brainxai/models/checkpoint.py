@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from brainxai.version import __version__
 from brainxai.data.preprocess import PreprocessConfig
-from brainxai.models.registry import create_model
+from brainxai.models.registry import attach_model_config, create_model, model_config
 from brainxai.util.files import atomic_write, atomic_write_bytes
+from brainxai.version import __version__
 
 FORMAT_VERSION = 1
 # ``calibration`` key naming the weights whose temperature was copied (``brainxai calibrate --from``).
@@ -47,7 +47,7 @@ class CheckpointMeta:
     metrics: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     dataset_fingerprint: str | None = None
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     brainxai_version: str = __version__
     dtype: str = "float32"
     # Probabilities are softmax(logits / temperature); fitted post hoc on the validation split.
@@ -80,8 +80,10 @@ class CheckpointMeta:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CheckpointMeta:
         temperature = data.get("temperature", 1.0)
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
-            math.isfinite(temperature) and temperature > 0
+        if (
+            isinstance(temperature, bool)
+            or not isinstance(temperature, (int, float))
+            or not (math.isfinite(temperature) and temperature > 0)
         ):
             raise CheckpointError(f"checkpoint temperature must be a finite number > 0, got {temperature!r}")
         try:
@@ -196,7 +198,7 @@ def build_model(meta: CheckpointMeta) -> nn.Module:
         **meta.model_kwargs,
     )
     # The checkpoint's preprocessing wins over the registry default.
-    model.brainxai_config = replace(model.brainxai_config, preprocess=meta.preprocess, classes=tuple(meta.classes))
+    attach_model_config(model, replace(model_config(model), preprocess=meta.preprocess, classes=tuple(meta.classes)))
     return model
 
 

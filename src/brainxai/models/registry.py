@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
@@ -116,8 +116,20 @@ def create_model(
     if img_size is not None and img_size != config.preprocess.img_size:
         config = replace(config, preprocess=config.preprocess.replace(img_size=img_size))
     model = _FACTORIES[name](num_classes=n, pretrained=pretrained, img_size=config.preprocess.img_size, **kwargs)
-    model.brainxai_config = config  # type: ignore[assignment]
+    attach_model_config(model, config)
     return model
+
+
+def model_config(model: nn.Module) -> ModelConfig:
+    """The :class:`ModelConfig` that :func:`create_model` attached to ``model`` as ``brainxai_config``."""
+    # nn.Module types unknown attributes as Tensor | Module; create_model stores a ModelConfig there.
+    return cast(ModelConfig, model.brainxai_config)
+
+
+def attach_model_config(model: nn.Module, config: ModelConfig) -> None:
+    """Stores ``config`` as ``model.brainxai_config``, where :func:`model_config` reads it."""
+    # nn.Module.__setattr__ is typed for Tensor | Module values only; any object is stored as a plain attribute.
+    model.brainxai_config = config  # type: ignore[assignment]
 
 
 def get_submodule(model: nn.Module, path: str) -> nn.Module:
@@ -130,5 +142,4 @@ def get_submodule(model: nn.Module, path: str) -> nn.Module:
 
 def get_target_layer(model: nn.Module) -> nn.Module:
     """The layer that CAM methods target, from the model's config."""
-    config: ModelConfig = model.brainxai_config  # type: ignore[assignment]
-    return get_submodule(model, config.target_layer)
+    return get_submodule(model, model_config(model).target_layer)

@@ -106,9 +106,7 @@ def analyze_batch(
     return items
 
 
-def _analyze_one(
-    service: AnalysisService, file: Path, options: AnalysisOptions | None, **inputs: Any
-) -> BatchItem:
+def _analyze_one(service: AnalysisService, file: Path, options: AnalysisOptions | None, **inputs: Any) -> BatchItem:
     try:
         return BatchItem(str(file), "ok", result=service.analyze(file, options, **inputs))
     except ImageReadError as exc:
@@ -126,10 +124,16 @@ def summary_csv(items: Sequence[BatchItem]) -> bytes:
     for it in items:
         r = it.result
         report = (r.report_pdf or r.report_json) if r else None
-        writer.writerow([
-            it.file, it.status, r.prediction if r else "", f"{r.confidence:.4f}" if r else "",
-            str(report) if report else "", it.error or "",
-        ])
+        writer.writerow(
+            [
+                it.file,
+                it.status,
+                r.prediction if r else "",
+                f"{r.confidence:.4f}" if r else "",
+                str(report) if report else "",
+                it.error or "",
+            ]
+        )
     return buf.getvalue().encode()
 
 

@@ -38,6 +38,10 @@ def run_demo(
     if not samples:
         raise FileNotFoundError("no sample scans found in the installed package")
     return analyze_batch(
-        get_service(checkpoint), list(samples.values()), AnalysisOptions(method=method),
-        out_dir=out_dir, names=list(samples), progress=progress,
+        get_service(checkpoint),
+        list(samples.values()),
+        AnalysisOptions(method=method),
+        out_dir=out_dir,
+        names=list(samples),
+        progress=progress,
     )

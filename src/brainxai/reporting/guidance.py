@@ -39,7 +39,10 @@ _GUIDANCE: dict[str, tuple[str, tuple[str, ...]]] = {
             "Review of the full MRI study by a neuroradiologist.",
             "Contrast-enhanced MRI with advanced sequences (perfusion, diffusion, spectroscopy) if not yet done.",
             "Neurosurgical and neuro-oncology consultation, typically through a multidisciplinary tumour board.",
-            "Histopathological and molecular diagnosis (biopsy or resection) is the reference standard for type and grade.",
+            (
+                "Histopathological and molecular diagnosis (biopsy or resection) "
+                "is the reference standard for type and grade."
+            ),
         ),
     ),
     "meningioma": (
@@ -47,7 +50,10 @@ _GUIDANCE: dict[str, tuple[str, tuple[str, ...]]] = {
         (
             "Review of the full MRI study by a neuroradiologist.",
             "Small lesions without symptoms are often followed with periodic MRI monitoring to assess growth.",
-            "Neurosurgical consultation when the lesion is symptomatic, large, growing or compresses nearby structures.",
+            (
+                "Neurosurgical consultation when the lesion is symptomatic, large, growing "
+                "or compresses nearby structures."
+            ),
             "Radiotherapy or radiosurgery are options a specialist may discuss for selected lesions.",
         ),
     ),

@@ -83,7 +83,7 @@ def _fonts() -> tuple[str, str]:
         pdfmetrics.registerFont(TTFont("BX-Bold", str(base / "DejaVuSans-Bold.ttf")))
         pdfmetrics.registerFontFamily("BX-Regular", normal="BX-Regular", bold="BX-Bold")
         return "BX-Regular", "BX-Bold"
-    except Exception as exc:  # noqa: BLE001  (any font problem: fall back to the built-in Type 1 fonts)
+    except Exception as exc:
         logger.warning("DejaVu Sans not available (%s); using Helvetica", exc)
         return "Helvetica", "Helvetica-Bold"
 
@@ -193,19 +193,28 @@ def _image_flowable(source: Any, box: float) -> Image | None:
 def _kv_table(rows: list[tuple[str, str]], styles: dict[str, ParagraphStyle], width: float) -> Table:
     data = [[_p(k, styles["label"]), _p(v, styles["cell"])] for k, v in rows]
     t = Table(data, colWidths=[27 * mm, width - 27 * mm])
-    t.setStyle(TableStyle([
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("LEFTPADDING", (0, 0), (-1, -1), 0),
-        ("RIGHTPADDING", (0, 0), (-1, -1), 2),
-        ("TOPPADDING", (0, 0), (-1, -1), 1),
-        ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
-    ]))
+    t.setStyle(
+        TableStyle(
+            [
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ("LEFTPADDING", (0, 0), (-1, -1), 0),
+                ("RIGHTPADDING", (0, 0), (-1, -1), 2),
+                ("TOPPADDING", (0, 0), (-1, -1), 1),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
+            ]
+        )
+    )
     return t
 
 
 def _patient_block(patient: Mapping[str, Any] | None, styles: dict[str, ParagraphStyle], width: float) -> Flowable:
-    fields = (("name", "Name"), ("patient_id", "Patient ID"), ("age", "Age"), ("sex", "Sex"),
-              ("referring_physician", "Referring physician"))
+    fields = (
+        ("name", "Name"),
+        ("patient_id", "Patient ID"),
+        ("age", "Age"),
+        ("sex", "Sex"),
+        ("referring_physician", "Referring physician"),
+    )
     rows = [(label, str(patient[key])) for key, label in fields if patient and patient.get(key) not in (None, "")]
     if not rows:
         return _p("No patient details were entered.", styles["body"])
@@ -239,9 +248,17 @@ def _scan_rows(scan: Mapping[str, Any]) -> list[tuple[str, str]]:
 def _alert(text: str, styles: dict[str, ParagraphStyle]) -> Table:
     """A full-width amber box: the research-use banner and warnings about this result."""
     box = Table([[_p(text, styles["warn"])]], colWidths=[CONTENT_W])
-    box.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), WARN_BG), ("BOX", (0, 0), (-1, -1), 0.6, WARN_INK),
-                             ("LEFTPADDING", (0, 0), (-1, -1), 6), ("TOPPADDING", (0, 0), (-1, -1), 4),
-                             ("BOTTOMPADDING", (0, 0), (-1, -1), 4)]))
+    box.setStyle(
+        TableStyle(
+            [
+                ("BACKGROUND", (0, 0), (-1, -1), WARN_BG),
+                ("BOX", (0, 0), (-1, -1), 0.6, WARN_INK),
+                ("LEFTPADDING", (0, 0), (-1, -1), 6),
+                ("TOPPADDING", (0, 0), (-1, -1), 4),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
+            ]
+        )
+    )
     return box
 
 
@@ -264,23 +281,29 @@ def _parameters_table(params: list[Mapping[str, Any]], styles: dict[str, Paragra
     rows = [header]
     for i, prm in enumerate(params, 1):
         result = prm.get("text") or f"{prm.get('value')} {prm.get('unit', '')}".strip()
-        rows.append([
-            _p(i, styles["cell"]),
-            _p(prm.get("name", ""), styles["cellb"]),
-            _p(result, styles["cell"]),
-            _p(prm.get("method", ""), styles["small"]),
-        ])
+        rows.append(
+            [
+                _p(i, styles["cell"]),
+                _p(prm.get("name", ""), styles["cellb"]),
+                _p(result, styles["cell"]),
+                _p(prm.get("method", ""), styles["small"]),
+            ]
+        )
     t = Table(rows, colWidths=[6 * mm, 36 * mm, 52 * mm, CONTENT_W - 94 * mm], repeatRows=1)
-    t.setStyle(TableStyle([
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("LINEBELOW", (0, 0), (-1, 0), 0.8, ACCENT),
-        ("LINEBELOW", (0, 1), (-1, -1), 0.25, RULE),
-        ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, BAND]),
-        ("LEFTPADDING", (0, 0), (-1, -1), 3),
-        ("RIGHTPADDING", (0, 0), (-1, -1), 3),
-        ("TOPPADDING", (0, 0), (-1, -1), 2.5),
-        ("BOTTOMPADDING", (0, 0), (-1, -1), 2.5),
-    ]))
+    t.setStyle(
+        TableStyle(
+            [
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ("LINEBELOW", (0, 0), (-1, 0), 0.8, ACCENT),
+                ("LINEBELOW", (0, 1), (-1, -1), 0.25, RULE),
+                ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, BAND]),
+                ("LEFTPADDING", (0, 0), (-1, -1), 3),
+                ("RIGHTPADDING", (0, 0), (-1, -1), 3),
+                ("TOPPADDING", (0, 0), (-1, -1), 2.5),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 2.5),
+            ]
+        )
+    )
     return t
 
 
@@ -307,28 +330,46 @@ def _confidence(result: Mapping[str, Any]) -> float:
 def _columns(cells: list[list[Any]], widths: list[float], *style: tuple[Any, ...]) -> Table:
     """A borderless layout table (no outer padding), cells aligned to the top."""
     table = Table(cells, colWidths=widths)
-    table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0),
-                               ("RIGHTPADDING", (0, 0), (-1, -1), 0), *style]))
+    table.setStyle(
+        TableStyle(
+            [
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ("LEFTPADDING", (0, 0), (-1, -1), 0),
+                ("RIGHTPADDING", (0, 0), (-1, -1), 0),
+                *style,
+            ]
+        )
+    )
     return table
 
 
 def _header(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> list[Flowable]:
     """Title, report id and date, then the research-use banner."""
     report_id, created = str(result.get("id", "")), str(result.get("created", ""))
-    title = [_p("brainxai · MRI analysis report", styles["title"]),
-             _p("Explainable brain-tumour classification of a single MRI slice", styles["subtitle"])]
+    title = [
+        _p("brainxai · MRI analysis report", styles["title"]),
+        _p("Explainable brain-tumour classification of a single MRI slice", styles["subtitle"]),
+    ]
     meta = Paragraph(f"Report ID: {escape(report_id)}<br/>Date: {escape(date_text(created))}", styles["meta"])
-    head = _columns([[title, meta]], [CONTENT_W * 0.66, CONTENT_W * 0.34],
-                    ("LINEBELOW", (0, 0), (-1, 0), 1.2, ACCENT), ("BOTTOMPADDING", (0, 0), (-1, -1), 5))
+    head = _columns(
+        [[title, meta]],
+        [CONTENT_W * 0.66, CONTENT_W * 0.34],
+        ("LINEBELOW", (0, 0), (-1, 0), 1.2, ACCENT),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 5),
+    )
     banner = _alert("RESEARCH USE ONLY — NOT A DIAGNOSIS. " + DISCLAIMER, styles)
     return [head, Spacer(1, 4), banner, Spacer(1, 4)]
 
 
 def _patient_and_scan(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> list[Flowable]:
     """Patient details and scan details side by side."""
-    cells = [[_p("Patient", styles["h2"]), _p("Scan", styles["h2"])],
-             [_patient_block(result.get("patient"), styles, HALF_W),
-              _kv_table(_scan_rows(result.get("scan", {})), styles, HALF_W)]]
+    cells = [
+        [_p("Patient", styles["h2"]), _p("Scan", styles["h2"])],
+        [
+            _patient_block(result.get("patient"), styles, HALF_W),
+            _kv_table(_scan_rows(result.get("scan", {})), styles, HALF_W),
+        ],
+    ]
     return [_columns(cells, [HALF_W + 6 * mm, HALF_W], ("TOPPADDING", (0, 0), (0, -1), 0))]
 
 
@@ -339,11 +380,16 @@ def _finding(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> li
     title = CLASS_TITLES.get(prediction, prediction)
     verdict = f"Tumour pattern: {title}" if prediction != NO_TUMOUR else "No tumour pattern found"
     summary = f"Type: {title}. Probability {_confidence(result):.1%}. Explanation: {method_title(method)}."
-    left = [_p("Finding (model output)", styles["h2"]), _p(verdict, styles["finding"]),
-            _p(summary + _agreement_text(result), styles["body"])]
-    bars = [_p("Class probabilities", styles["h2"]),
-            ProbabilityBars(result.get("probabilities", {}), prediction, HALF_W, _fonts()),
-            _p(probability_note(result.get("model") or {}), styles["small"])]
+    left = [
+        _p("Finding (model output)", styles["h2"]),
+        _p(verdict, styles["finding"]),
+        _p(summary + _agreement_text(result), styles["body"]),
+    ]
+    bars = [
+        _p("Class probabilities", styles["h2"]),
+        ProbabilityBars(result.get("probabilities", {}), prediction, HALF_W, _fonts()),
+        _p(probability_note(result.get("model") or {}), styles["small"]),
+    ]
     story: list[Flowable] = [_columns([[left, bars]], [HALF_W + 6 * mm, HALF_W]), Spacer(1, 3)]
     for line in result.get("warnings", []) or []:
         story += [_alert(f"Warning: {line}", styles), Spacer(1, 3)]
@@ -370,9 +416,17 @@ def _images(result: Mapping[str, Any], images: Mapping[str, Any], styles: dict[s
         pics.append(_image_flowable(src, cell) or _p("(not available)", styles["caption"]))
         captions.append(_p(caption.format(method=method_title(method)), styles["caption"]))
     gallery = Table([pics, captions], colWidths=[cell + 3 * mm] * 3 + [cell])
-    gallery.setStyle(TableStyle([("ALIGN", (0, 0), (-1, -1), "CENTER"), ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
-                                 ("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1), 0),
-                                 ("TOPPADDING", (0, 1), (-1, 1), 2)]))
+    gallery.setStyle(
+        TableStyle(
+            [
+                ("ALIGN", (0, 0), (-1, -1), "CENTER"),
+                ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+                ("LEFTPADDING", (0, 0), (-1, -1), 0),
+                ("RIGHTPADDING", (0, 0), (-1, -1), 0),
+                ("TOPPADDING", (0, 1), (-1, 1), 2),
+            ]
+        )
+    )
     tumour = str(result.get("prediction", "")) != NO_TUMOUR
     note = IMAGES_NOTE_TUMOUR if tumour else IMAGES_NOTE_NO_TUMOUR
     return [_p("Images", styles["h2"]), gallery, Spacer(1, 2), _p(note, styles["small"])]
@@ -409,16 +463,31 @@ def _model(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> list
         ("Version", versions),
         ("SHA-256", str(model.get("sha256", "?"))),
     ]
-    return [KeepTogether([_p("Model", styles["h2"]), _kv_table(rows, styles, CONTENT_W),
-                          Spacer(1, 4), _p(DISCLAIMER, styles["small"])])]
+    return [
+        KeepTogether(
+            [
+                _p("Model", styles["h2"]),
+                _kv_table(rows, styles, CONTENT_W),
+                Spacer(1, 4),
+                _p(DISCLAIMER, styles["small"]),
+            ]
+        )
+    ]
 
 
 def _render(story: list[Flowable], report_id: str) -> bytes:
     """Lays the story out on A4 pages with the footer on each."""
     buf = io.BytesIO()
     doc = SimpleDocTemplate(
-        buf, pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=12 * mm, bottomMargin=17 * mm,
-        title=f"brainxai report {report_id}", author="brainxai", subject="Research use only, not a diagnosis",
+        buf,
+        pagesize=A4,
+        leftMargin=MARGIN,
+        rightMargin=MARGIN,
+        topMargin=12 * mm,
+        bottomMargin=17 * mm,
+        title=f"brainxai report {report_id}",
+        author="brainxai",
+        subject="Research use only, not a diagnosis",
     )
 
     def on_page(canvas: Any, d: Any) -> None:

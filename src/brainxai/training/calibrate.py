@@ -70,7 +70,9 @@ def fit_checkpoint_temperature(
         logger.warning(
             "the fitted temperature %.3g sits at the edge of its search range %s (%d validation images): "
             "the validation split is too small or too easy to calibrate on",
-            fit.temperature, TEMPERATURE_BOUNDS, fit.n,
+            fit.temperature,
+            TEMPERATURE_BOUNDS,
+            fit.n,
         )
     result = fit.to_dict()
     return {"temperature": result.pop("temperature"), "method": METHOD, "fitted_on": fitted_on, **result}
@@ -141,14 +143,23 @@ def calibrate_checkpoint(
     val_fraction, seed = _split_recipe(checkpoint, meta)
     limit = recipe.get("limit_per_class")
     split = training_split(
-        data, meta.preprocess, val_fraction=val_fraction, seed=seed,
-        limit_per_class=limit, exclude_twins_of=recipe.get("exclude_twins_of"), cache_dir=cache_dir, progress=progress,
+        data,
+        meta.preprocess,
+        val_fraction=val_fraction,
+        seed=seed,
+        limit_per_class=limit,
+        exclude_twins_of=recipe.get("exclude_twins_of"),
+        cache_dir=cache_dir,
+        progress=progress,
     )
     _check_rebuilt_split(split, meta)
     val = split.val_idx
     calibration = fit_checkpoint_temperature(
-        loaded, split.images[val], split.labels[val],
-        split_description(val_fraction, seed, limit), device=device,
+        loaded,
+        split.images[val],
+        split.labels[val],
+        split_description(val_fraction, seed, limit),
+        device=device,
     )
     fields = dict(calibration)
     update_checkpoint_meta(checkpoint, temperature=fields.pop("temperature"), calibration=fields)

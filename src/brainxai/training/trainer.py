@@ -31,6 +31,7 @@ from brainxai.data.dataset import MRIDataset
 from brainxai.data.preprocess import PreprocessConfig
 from brainxai.models import create_model
 from brainxai.models.checkpoint import CheckpointMeta, save_checkpoint
+from brainxai.models.registry import model_config
 from brainxai.training.calibrate import fit_checkpoint_temperature, split_description
 from brainxai.training.schedules import (
     PROGRESSIVE_EPOCHS,
@@ -109,7 +110,7 @@ def _build_phases(config: TrainConfig, model: nn.Module) -> list[Phase]:
     if config.schedule == "single":
         return single_schedule(config.epochs, config.lr)
     if config.schedule == "progressive":
-        return progressive_schedule(model.brainxai_config, config.phase_epochs, config.phase_lrs)
+        return progressive_schedule(model_config(model), config.phase_epochs, config.phase_lrs)
     raise ValueError(f"unknown schedule {config.schedule!r}; use 'single' or 'progressive'")
 
 
@@ -301,8 +302,13 @@ class Trainer:
     def _data(self, preprocess: PreprocessConfig) -> tuple[MRIDataset, MRIDataset, str, dict[str, Any]]:
         c = self.config
         split = training_split(
-            c.data, preprocess, val_fraction=c.val_fraction, seed=c.seed,
-            limit_per_class=c.limit_per_class, exclude_twins_of=c.exclude_twins_of, cache_dir=c.cache_dir,
+            c.data,
+            preprocess,
+            val_fraction=c.val_fraction,
+            seed=c.seed,
+            limit_per_class=c.limit_per_class,
+            exclude_twins_of=c.exclude_twins_of,
+            cache_dir=c.cache_dir,
             progress=c.progress,
         )
         images, labels, train_idx, val_idx = split.images, split.labels, split.train_idx, split.val_idx
@@ -344,14 +350,21 @@ class Trainer:
         seed_everything(c.seed)
         self.out.mkdir(parents=True, exist_ok=True)
         model = create_model(c.model, pretrained=c.pretrained, img_size=c.img_size).to(self.device)
-        preprocess = model.brainxai_config.preprocess
+        preprocess = model_config(model).preprocess
         train_ds, val_ds, data_fp, data_info = self._data(preprocess)
         refit = len(val_ds) == 0
         _check_stopping_rules(c, refit)
         return _Run(
-            model=model, preprocess=preprocess, train_ds=train_ds, val_ds=val_ds, data_fp=data_fp,
-            data_info=data_info, phases=_build_phases(c, model), refit=refit,
-            loss_fn=nn.CrossEntropyLoss(label_smoothing=c.label_smoothing), val_loss_fn=nn.CrossEntropyLoss(),
+            model=model,
+            preprocess=preprocess,
+            train_ds=train_ds,
+            val_ds=val_ds,
+            data_fp=data_fp,
+            data_info=data_info,
+            phases=_build_phases(c, model),
+            refit=refit,
+            loss_fn=nn.CrossEntropyLoss(label_smoothing=c.label_smoothing),
+            val_loss_fn=nn.CrossEntropyLoss(),
         )
 
     def _restore(self, model: nn.Module) -> tuple[_Progress, dict[str, Any] | None]:
@@ -369,8 +382,11 @@ class Trainer:
             logger.warning("resuming with a recipe that differs from the interrupted run's")
         model.load_state_dict(state["model"])
         progress = _Progress(
-            history=state["history"], best_val=state["best_val"], best_epoch=state["best_epoch"],
-            epoch=state["epoch"], bad_epochs=state["bad_epochs"],
+            history=state["history"],
+            best_val=state["best_val"],
+            best_epoch=state["best_epoch"],
+            epoch=state["epoch"],
+            bad_epochs=state["bad_epochs"],
         )
         logger.info("resuming from epoch %d (phase %d)", progress.epoch, state["phase"] + 1)
         return progress, state
@@ -445,16 +461,30 @@ class Trainer:
         train_loader, val_loader = self._loaders(run, epoch)
         set_train_mode(run.model, phase)
         tr = _run_epoch(
-            run.model, train_loader, self.device, run.loss_fn, optimizer,
-            f"epoch {epoch + 1}/{run.total_epochs} train", c.progress, run.deadline, self.amp,
+            run.model,
+            train_loader,
+            self.device,
+            run.loss_fn,
+            optimizer,
+            f"epoch {epoch + 1}/{run.total_epochs} train",
+            c.progress,
+            run.deadline,
+            self.amp,
         )
         progress.budget_spent = run.deadline is not None and time.perf_counter() > run.deadline
         run.model.eval()
         if run.refit:
             return tr, {"loss": None, "accuracy": None}
         va = _run_epoch(
-            run.model, val_loader, self.device, run.val_loss_fn, None, f"epoch {epoch + 1} val", c.progress,
-            None, self.amp,
+            run.model,
+            val_loader,
+            self.device,
+            run.val_loss_fn,
+            None,
+            f"epoch {epoch + 1} val",
+            c.progress,
+            None,
+            self.amp,
         )
         return tr, va
 
@@ -484,8 +514,12 @@ class Trainer:
         progress.history.append(row)
         logger.info(
             "epoch %d [%s] train loss %.4f acc %.4f | %s | %.0fs",
-            progress.epoch + 1, phase.name, tr["loss"], tr["accuracy"],
-            "no validation" if run.refit else f"val loss {va['loss']:.4f} acc {va['accuracy']:.4f}", row["time_s"],
+            progress.epoch + 1,
+            phase.name,
+            tr["loss"],
+            tr["accuracy"],
+            "no validation" if run.refit else f"val loss {va['loss']:.4f} acc {va['accuracy']:.4f}",
+            row["time_s"],
         )
         return row
 
@@ -565,14 +599,21 @@ class Trainer:
         """
         c = self.config
         calibration = fit_checkpoint_temperature(
-            best_path, run.val_ds.images, run.val_ds.labels,
-            split_description(c.val_fraction, c.seed, c.limit_per_class), device=self.device,
+            best_path,
+            run.val_ds.images,
+            run.val_ds.labels,
+            split_description(c.val_fraction, c.seed, c.limit_per_class),
+            device=self.device,
         )
         temperature = calibration.pop("temperature")
         logger.info(
             "temperature %.4f fitted on %d validation images: NLL %.4f -> %.4f, ECE %.4f -> %.4f",
-            temperature, calibration["n"], calibration["nll_before"], calibration["nll_after"],
-            calibration["ece_before"], calibration["ece_after"],
+            temperature,
+            calibration["n"],
+            calibration["nll_before"],
+            calibration["nll_after"],
+            calibration["ece_before"],
+            calibration["ece_after"],
         )
         return {"temperature": temperature, "calibration": calibration}
 
@@ -580,7 +621,7 @@ class Trainer:
         """Saves the model as ``best`` with its recipe, this epoch's metrics and the history so far."""
         meta = CheckpointMeta(
             model=self.config.model,
-            classes=list(run.model.brainxai_config.classes or CLASSES),
+            classes=list(model_config(run.model).classes or CLASSES),
             preprocess=run.preprocess,
             recipe=self.config.to_dict() | {"device": str(self.device), "amp": "bf16" if self.amp else "off"},
             metrics={

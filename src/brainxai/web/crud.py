@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, true
+from sqlalchemy import ColumnElement, CursorResult, Row, delete, func, select, true
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from brainxai.web import security
 from brainxai.web.models import (
@@ -125,17 +127,21 @@ def end_session(db: Session, token: str) -> None:
 
 
 def purge_expired_sessions(db: Session) -> int:
-    return db.execute(delete(AuthSession).where(AuthSession.expires_at <= utcnow())).rowcount or 0
+    # A DELETE's result is a CursorResult; Session.execute is typed with the plain Result.
+    result = cast("CursorResult[Any]", db.execute(delete(AuthSession).where(AuthSession.expires_at <= utcnow())))
+    return result.rowcount or 0
 
 
 # --- patients and studies --------------------------------------------------------------------------
 
 
-def _visible(user: User, owner_column):  # type: ignore[no-untyped-def]
+def _visible(user: User, owner_column: InstrumentedAttribute[int]) -> ColumnElement[bool]:
     return true() if user.is_admin else owner_column == user.id
 
 
-def list_patients(db: Session, user: User, *, limit: int = 100, offset: int = 0, query: str | None = None):  # type: ignore[no-untyped-def]
+def list_patients(
+    db: Session, user: User, *, limit: int = 100, offset: int = 0, query: str | None = None
+) -> Sequence[Row[Patient, int, datetime | None]]:
     """Patients the user may see with their study count and latest study time, newest activity first."""
     counts = (
         select(Study.patient_id, func.count(Study.id).label("n"), func.max(Study.created_at).label("last"))

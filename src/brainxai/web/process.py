@@ -92,7 +92,7 @@ class ServerProcess:
             args += ["--checkpoint", str(self.checkpoint)]
         args += ["--log-level", "warning", *self.extra_args]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        log = open(self.log_path, "ab")
         env = {**os.environ, **(self.env or {})}
         self.proc = subprocess.Popen(cli_command(*args), stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,7 @@ class Settings:
         """Settings from ``BRAINXAI_*`` environment variables, then ``overrides`` (None ignored)."""
         env = os.environ
         values: dict[str, Any] = {}
-        converters = {
+        converters: dict[str, tuple[str, Callable[[str], Any]]] = {
             "DATABASE_URL": ("database_url", str),
             "CHECKPOINT": ("checkpoint", Path),
             "DEVICE": ("device", str),

@@ -59,7 +59,7 @@ def _spatial(result: dict[str, Any]) -> list[SpatialParameter]:
     for item in result.get("spatial_parameters") or []:
         if isinstance(item, dict) and "name" in item:
             fields = ("name", "value", "unit", "method", "key", "status", "text")
-            out.append(SpatialParameter(**{k: item.get(k) for k in fields}))
+            out.append(SpatialParameter.model_validate({k: item.get(k) for k in fields}))
     return out
 
 

@@ -6,23 +6,29 @@ or by hand: ``alembic -c src/brainxai/web/alembic.ini -x url=sqlite:///path.db u
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Literal
+
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
 from brainxai.web.models import Base, UTCDateTime
 
+if TYPE_CHECKING:
+    from alembic.autogenerate.api import AutogenContext
+    from sqlalchemy.engine import Connection
+
 config = context.config
 target_metadata = Base.metadata
 
 
-def _render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
+def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     # Migrations stay independent of the models module: UTCDateTime is a plain aware DateTime in DDL.
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
     return False
 
 
-def _run(**target: object) -> None:
+def _run(**target: Any) -> None:
     """Runs the migrations against ``target`` (a connection, or a URL to print SQL for)."""
     # Batch mode lets later migrations ALTER tables on SQLite too.
     context.configure(target_metadata=target_metadata, render_as_batch=True, render_item=_render_item, **target)
@@ -30,7 +36,7 @@ def _run(**target: object) -> None:
         context.run_migrations()
 
 
-def _configure(connection) -> None:  # type: ignore[no-untyped-def]
+def _configure(connection: Connection) -> None:
     _run(connection=connection)
 
 

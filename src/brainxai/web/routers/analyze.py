@@ -28,7 +28,10 @@ def parse_patient(code: str | None, name: str | None, birth_date: str | None, se
             raise HTTPException(422, "patient_code: required when other patient fields are given")
         return None
     try:
-        return PatientIn(code=code, name=name or None, birth_date=birth_date or None, sex=sex or None)
+        # Validated from the raw form strings: pydantic parses the date and checks the sex code.
+        return PatientIn.model_validate(
+            {"code": code, "name": name or None, "birth_date": birth_date or None, "sex": sex or None}
+        )
     except ValidationError as exc:
         msgs = "; ".join(f"patient_{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
         raise HTTPException(422, msgs) from None

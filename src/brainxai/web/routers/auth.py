@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from brainxai.web import crud
@@ -11,7 +13,7 @@ from brainxai.web.schemas import ErrorOut, LoginIn, TokenOut, UserOut
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
-_ERRORS = {401: {"model": ErrorOut}, 429: {"model": ErrorOut}}
+_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 429: {"model": ErrorOut}}
 
 
 def _login(body: LoginIn, request: Request, db: DB, state: State) -> User:

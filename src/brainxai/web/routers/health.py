@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from brainxai.web.analysis import available_methods, describe_device, describe_model, server_version
 from brainxai.web.deps import State
-from brainxai.web.schemas import HealthOut
+from brainxai.web.schemas import DeviceInfo, HealthOut, ModelInfo
 
 router = APIRouter(prefix="/api", tags=["health"])
 
@@ -21,13 +21,14 @@ def health(state: State) -> HealthOut:
         database = "ok"
     except Exception as exc:  # The answer must come even when the database is down.
         database = f"error: {type(exc).__name__}"
-    model = describe_model(state.service, state.service_error)
+    model = ModelInfo.model_validate(describe_model(state.service, state.service_error))
+    device = describe_device(state.service)
     settings = state.settings
     return HealthOut(
-        status="ok" if model["loaded"] and database == "ok" else "degraded",
+        status="ok" if model.loaded and database == "ok" else "degraded",
         version=server_version(),
         model=model,
-        device=describe_device(state.service),
+        device=None if device is None else DeviceInfo.model_validate(device),
         methods=available_methods(state.service) if state.service is not None else [],
         database=database,
         queue={

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
@@ -13,7 +13,7 @@ from brainxai.web.views import patient_out, study_summary
 
 router = APIRouter(prefix="/api/patients", tags=["patients"])
 
-_ERRORS = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
 
 
 @router.get("", response_model=list[PatientOut], responses=_ERRORS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse
@@ -17,7 +17,7 @@ from brainxai.web.views import study_out, study_summary
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 
-_ERRORS = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
 ImageKind = Literal["original", "heatmap", "overlay", "outline", "mask"]
 
 
