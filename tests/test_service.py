@@ -12,9 +12,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from dicomfiles import IDENTITY_WINDOW, make_dicom
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from pypdf import PdfReader
 
 import brainxai
@@ -39,21 +38,7 @@ def sample(samples_dir: Path) -> np.ndarray:
 
 def dicom_bytes(pixels: np.ndarray, spacing: tuple[float, float]) -> bytes:
     """An MR DICOM whose display pixels equal ``pixels`` (identity window), with the given PixelSpacing."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.Modality = "MR"
-    ds.set_pixel_data(pixels.astype(np.uint16), "MONOCHROME2", 8)
-    ds.PixelSpacing = list(spacing)
-    ds.WindowCenter, ds.WindowWidth = 128, 256
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    return make_dicom(pixels, spacing=spacing, window=IDENTITY_WINDOW)
 
 
 @pytest.fixture(scope="module")

@@ -263,24 +263,14 @@ def test_cli_explain_writes_views(small_checkpoint, samples_dir, tmp_path) -> No
 
 def test_cli_explain_reads_dicom(small_checkpoint, samples_dir, tmp_path) -> None:
     """``explain`` reads what ``analyze`` reads: a DICOM file gives the same map as the same pixels in a PNG."""
+    from dicomfiles import IDENTITY_WINDOW, make_dicom
     from PIL import Image
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
     from brainxai.io import read_raster
 
     pixels = read_raster(samples_dir / "glioma.jpg")
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.Modality = "MR"
-    ds.set_pixel_data(pixels.astype(np.uint16), "MONOCHROME2", 12)
-    ds.WindowCenter, ds.WindowWidth = 128, 256  # the identity window: the DICOM holds the PNG's pixels
-    ds.save_as(tmp_path / "scan.dcm", enforce_file_format=True)
+    # The identity window: the DICOM holds the PNG's pixels.
+    (tmp_path / "scan.dcm").write_bytes(make_dicom(pixels, spacing=None, window=IDENTITY_WINDOW, orientation=None))
     Image.fromarray(pixels).save(tmp_path / "scan.png")
 
     for name in ("scan.dcm", "scan.png"):

@@ -9,50 +9,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from dicomfiles import make_dicom
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from brainxai.io import ImageReadError, NotABrainScanError, check_brain_scan, read_raster, read_scan, sniff_format
 from brainxai.io.dicom import window_to_uint8
 from brainxai.io.sequence import sequence_from_text
-
-
-def make_dicom(
-    pixels: np.ndarray,
-    *,
-    spacing: tuple[float, float] | None = (0.5, 0.7),
-    slope: float = 1.0,
-    intercept: float = 0.0,
-    window: tuple[float, float] | None = None,
-    photometric: str = "MONOCHROME2",
-    orientation: tuple[float, ...] | None = (1, 0, 0, 0, 1, 0),
-    description: str | None = None,
-) -> bytes:
-    """A minimal MR DICOM file (explicit VR little endian) holding ``pixels`` as stored values."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.Modality = "MR"
-    ds.PatientName = "Secret^Person"
-    ds.set_pixel_data(pixels.astype(np.uint16), photometric, 12)
-    if spacing is not None:
-        ds.PixelSpacing = list(spacing)
-    ds.RescaleSlope = slope
-    ds.RescaleIntercept = intercept
-    if window is not None:
-        ds.WindowCenter, ds.WindowWidth = window
-    if orientation is not None:
-        ds.ImageOrientationPatient = list(orientation)
-    if description:
-        ds.SeriesDescription = description
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,49 @@
+"""Synthetic DICOM files for the tests (imported as ``dicomfiles``: pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+#: The window that shows stored values 0..255 unchanged, so a DICOM can hold a PNG's exact pixels.
+IDENTITY_WINDOW = (128.0, 256.0)
+
+
+def make_dicom(
+    pixels: np.ndarray,
+    *,
+    spacing: tuple[float, float] | None = (0.5, 0.7),
+    slope: float = 1.0,
+    intercept: float = 0.0,
+    window: tuple[float, float] | None = None,
+    photometric: str = "MONOCHROME2",
+    orientation: tuple[float, ...] | None = (1, 0, 0, 0, 1, 0),
+    description: str | None = None,
+) -> bytes:
+    """A minimal MR DICOM file (explicit VR little endian) holding ``pixels`` as stored values."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.Modality = "MR"
+    ds.PatientName = "Secret^Person"
+    ds.set_pixel_data(pixels.astype(np.uint16), photometric, 12)
+    if spacing is not None:
+        ds.PixelSpacing = list(spacing)
+    ds.RescaleSlope = slope
+    ds.RescaleIntercept = intercept
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    if orientation is not None:
+        ds.ImageOrientationPatient = list(orientation)
+    if description:
+        ds.SeriesDescription = description
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
