@@ -24,7 +24,7 @@ from brainxai.web.db import make_engine, make_session_factory, session_scope, up
 from brainxai.web.errors import BodyLimitMiddleware, SecurityHeadersMiddleware, install_error_handlers
 from brainxai.web.models import BatchItem, Study
 from brainxai.web.routers import analyze, audit, auth, batch, health, patients, studies
-from brainxai.web.settings import Settings
+from brainxai.web.settings import Settings, user_add_command
 from brainxai.web.state import AppState
 from brainxai.web.storage import Storage
 
@@ -110,6 +110,7 @@ async def _start(settings: Settings, factory: ServiceFactory) -> AppState:
     await run_in_threadpool(upgrade_database, engine)
     session_factory = make_session_factory(engine)
     await run_in_threadpool(_recover, storage, session_factory)
+    await run_in_threadpool(_warn_if_no_user, settings, session_factory)
     service, error = await _load_service(settings, factory)
     runner = InferenceRunner(settings.inference_workers, settings.max_pending)
     worker = BatchWorker(
@@ -157,6 +158,14 @@ def _recover(storage: Storage, session_factory: sessionmaker[Session]) -> dict[s
         uploads = set(db.scalars(select(BatchItem.upload_path).where(BatchItem.status.in_(("queued", "running")))))
         crud.purge_expired_sessions(db)
     return storage.recover(study_ids, {u for u in uploads if u})
+
+
+def _warn_if_no_user(settings: Settings, session_factory: sessionmaker[Session]) -> None:
+    """Says, with the command that fixes it, when nobody can log in because no account exists."""
+    with session_scope(session_factory) as db:
+        if crud.has_users(db):
+            return
+    logger.warning("no user account exists yet, so nobody can log in; create one with:  %s", user_add_command(settings))
 
 
 def _add_routers(app: FastAPI) -> None:

@@ -95,6 +95,11 @@ def reset_password(db: Session, username: str, password: str) -> None:
     db.execute(delete(AuthSession).where(AuthSession.user_id == user.id))
 
 
+def has_users(db: Session) -> bool:
+    """Whether any account exists (enabled or not): without one, nobody can log in."""
+    return db.scalar(select(User.id).limit(1)) is not None
+
+
 def authenticate(db: Session, username: str, password: str) -> User | None:
     """The active user with these credentials, or None (same cost whether or not the user exists)."""
     user = db.scalar(select(User).where(User.username == username))

@@ -61,6 +61,8 @@ class HealthOut(BaseModel):
     database: str
     queue: dict[str, int]
     limits: dict[str, float]
+    needs_setup: bool = False  # no account exists yet: nobody can log in
+    setup_command: str | None = None  # with needs_setup: the command that creates the first account
     disclaimer: str = DISCLAIMER
 
 

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "BRAINXAI_"
+_HOME_DATA_DIR = "~/.brainxai"
 
 
 def default_data_dir() -> Path:
     """``$BRAINXAI_DATA_DIR``, else ``~/.brainxai``."""
-    return Path(os.environ.get(f"{ENV_PREFIX}DATA_DIR", "~/.brainxai")).expanduser()
+    return Path(os.environ.get(f"{ENV_PREFIX}DATA_DIR", _HOME_DATA_DIR)).expanduser()
 
 
 @dataclass(frozen=True)
@@ -104,3 +106,20 @@ class Settings:
                 values[name] = conv(env[f"{ENV_PREFIX}{key}"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def user_add_command(settings: Settings, name: str = "NAME") -> str:
+    """The ``brainxai user add`` line that creates an admin account in these settings' database.
+
+    ``--data-dir`` is named (absolute) unless the folder is the built-in ``~/.brainxai`` and
+    ``$BRAINXAI_DATA_DIR`` is unset, so the line means the same folder in any shell. A database URL is
+    named instead of the folder, its password shown as ``***`` (the line may be shown to anyone).
+    """
+    from sqlalchemy.engine import make_url  # lazy: the settings module stays free of third-party imports
+
+    words = ["brainxai", "user", "add", name, "--admin"]
+    if settings.database_url:
+        words += ["--database-url", make_url(settings.database_url).render_as_string(hide_password=True)]
+    elif f"{ENV_PREFIX}DATA_DIR" in os.environ or settings.data_dir != Path(_HOME_DATA_DIR).expanduser().resolve():
+        words += ["--data-dir", str(settings.data_dir)]
+    return shlex.join(words)

@@ -10,6 +10,7 @@ from brainxai.web import crud
 from brainxai.web.deps import DB, CurrentUser, State, client_address
 from brainxai.web.models import User
 from brainxai.web.schemas import ErrorOut, LoginIn, TokenOut, UserOut
+from brainxai.web.settings import user_add_command
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -25,6 +26,11 @@ def _login(body: LoginIn, request: Request, db: DB, state: State) -> User:
         state.throttle.failed(body.username, client)
         crud.audit(db, None, "login.failed", "user", None, f"username={body.username[:64]}", client)
         db.commit()
+        if not crud.has_users(db):
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                f"no account exists yet; create one on the server with: {user_add_command(state.settings)}",
+            )
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
     state.throttle.succeeded(body.username)
     return user

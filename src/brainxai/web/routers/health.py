@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import text
 
+from brainxai.web import crud
 from brainxai.web.analysis import available_methods, describe_device, describe_model, server_version
 from brainxai.web.deps import State
 from brainxai.web.schemas import DeviceInfo, HealthOut, ModelInfo
+from brainxai.web.settings import user_add_command
+from brainxai.web.state import AppState
 
 router = APIRouter(prefix="/api", tags=["health"])
+
+
+def _database_status(state: AppState) -> tuple[str, bool]:
+    """``"ok"`` or the error's name, and whether the database has no account yet."""
+    try:
+        with state.session_factory() as db:
+            return "ok", not crud.has_users(db)
+    except Exception as exc:  # The answer must come even when the database is down.
+        return f"error: {type(exc).__name__}", False
 
 
 @router.get("/health", response_model=HealthOut)
 def health(state: State) -> HealthOut:
     """Server status (public: holds no patient data)."""
-    try:
-        with state.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        database = "ok"
-    except Exception as exc:  # The answer must come even when the database is down.
-        database = f"error: {type(exc).__name__}"
+    database, needs_setup = _database_status(state)
     model = ModelInfo.model_validate(describe_model(state.service, state.service_error))
     device = describe_device(state.service)
     settings = state.settings
@@ -41,4 +47,6 @@ def health(state: State) -> HealthOut:
             "max_batch_files": settings.max_batch_files,
             "max_batch_mb": settings.max_batch_mb,
         },
+        needs_setup=needs_setup,
+        setup_command=user_add_command(settings) if needs_setup else None,
     )

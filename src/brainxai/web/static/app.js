@@ -68,6 +68,7 @@ async function refreshHealth() {
     for (const span of document.querySelectorAll(".max-mb")) span.textContent = h.limits.max_upload_mb;
     for (const span of document.querySelectorAll(".max-files")) span.textContent = h.limits.max_batch_files;
     fillMethods(h.methods);
+    showSetup(h);
   } catch (err) {
     box.className = "status status-down";
     $("server-status-text").textContent = "Server unreachable";
@@ -83,6 +84,16 @@ function fillMethods(methods) {
 }
 
 // --- login ---------------------------------------------------------------------------------------
+
+// No account yet: nobody can log in, so the login form says how to create the first one.
+function showSetup(h) {
+  const node = $("login-setup");
+  node.hidden = !h.needs_setup;
+  if (h.needs_setup) {
+    node.replaceChildren("No account exists yet. Create one on the server with ", el("code", { text: h.setup_command }),
+      ", then sign in.");
+  }
+}
 
 function showLogin() {
   state.user = null;
