@@ -86,3 +86,36 @@ def test_main_pass_flag_is_cleared_after_an_error() -> None:
             assert fast._MAIN_PASS.active
             raise RuntimeError("forward failed")
     assert fast._MAIN_PASS.active is False
+
+
+def _stem(seed: int = 0) -> nn.Conv2d:
+    """Like EfficientNet's stem: 3x3, stride 2, padding 1 (kernel not a multiple of the stride)."""
+    torch.manual_seed(seed)
+    return nn.Conv2d(3, 4, 3, stride=2, padding=1).double()
+
+
+def test_uniform_flat_spreads_even_relevance_evenly_where_flat_prints_a_lattice() -> None:
+    from zennit.rules import Flat
+
+    from brainxai.explain.lrp import UniformFlat
+
+    conv = _stem()
+    x = torch.rand(1, 3, 16, 16, dtype=torch.float64)
+    upper = torch.ones(1, 4, 8, 8, dtype=torch.float64)
+    flat = _relevance(Flat(), conv, x, upper).sum(1)[0, 3:-3, 3:-3]  # interior, away from the padding
+    uniform = _relevance(UniformFlat(), conv, x, upper).sum(1)[0, 3:-3, 3:-3]
+    assert flat.max() / flat.min() == pytest.approx(4.0)  # the 1-2-2-4 coverage lattice
+    assert torch.allclose(uniform, uniform.mean().expand_as(uniform))
+
+
+def test_uniform_flat_conserves_relevance_and_keeps_its_stabiliser() -> None:
+    from brainxai.explain.lrp import UniformFlat
+
+    conv = _stem(1)
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(2, 3, 15, 15, generator=g, dtype=torch.float64)
+    upper = torch.rand(2, 4, 8, 8, generator=g, dtype=torch.float64)
+    relevance = _relevance(UniformFlat(), conv, x, upper)
+    assert torch.allclose(relevance.sum(dim=(1, 2, 3)), upper.sum(dim=(1, 2, 3)), rtol=1e-6)
+    assert (relevance >= 0).all()
+    assert UniformFlat(stabilizer=1e-3).copy().epsilon == 1e-3

@@ -17,6 +17,9 @@ Boxes are ``(x0, y0, x1, y1)`` in pixels of the map they are compared with, ``x0
 - :func:`sharpness`: the variance of the Laplacian of the map scaled to [0, 1] (the focus measure of
   Pech-Pacheco et al., 2000), the usual way to put a number on "Grad-CAM++ gives sharper maps". It
   measures high-frequency detail, not where the map points.
+- :func:`grid_energy`: the share of the map's spectral energy at a network's stride frequencies, the
+  checkerboard that strided convolutions print into a map. It measures an artefact, not where the
+  map points.
 
 :func:`centre_map` is the trivial baseline of the box metrics (Zhang et al.'s "center" baseline): a
 map that ignores the image and peaks at its centre. Tumours near the middle of the head hit it.
@@ -264,3 +267,51 @@ def centre_map(size: int, sigma_fraction: float = 0.25) -> np.ndarray:
     yy, xx = np.mgrid[:size, :size]
     sigma = sigma_fraction * size
     return np.exp(-((xx - c) ** 2 + (yy - c) ** 2) / (2.0 * sigma**2)).astype(np.float32)
+
+
+#: Half-width, in cycles per pixel, of the band around each stride frequency that :func:`grid_energy`
+#: counts: a lattice modulated by the map's content spreads its energy over a neighbourhood of the
+#: lattice frequency as wide as the content's own spectrum.
+GRID_BANDWIDTH = 1.0 / 32.0
+
+
+def _circular_distance(freqs: np.ndarray, target: float) -> np.ndarray:
+    d = np.abs(freqs - target) % 1.0
+    return np.minimum(d, 1.0 - d)
+
+
+def grid_energy(relevance: np.ndarray, stride: int = 2, bandwidth: float = GRID_BANDWIDTH) -> float:
+    """Share of a map's spectral energy at the frequencies of a ``stride``-pixel lattice.
+
+    Computed as ``sum(P[band]) / sum(P)`` where ``P = |FFT2(r - mean(r))|**2`` is the power spectrum
+    of the map with its mean (the DC term) removed, and ``band`` holds every frequency ``(fy, fx)``
+    (cycles per pixel, periodic in 1) within ``bandwidth`` of a lattice frequency ``(ky/stride,
+    kx/stride)``, ``0 <= ky, kx < stride``, other than ``(0, 0)``. For ``stride=2`` these are the
+    Nyquist row, column and corner ``(0, 1/2)``, ``(1/2, 0)``, ``(1/2, 1/2)``: a 2-pixel checkerboard or
+    stripe pattern. ``stride=4`` adds the 4-pixel lattice that two stacked stride-2 layers print
+    (frequencies 1/4 and 3/4) and includes the stride-2 ones.
+
+    A checkerboard scores about 1, a smooth blob about 0, white noise the band's share of the
+    spectrum (about ``(2 * bandwidth) ** 2 * (stride**2 - 1)``, 0.012 for the defaults).
+
+    Returns:
+        The share in [0, 1]; 0 for a constant map.
+    """
+    if stride < 2:
+        raise ValueError(f"stride must be at least 2, got {stride}")
+    r = _clean(relevance)
+    power = np.abs(np.fft.fft2(r - r.mean())) ** 2
+    total = float(power.sum())
+    if total <= 0:
+        return 0.0
+    fy = np.fft.fftfreq(r.shape[0])[:, None]
+    fx = np.fft.fftfreq(r.shape[1])[None, :]
+    band = np.zeros(r.shape, bool)
+    for ky in range(stride):
+        for kx in range(stride):
+            if ky == 0 and kx == 0:
+                continue
+            near_y = _circular_distance(fy, ky / stride) <= bandwidth
+            near_x = _circular_distance(fx, kx / stride) <= bandwidth
+            band |= near_y & near_x
+    return float(power[band].sum() / total)
