@@ -26,6 +26,7 @@ from torch import nn
 
 from brainxai.constants import CLASSES
 from brainxai.explain.methods import METHODS
+from brainxai.models.registry import find_model_config
 
 
 class UnsupportedModelError(ValueError):
@@ -54,13 +55,13 @@ class Explanation:
 
 def model_name(model: nn.Module) -> str:
     """The registry name of a model (its class name when it has no ``brainxai_config``)."""
-    config = getattr(model, "brainxai_config", None)
+    config = find_model_config(model)
     return config.name if config is not None else type(model).__name__
 
 
 def model_classes(model: nn.Module) -> tuple[str, ...]:
     """Class names in output order, from ``model.brainxai_config`` (the project default otherwise)."""
-    config = getattr(model, "brainxai_config", None)
+    config = find_model_config(model)
     return tuple(config.classes) if config is not None else CLASSES
 
 

@@ -37,11 +37,11 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from brainxai.explain.base import Explainer
-from brainxai.models.registry import get_target_layer
+from brainxai.models.registry import find_model_config, get_target_layer
 
 
 def _target_layer(explainer: Explainer) -> nn.Module:
-    if getattr(explainer.model, "brainxai_config", None) is None:
+    if find_model_config(explainer.model) is None:
         raise explainer.unsupported("the model has no brainxai_config naming its CAM target layer")
     return get_target_layer(explainer.model)
 
@@ -113,7 +113,7 @@ def cam_grid(
     ``input / map`` stride apart); with ``map_size`` given that is all it takes. Otherwise the grid is
     measured by :func:`_measure_grid` and cached per architecture.
     """
-    config = getattr(model, "brainxai_config", None)
+    config = find_model_config(model)
     offset = getattr(config, "cam_cell_offset", None)
     if offset is not None and map_size is not None and layer is _registered_target(model):
         ry, rx = input_size[0] / map_size[0], input_size[1] / map_size[1]

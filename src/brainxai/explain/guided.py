@@ -26,6 +26,7 @@ from torch import nn
 
 from brainxai.explain.base import Explainer
 from brainxai.explain.cam import GradCamExplainer
+from brainxai.models.registry import find_model_config
 
 _GUIDED_ACTIVATIONS = (nn.ReLU, nn.ReLU6)
 
@@ -62,7 +63,7 @@ def intensity_weights(model: nn.Module, channels: int) -> torch.Tensor:
     """d(input channel c) / d(grayscale intensity), per channel: 1/std_c for ImageNet normalisation."""
     from brainxai.data.preprocess import to_tensor
 
-    config = getattr(model, "brainxai_config", None)
+    config = find_model_config(model)
     if config is None or config.preprocess.channels != channels:
         return torch.ones(channels)
     cfg = config.preprocess

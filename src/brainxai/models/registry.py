@@ -120,10 +120,22 @@ def create_model(
     return model
 
 
-def model_config(model: nn.Module) -> ModelConfig:
-    """The :class:`ModelConfig` that :func:`create_model` attached to ``model`` as ``brainxai_config``."""
+def find_model_config(model: nn.Module) -> ModelConfig | None:
+    """The :class:`ModelConfig` that :func:`create_model` attached to ``model``, or None for a foreign model."""
     # nn.Module types unknown attributes as Tensor | Module; create_model stores a ModelConfig there.
-    return cast(ModelConfig, model.brainxai_config)
+    return cast("ModelConfig | None", getattr(model, "brainxai_config", None))
+
+
+def model_config(model: nn.Module) -> ModelConfig:
+    """The :class:`ModelConfig` of a model made by :func:`create_model` (see :func:`find_model_config`).
+
+    Raises:
+        ValueError: The model was not made by :func:`create_model`.
+    """
+    config = find_model_config(model)
+    if config is None:
+        raise ValueError(f"{type(model).__name__} has no brainxai ModelConfig; build it with create_model")
+    return config
 
 
 def attach_model_config(model: nn.Module, config: ModelConfig) -> None:

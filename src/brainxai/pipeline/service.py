@@ -27,6 +27,7 @@ import numpy as np
 
 from brainxai.constants import NO_TUMOUR
 from brainxai.io import ScanImage
+from brainxai.models.registry import find_model_config
 from brainxai.pipeline import measure, outputs, steps
 from brainxai.pipeline.options import AnalysisOptions, PatientInfo
 from brainxai.pipeline.result import AnalysisResult
@@ -121,7 +122,8 @@ class AnalysisService:
 
     def second_method(self, method: str) -> str:
         """The method used to check agreement: Grad-CAM for LRP, otherwise LRP when the model supports it."""
-        if method != "lrp" and getattr(self.classifier.model.brainxai_config, "supports_lrp", True):
+        config = find_model_config(self.classifier.model)
+        if method != "lrp" and (config is None or config.supports_lrp):
             return "lrp"
         return "gradcam" if method != "gradcam" else "gradcam++"
 

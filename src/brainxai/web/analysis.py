@@ -39,9 +39,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Methods offered when the explainer registry cannot be asked.
-DEFAULT_METHODS = ANALYSIS_METHODS
-
 
 class Analyzer(Protocol):
     """What the web app needs from :class:`brainxai.pipeline.service.AnalysisService`."""
@@ -343,7 +340,7 @@ def available_methods(service: Any | None) -> list[str]:
 
         methods = list(list_explainers())
     except ImportError:
-        methods = list(DEFAULT_METHODS)
+        methods = list(ANALYSIS_METHODS)  # the registry cannot be asked
     clf = _classifier(service)
     config = getattr(getattr(clf, "model", None), "brainxai_config", None)
     if config is not None and not getattr(config, "supports_lrp", True):

@@ -153,12 +153,13 @@ def run_method(
     Only the explanation calls on the trained model are timed; the first call, which pays one-off costs
     (tracing, allocations), is made before and not timed. Closes both explainers.
     """
-    with explainer:
-        steps.explain(explainer, classifier, data.images[:1], [int(settings.targets[0])])
-        run = _explain_images(explainer, random_explainer, data, classifier, settings, bar)
-    if random_explainer is not None:
-        random_explainer.close()
-    return run
+    try:
+        with explainer:
+            steps.explain(explainer, classifier, data.images[:1], [int(settings.targets[0])])
+            return _explain_images(explainer, random_explainer, data, classifier, settings, bar)
+    finally:  # hooks on the randomised copy are released even when a method fails mid-run
+        if random_explainer is not None:
+            random_explainer.close()
 
 
 @dataclass

@@ -27,6 +27,8 @@ from zennit.canonizers import AttributeCanonizer, Canonizer, SequentialMergeBatc
 from zennit.layer import Sum
 from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
 
+from brainxai.models.registry import find_model_config
+
 
 class ExactMergeBatchNorm(SequentialMergeBatchNorm):
     """``SequentialMergeBatchNorm`` whose emptied batch norms are exactly the identity."""
@@ -81,7 +83,7 @@ def canonizers_for(model: nn.Module) -> list[Canonizer]:
     Raises:
         ValueError: The model's config names a canonizer that :data:`CANONIZERS` does not know.
     """
-    config = getattr(model, "brainxai_config", None)
+    config = find_model_config(model)
     names: tuple[str, ...] = config.lrp_canonizers if config is not None else ()
     unknown = [n for n in names if n not in CANONIZERS]
     if unknown:

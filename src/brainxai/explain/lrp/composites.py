@@ -24,6 +24,7 @@ from zennit.types import Linear as AnyLinear
 
 from brainxai.explain.lrp.canonizers import canonizers_for
 from brainxai.explain.lrp.rules import NonNegativeZPlus
+from brainxai.models.registry import find_model_config
 
 COMPOSITES: tuple[str, ...] = ("epsilon-plus-flat", "epsilon-gamma-box", "epsilon")
 
@@ -38,7 +39,7 @@ def input_bounds(model: nn.Module, channels: int) -> tuple[torch.Tensor, torch.T
     """Lowest and highest normalised input values, ``(1, C, 1, 1)`` each, for the box rule."""
     from brainxai.data.preprocess import to_tensor
 
-    config = getattr(model, "brainxai_config", None)
+    config = find_model_config(model)
     if config is None:
         return torch.zeros(1, channels, 1, 1), torch.ones(1, channels, 1, 1)
     cfg = config.preprocess

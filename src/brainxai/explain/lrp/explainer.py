@@ -29,6 +29,7 @@ from zennit.types import Convolution
 from brainxai.explain.base import Explainer
 from brainxai.explain.lrp import fast
 from brainxai.explain.lrp.composites import check_composite
+from brainxai.models.registry import find_model_config
 
 # Modules whose relevance flow no zennit rule models.
 _UNSUPPORTED: tuple[type[nn.Module], ...] = (nn.RNNBase, nn.MultiheadAttention)
@@ -59,7 +60,7 @@ class LrpExplainer(Explainer):
 
     def _check_model(self, model: nn.Module) -> None:
         """Refuses models that LRP cannot explain (``UnsupportedModelError``)."""
-        config = getattr(model, "brainxai_config", None)
+        config = find_model_config(model)
         blocking = next((m for m in model.modules() if isinstance(m, _UNSUPPORTED)), None)
         if blocking is not None:
             raise self.unsupported(
@@ -101,7 +102,7 @@ class LrpExplainer(Explainer):
         return self._hooks
 
     def _channels(self) -> int:
-        config = getattr(self.model, "brainxai_config", None)
+        config = find_model_config(self.model)
         if config is not None:
             return config.preprocess.channels
         first = next((m for m in self.model.modules() if isinstance(m, nn.Conv2d)), None)
