@@ -103,6 +103,34 @@ class Classifier:
         ]
 
     @torch.inference_mode()
+    def logits_and_features_prepared(self, prepared: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """Raw logits ``(N, C)`` and penultimate features ``(N, D)`` (float32) of prepared images.
+
+        The features are the input of the model's classification head (its last ``nn.Linear``), e.g.
+        the 1280 pooled channels of EfficientNet-Lite0: what an out-of-domain score models. One
+        forward pass gives both.
+        """
+        if prepared.ndim == 2:
+            prepared = prepared[None]
+        captured: list[torch.Tensor] = []
+        handle = self._head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
+        try:
+            logits = self.logits_prepared(prepared, batch_size=batch_size)
+        finally:
+            handle.remove()
+        dim = self._head.in_features
+        feats = [torch.flatten(f, 1).float().cpu().numpy() for f in captured]
+        return logits, (np.concatenate(feats) if feats else np.zeros((0, dim), dtype=np.float32))
+
+    @property
+    def _head(self) -> nn.Linear:
+        """The classification head of the classify model: its last ``nn.Linear``."""
+        linears = [m for m in self._classify_model.modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise TypeError(f"{self.name}: model has no nn.Linear head to take features from")
+        return linears[-1]
+
+    @torch.inference_mode()
     def logits_prepared(self, prepared: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Raw logits (no temperature) for prepared images ``(N, H, W)``; returns ``(N, C)`` float32."""
         out = [logits.cpu().numpy() for logits in self._logits(prepared, batch_size)]
