@@ -127,7 +127,8 @@ def test_runner_on_three_images(small_checkpoint, three_boxes, boxes_csv, sample
     )
     assert list(results) == ["lrp", "gradcam", "gradcam++", "hirescam", "guided-backprop", "guided-gradcam"]
     for method, r in results.items():
-        assert set(r) == {*METRICS, "n"} and r["n"] == 3
+        assert set(r) == {*METRICS, "n", "per_class"} and r["n"] == 3
+        assert {c: e["n"] for c, e in r["per_class"].items()} == {"pituitary": 1, "meningioma": 1, "glioma": 1}
         for key in ("pointing_game", "energy_in_box", "iou", "deletion_auc", "insertion_auc"):
             assert 0.0 <= r[key] <= 1.0, (method, key)
         assert -1.0 <= r["sanity_rank_corr"] <= 1.0
@@ -221,7 +222,7 @@ def test_runner_reports_unsupported_methods(three_boxes, boxes_csv, tmp_path) ->
         sanity=False,
         progress=False,
     )
-    assert results["lrp"]["n"] == 0 and results["lrp"]["pointing_game"] is None
+    assert results["lrp"]["n"] == 0 and results["lrp"]["pointing_game"] is None and results["lrp"]["per_class"] == {}
     assert results["gradcam"]["n"] == 3 and results["gradcam"]["sanity_rank_corr"] is None
     assert "lrp cannot explain model 'cnn-lstm'" in (tmp_path / "out" / "xai.md").read_text()
 

@@ -184,7 +184,12 @@ def explain_command(
 def xai_benchmark_command(
     ctx: typer.Context,
     boxes: Path = typer.Option(
-        ..., "--boxes", exists=True, dir_okay=False, help="CSV file,label,width,height,x0,y0,x1,y1."
+        ...,
+        "--boxes",
+        exists=True,
+        dir_okay=False,
+        help="CSV file,label,width,height,x0,y0,x1,y1; with a 'mask' column (file,mask,label,...) also mask "
+        "metrics and the in-painting drop.",
     ),
     images_root: Path | None = typer.Option(None, "--images-root", help="Folder the CSV paths are relative to."),
     methods: str = typer.Option("all", "--methods", help="'all' or a comma-separated list."),
@@ -204,7 +209,7 @@ def xai_benchmark_command(
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ) -> None:
-    """Measure explanation quality against tumour boxes: writes xai.json, xai.md and a figure."""
+    """Measure explanation quality against tumour boxes (and lesion masks): writes xai.json, xai.md and a figure."""
     from brainxai.explain import list_explainers
     from brainxai.xai_benchmark import run_xai_benchmark
 
@@ -234,5 +239,9 @@ def xai_benchmark_command(
         fail(str(exc))
     for method, r in results.items():
         pg = "n/a" if r["pointing_game"] is None else f"{r['pointing_game']:.3f}"
-        typer.echo(f"{method:16s} pointing game {pg}  (n={r['n']})")
+        on_mask = r.get("pointing_game_mask")
+        mask_pg = (
+            "" if "pointing_game_mask" not in r else f", on the mask {'n/a' if on_mask is None else f'{on_mask:.3f}'}"
+        )
+        typer.echo(f"{method:16s} pointing game {pg}{mask_pg}  (n={r['n']})")
     typer.echo(f"reports written to {out}")

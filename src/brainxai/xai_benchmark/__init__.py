@@ -11,17 +11,31 @@ probability fall when the tumour box is blacked out, i.e. did the model use the 
 given the training folder, which images the model was trained on (pHash twins). The box metrics are
 also reported on those subsets.
 
-Outputs in ``out_dir``: ``xai.json`` (``{method: {metric: mean}}``), ``xai_subsets.json`` (the box
+With a ``mask`` column in the CSV (``figshare-masks-dev/slices.csv``), the maps are also scored against
+the lesion masks (:mod:`.masks`), per class as well, and the model's reliance on the lesion is measured
+by in-painting it against in-painting the same area mirrored (:mod:`.reliance`); the box occlusion
+drop stays as it was.
+
+Outputs in ``out_dir``: ``xai.json`` (``{method: {metric: mean, ..., n, per_class}}``, plus ``reliance``
+with masks), ``xai_subsets.json`` (the box
 metrics on the subsets), ``xai.md`` (tables, settings, definitions, sharpness vs localisation),
 ``xai_per_image.csv`` and ``xai_grid.png``.
 
 Modules: :mod:`.data` (the box CSV and its images), :mod:`.metrics` (per-image figures, the box
-metrics), :mod:`.runner` (the per-method run), :mod:`.subsets`, :mod:`.report` (``xai.md`` section by
-section), :mod:`.figure` and :mod:`.benchmark` (:func:`run_xai_benchmark`).
+metrics, per-class means), :mod:`.masks` (the mask metrics), :mod:`.reliance` (the in-painting drop),
+:mod:`.runner` (the per-method run), :mod:`.subsets`, :mod:`.report` and :mod:`.report_grounding`
+(``xai.md`` section by section), :mod:`.figure` and :mod:`.benchmark` (:func:`run_xai_benchmark`).
 """
 
 from brainxai.xai_benchmark.benchmark import run_xai_benchmark
-from brainxai.xai_benchmark.data import BoxImages, BoxRecord, load_box_images, read_boxes, scaled_box
+from brainxai.xai_benchmark.data import BoxImages, BoxRecord, load_box_images, read_boxes, scaled_box, scaled_mask
+from brainxai.xai_benchmark.masks import (
+    MASK_METRICS,
+    energy_in_mask,
+    mask_to_input,
+    placed_mask_metrics,
+    pointing_game_mask,
+)
 from brainxai.xai_benchmark.metrics import (
     METRICS,
     SUBSET_METRICS,
@@ -30,14 +44,27 @@ from brainxai.xai_benchmark.metrics import (
     box_reliance,
     image_metrics,
     mean_box_metrics,
+    per_class_summary,
     placed_box_metrics,
     score_fn,
+)
+from brainxai.xai_benchmark.reliance import (
+    INPAINT_DILATE_PX,
+    INPAINT_DROP_GOAL,
+    MIRROR_DROP_LIMIT,
+    inpaint_regions,
+    inpaint_reliance,
+    reliance_summary,
 )
 from brainxai.xai_benchmark.report import POINTING_GOAL
 from brainxai.xai_benchmark.runner import randomized_copy
 
 __all__ = [
+    "INPAINT_DILATE_PX",
+    "INPAINT_DROP_GOAL",
+    "MASK_METRICS",
     "METRICS",
+    "MIRROR_DROP_LIMIT",
     "POINTING_GOAL",
     "SUBSET_METRICS",
     "USES_BOX_DROP",
@@ -45,13 +72,22 @@ __all__ = [
     "BoxRecord",
     "box_metrics",
     "box_reliance",
+    "energy_in_mask",
     "image_metrics",
+    "inpaint_regions",
+    "inpaint_reliance",
     "load_box_images",
+    "mask_to_input",
     "mean_box_metrics",
+    "per_class_summary",
     "placed_box_metrics",
+    "placed_mask_metrics",
+    "pointing_game_mask",
     "randomized_copy",
     "read_boxes",
+    "reliance_summary",
     "run_xai_benchmark",
     "scaled_box",
+    "scaled_mask",
     "score_fn",
 ]

@@ -19,6 +19,7 @@ from brainxai.pipeline.steps import classify
 from brainxai.xai_benchmark.data import BoxImages, BoxRecord, load_box_images, read_boxes
 from brainxai.xai_benchmark.figure import write_grid
 from brainxai.xai_benchmark.metrics import USES_BOX_DROP, box_metrics, box_reliance
+from brainxai.xai_benchmark.reliance import INPAINT_DILATE_PX, inpaint_reliance, reliance_summary
 from brainxai.xai_benchmark.report import ReportData, markdown, write_per_image
 from brainxai.xai_benchmark.runner import BenchmarkRuns, RunSettings, grid_rows, randomized_copy, run_methods
 from brainxai.xai_benchmark.subsets import subset_summaries
@@ -53,6 +54,7 @@ class _ModelView:
     random_model: nn.Module | None
     image_info: list[dict[str, Any]]
     excluded: list[str]
+    has_masks: bool
 
 
 def _checked_methods(methods: Sequence[str] | None) -> list[str]:
@@ -89,11 +91,15 @@ def _model_view(data: BoxImages, classifier: Classifier, opts: _Options) -> _Mod
     targets = labels if opts.target == "label" else predicted
     random_model = randomized_copy(classifier.model, opts.seed) if opts.sanity else None
     image_info = box_reliance(data, classifier, targets)
+    if data.has_masks:  # the in-painting drop follows the annotated class, whatever the explained target
+        for row, extra in zip(image_info, inpaint_reliance(data, classifier, labels), strict=True):
+            row.update(extra)
     # A model trained with --exclude-twins-of never saw those files: they are no evidence of training on an image.
-    excluded = list(classifier.checkpoint.meta.recipe.get("data_info", {}).get("excluded_twins", []))
+    data_info = classifier.checkpoint.meta.recipe.get("data_info", {})
+    excluded = list(data_info.get("excluded_twins", [])) + list(data_info.get("excluded_by_source", []))
     if opts.train_data is not None:
         _add_nearest_training_images(image_info, data.records, opts, excluded)
-    return _ModelView(labels, predicted, targets, random_model, image_info, excluded)
+    return _ModelView(labels, predicted, targets, random_model, image_info, excluded, data.has_masks)
 
 
 def _info(classifier: Classifier, view: _ModelView, opts: _Options) -> dict[str, Any]:
@@ -117,6 +123,8 @@ def _info(classifier: Classifier, view: _ModelView, opts: _Options) -> dict[str,
         "train_data_excluded": len(view.excluded) if opts.train_data is not None else 0,
         "max_distance": DEFAULT_MAX_DISTANCE,
         "uses_box_drop": USES_BOX_DROP,
+        "masks": view.has_masks,
+        "inpaint_dilate_px": INPAINT_DILATE_PX if view.has_masks else None,
         "command": opts.command,
     }
 
@@ -134,10 +142,15 @@ def _write_reports(
     baseline = [box_metrics(i, centre, data, settings.tolerance) for i in range(len(data.records))]
     labels = [r.label for r in data.records]
     subsets = subset_summaries(image_info, runs.per_image, runs.results, info, labels, baseline)
-    (out_dir / "xai.json").write_text(json.dumps(runs.results, indent=2) + "\n")
+    xai: dict[str, Any] = dict(runs.results)
+    if data.has_masks:
+        xai["reliance"] = reliance_summary(image_info)
+    (out_dir / "xai.json").write_text(json.dumps(xai, indent=2) + "\n")
     (out_dir / "xai_subsets.json").write_text(json.dumps(subsets, indent=2) + "\n")
-    write_per_image(out_dir / "xai_per_image.csv", runs.per_image)
-    report = ReportData(runs.results, runs.notes, runs.per_image, info, image_info, subsets, baseline)
+    write_per_image(out_dir / "xai_per_image.csv", runs.per_image, data.has_masks)
+    report = ReportData(
+        runs.results, runs.notes, runs.per_image, info, image_info, subsets, baseline, xai.get("reliance")
+    )
     (out_dir / "xai.md").write_text(markdown(report))
     write_grid(out_dir / "xai_grid.png", data, settings.grid_rows, runs.grid_maps, methods, settings.tolerance)
 
@@ -162,9 +175,16 @@ def run_xai_benchmark(
     """Runs the benchmark and writes its reports (``xai.json``, ``xai_subsets.json``, ``xai.md``,
     ``xai_per_image.csv``, ``xai_grid.png``) into ``out_dir``.
 
+    With a ``mask`` column in the CSV (``file,mask,label,...``), the maps are also scored against the
+    lesion masks (``pointing_game_mask``, ``energy_in_mask``, overall and per class) and the model's
+    reliance on the lesion is measured by in-painting it (:mod:`brainxai.xai_benchmark.reliance`):
+    ``xai.json`` then also has a top-level ``reliance`` entry, ``{class: {median_drop,
+    mirrored_median_drop, n, mirrored_n, mirrored_median_overlap}}``. Without masks those keys are absent
+    and every other figure is computed exactly as before.
+
     Args:
-        boxes_csv: CSV with ``file,label,width,height,x0,y0,x1,y1``; ``images_root``: the folder its
-            paths are relative to (default: the CSV's folder).
+        boxes_csv: CSV with ``file,label,width,height,x0,y0,x1,y1`` and optionally ``mask``; ``images_root``:
+            the folder its paths are relative to (default: the CSV's folder).
         classifier: The model to explain, with its preprocessing; ``methods``: default all registered.
         target: Explain the annotated class (``"label"``, the pointing-game convention) or the predicted one.
         steps, tolerance, batch_size: Deletion/insertion steps; pointing-game tolerance in original
@@ -180,8 +200,10 @@ def run_xai_benchmark(
 
     Returns:
         ``{method: {pointing_game, energy_in_box, iou, deletion_auc, insertion_auc, sanity_rank_corr,
-        sharpness, ms_per_image, n}}`` (means over images; ``None`` for a method that cannot explain
-        the model, with ``n = 0``).
+        sharpness, ms_per_image[, pointing_game_mask, energy_in_mask], n, per_class}}`` (means over images;
+        ``per_class``: ``{label: {n, pointing_game, energy_in_box[, pointing_game_mask, energy_in_mask]}}``;
+        ``None`` figures, ``n = 0`` and an empty ``per_class`` for a method that cannot explain the
+        model). ``xai.json`` holds this plus ``reliance`` when there are masks.
     """
     methods = _checked_methods(methods)
     Path(out_dir).mkdir(parents=True, exist_ok=True)

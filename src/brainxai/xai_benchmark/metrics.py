@@ -2,7 +2,8 @@
 
 Box metrics are computed on the map placed back into the original scan
 (:func:`brainxai.pipeline.steps.map_back`), so the pointing-game tolerance is in original pixels.
-Faithfulness (deletion/insertion), sanity and sharpness are computed at model-input resolution.
+Faithfulness (deletion/insertion), sanity and sharpness are computed at model-input resolution. When
+the CSV has lesion masks, the mask metrics (:mod:`.masks`) join the box metrics.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from brainxai.explain.quality import (
 from brainxai.pipeline.steps import map_back
 from brainxai.util.stats import spearman
 from brainxai.xai_benchmark.data import BoxImages
+from brainxai.xai_benchmark.masks import MASK_METRICS, mask_metrics
 
 if TYPE_CHECKING:
     from brainxai.explain.base import Explanation
@@ -52,6 +54,9 @@ METRICS: tuple[str, ...] = (
 
 #: Metrics reported on the subsets of images (the ones that compare a map with the box).
 SUBSET_METRICS: tuple[str, ...] = ("pointing_game", "energy_in_box", "iou")
+
+#: The figures of each class's entry in a method's ``per_class`` (with :data:`MASK_METRICS` when masks exist).
+PER_CLASS_METRICS: tuple[str, ...] = ("pointing_game", "energy_in_box")
 
 #: Box occlusion drop (target probability) from which an image counts as "the model uses the box".
 USES_BOX_DROP = 0.10
@@ -119,7 +124,7 @@ def image_metrics(
     tolerance: float,
     deletion_base: np.ndarray,
 ) -> dict[str, Any]:
-    """Every per-image figure of one map: box metrics, deletion/insertion AUC, sanity and sharpness.
+    """Every per-image figure of one map: box (and mask) metrics, deletion/insertion AUC, sanity and sharpness.
 
     Args:
         i: Index of the image in ``data``.
@@ -141,6 +146,7 @@ def image_metrics(
         "label": data.records[i].label,
         "target": classifier.classes[int(target)],
         **box_metrics(i, relevance, data, tolerance),
+        **mask_metrics(i, relevance, data, tolerance),
         "deletion_auc": perturbation_auc(score, image, relevance, "deletion", deletion_base, steps),
         "insertion_auc": perturbation_auc(score, image, relevance, "insertion", blurred_baseline(image), steps),
         "sanity_rank_corr": sanity,
@@ -172,11 +178,34 @@ def mean_box_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {**{m: (float(np.mean([r[m] for r in rows])) if rows else None) for m in SUBSET_METRICS}, "n": len(rows)}
 
 
+def _mask_keys(rows: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    return MASK_METRICS if rows and MASK_METRICS[0] in rows[0] else ()
+
+
+def per_class_summary(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{label: {n, pointing_game, energy_in_box[, pointing_game_mask, energy_in_mask]}}``: means over each
+    class's rows, classes in order of first appearance; the mask figures only when the rows have them."""
+    keys = PER_CLASS_METRICS + _mask_keys(rows)
+    out: dict[str, dict[str, Any]] = {}
+    for label in dict.fromkeys(r["label"] for r in rows):
+        mine = [r for r in rows if r["label"] == label]
+        out[label] = {"n": len(mine), **{k: float(np.mean([r[k] for r in mine])) for k in keys}}
+    return out
+
+
 def summarise(rows: Sequence[dict[str, Any]], elapsed: float, n: int) -> dict[str, Any]:
-    """A method's entry of ``xai.json``: the mean of each metric over its images, ``ms_per_image`` and ``n``."""
+    """A method's entry of ``xai.json``: the mean of each metric over its images, ``ms_per_image``, ``n``
+    and ``per_class`` (:func:`per_class_summary`); with masks, also the mean mask metrics (before ``n``)."""
     summary = {k: float(np.mean([r[k] for r in rows])) for k in METRICS if k != "ms_per_image"}
     summary["ms_per_image"] = 1000.0 * elapsed / n
-    return {**{k: summary[k] for k in METRICS}, "n": n}
+    masks = {k: float(np.mean([r[k] for r in rows])) for k in _mask_keys(rows)}
+    return {**{k: summary[k] for k in METRICS}, **masks, "n": n, "per_class": per_class_summary(rows)}
+
+
+def not_run_summary(with_masks: bool) -> dict[str, Any]:
+    """The entry of a method that could not explain the model: every figure None, ``n`` 0, no classes."""
+    keys = METRICS + (MASK_METRICS if with_masks else ())
+    return {**dict.fromkeys(keys), "n": 0, "per_class": {}}
 
 
 def rank_agreement(a: Sequence[float], b: Sequence[float]) -> float:

@@ -12,7 +12,10 @@ import numpy as np
 
 from brainxai.constants import DISCLAIMER
 from brainxai.evaluation.metrics import wilson_interval
+from brainxai.xai_benchmark.masks import MASK_METRICS
 from brainxai.xai_benchmark.metrics import METRICS, USES_BOX_DROP, mean_box_metrics, rank_agreement
+from brainxai.xai_benchmark.reliance import RELIANCE_KEYS
+from brainxai.xai_benchmark.report_grounding import MASK_DEFINITIONS, inpaint_section, per_class_section
 
 #: Target of the pointing game: 0.90 for the best method.
 POINTING_GOAL = 0.90
@@ -30,6 +33,7 @@ class ReportData:
         image_info: Per image, the model-level figures (box occlusion drop, nearest training image).
         subsets: The box metrics on subsets of the images (``xai_subsets.json``).
         baseline: The centre baseline's box metrics per image.
+        reliance: ``xai.json``'s ``reliance`` (the in-painting drop per class), None without masks.
     """
 
     results: dict[str, dict[str, Any]]
@@ -39,6 +43,7 @@ class ReportData:
     image_info: list[dict[str, Any]]
     subsets: dict[str, Any]
     baseline: list[dict[str, Any]]
+    reliance: dict[str, dict[str, Any]] | None = None
 
 
 def fmt(v: Any, digits: int = 3) -> str:
@@ -337,6 +342,7 @@ def _definitions(info: dict[str, Any]) -> list[str]:
         "## Definitions",
         "",
         *_DEFINITIONS,
+        *(MASK_DEFINITIONS if info.get("masks") else ()),
         (
             "- **In the training data**: a training image within "
             f"{info['max_distance']} bits of the image's 64-bit pHash (the same slice, re-encoded or resized; "
@@ -349,7 +355,8 @@ def _definitions(info: dict[str, Any]) -> list[str]:
 
 
 def markdown(report: ReportData) -> str:
-    """``xai.md``: settings, the results table, the baselines, the subsets, the region, sharpness, definitions."""
+    """``xai.md``: settings, the results table, the baselines, the subsets, the in-painting drop (with masks),
+    per class, the region, sharpness, definitions."""
     centre = mean_box_metrics(report.baseline)
     sections = [
         _header(report.info),
@@ -359,6 +366,8 @@ def markdown(report: ReportData) -> str:
         _model_use(report.image_info),
         _training_data(report.subsets, report.info),
         _subset_table(report.results, report.subsets, centre),
+        inpaint_section(report.reliance, report.image_info, report.info.get("inpaint_dilate_px") or 0),
+        per_class_section(report.results, bool(report.info.get("masks"))),
         _region_section(report.results, report.per_image),
         _sharpness_within(report.results, report.per_image),
         _sharpness_across(report.results),
@@ -367,10 +376,13 @@ def markdown(report: ReportData) -> str:
     return "\n".join(line for section in sections for line in section)
 
 
-def write_per_image(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Writes ``xai_per_image.csv``: one row per method and image, floats to 6 significant digits."""
+def write_per_image(path: Path, rows: list[dict[str, Any]], with_masks: bool = False) -> None:
+    """Writes ``xai_per_image.csv``: one row per method and image, floats to 6 significant digits; with
+    masks, the mask metrics and the in-painting drops are appended as further columns."""
     keys = ["method", "file", "label", "target", *[k for k in METRICS if k != "ms_per_image"]]
     keys += ["region_in_box", "box_in_region", "box_occlusion_drop", "mirror_occlusion_drop"]
+    if with_masks:
+        keys += [*MASK_METRICS, *RELIANCE_KEYS]
     if rows and "nearest_train" in rows[0]:
         keys += ["nearest_train", "nearest_train_distance"]
     with open(path, "w", newline="") as fh:

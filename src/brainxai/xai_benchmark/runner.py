@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from brainxai.explain.base import Explainer, UnsupportedModelError, create_explainer
 from brainxai.pipeline import steps
 from brainxai.xai_benchmark.data import BoxImages, BoxRecord
-from brainxai.xai_benchmark.metrics import METRICS, image_metrics, summarise
+from brainxai.xai_benchmark.metrics import image_metrics, not_run_summary, summarise
 
 if TYPE_CHECKING:
     from brainxai.inference import Classifier
@@ -167,7 +167,7 @@ class BenchmarkRuns:
     """Every method's outcome.
 
     Attributes:
-        results: ``{method: {metric: mean, ..., n}}`` (``xai.json``).
+        results: ``{method: {metric: mean, ..., n, per_class}}`` (``xai.json``'s methods).
         notes: ``{method: why it was not run}``.
         per_image: Every method's per-image rows, with the image's model-level figures.
         grid_maps: ``{method: maps of the figure's images}`` for the methods that ran.
@@ -198,7 +198,7 @@ def run_methods(
         except UnsupportedModelError as exc:
             logger.warning("%s", exc)
             out.notes[method] = str(exc)
-            out.results[method] = {**{k: None for k in METRICS}, "n": 0}
+            out.results[method] = not_run_summary(data.has_masks)
             bar.update(n)
             continue
         run = run_method(explainer, random_explainer, data, classifier, settings, bar)
