@@ -1,7 +1,8 @@
 """Evaluating a checkpoint on a test folder: raw split and de-duplicated subset.
 
-Writes ``metrics.json`` (``{"raw": M, "dedup": M}``, or one ``M`` for an explicit subset),
-``predictions.csv``, PNG plots and ``report.md``.
+Writes ``metrics.json`` (``{"raw": M, "dedup": M}``, or one ``M`` for an explicit subset; with
+``by_source``, also ``"by_source": {subset: {source: ...}}``), ``predictions.csv``, PNG plots and
+``report.md``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import csv
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ import numpy as np
 from brainxai.constants import DISCLAIMER
 from brainxai.data.audit import DEFAULT_MAX_DISTANCE, audit_dataset, read_subset
 from brainxai.data.dataset import Sample, decode_samples, discover_samples
+from brainxai.data.sources import SourceLabel
+from brainxai.evaluation.by_source import by_source_markdown, load_source_labels, source_metrics, sources_of
 from brainxai.evaluation.metrics import classification_metrics
 from brainxai.evaluation.plots import (
     confusion_matrix_figure,
@@ -58,16 +62,22 @@ def _select(rel_paths: list[str], wanted: list[str]) -> np.ndarray:
 
 
 def _dedup_subset(
-    data: Path, test_folder: Path, dedup_list: str | Path | None, max_distance: int, progress: bool
+    data: Path,
+    test_folder: Path,
+    dedup_list: str | Path | None,
+    max_distance: int,
+    progress: bool,
+    cache_dir: str | None = None,
 ) -> tuple[list[str], str] | None:
     """The de-duplicated test images and how they were chosen: from ``dedup_list``, else an audit of ``data``."""
     if dedup_list is not None:
         return read_subset(dedup_list), f"test images listed in {dedup_list}"
     if (data / "Training").is_dir():
-        audit = audit_dataset(data, max_distance=max_distance, progress=progress)
+        audit = audit_dataset(data, max_distance=max_distance, progress=progress, cache_dir=cache_dir)
         return audit["dedup_test"], (
             f"test images with no near-twin in Training ({audit['method']}); "
-            f"{audit['test_with_train_twin']} of {audit['n_test']} removed"
+            f"{audit['test_with_train_twin']} of {audit['n_test']} removed "
+            f"({audit['mirror_twins']} of them found only through their mirror image)"
         )
     logger.warning("no Training folder beside %s and no --dedup-list: reporting the raw split only", test_folder)
     return None
@@ -81,12 +91,13 @@ def _subsets(
     dedup_list: str | Path | None,
     max_distance: int,
     progress: bool,
+    cache_dir: str | None = None,
 ) -> dict[str, tuple[np.ndarray, str]]:
     """``{name: (image indices, description)}``: the explicit subset alone, or ``raw`` and (when known) ``dedup``."""
     if subset is not None:
         return {"subset": (_select(rel, read_subset(subset)), f"images listed in {subset}")}
     subsets = {"raw": (np.arange(len(rel)), f"every readable image of {test_folder}")}
-    dedup = _dedup_subset(data, test_folder, dedup_list, max_distance, progress)
+    dedup = _dedup_subset(data, test_folder, dedup_list, max_distance, progress, cache_dir)
     if dedup is not None:
         subsets["dedup"] = (_select(rel, dedup[0]), dedup[1])
     return subsets
@@ -127,6 +138,7 @@ def evaluate(
     device: str = "auto",
     cache_dir: str | None = ".cache/brainxai",
     progress: bool = True,
+    by_source: str | Path | Sequence[SourceLabel] | None = None,
 ) -> dict[str, Any]:
     """Evaluates a checkpoint (default: the shipped model) and writes the result files.
 
@@ -141,8 +153,11 @@ def evaluate(
         max_distance: pHash distance for the on-the-fly audit.
         n_boot: Bootstrap resamples for confidence intervals.
         device: Inference device.
-        cache_dir: Decoded-image cache.
+        cache_dir: Decoded-image and image-hash cache.
         progress: Show progress bars.
+        by_source: Also report metrics per image source (:mod:`brainxai.evaluation.by_source`): a
+            sources CSV from ``brainxai sources``, ``"auto"`` to derive the sources from ``data`` (a
+            Kaggle-layout root), or the labels themselves.
 
     Returns:
         The content of ``metrics.json``.
@@ -155,15 +170,26 @@ def evaluate(
     rel = [os.path.relpath(s.path, data) for s in samples]
     y = np.array([s.label for s in samples], dtype=np.int64)
     classes = list(classifier.classes)
-    subsets = _subsets(rel, data, test_folder, subset, dedup_list, max_distance, progress)
+    subsets = _subsets(rel, data, test_folder, subset, dedup_list, max_distance, progress, cache_dir)
     metrics = _measure(subsets, y, probs, classes, n_boot, out)
     history = classifier.checkpoint.meta.history
     if history:
         save_figure(training_curves_figure(history), str(out / "training_curves.png"))
-    result: dict[str, Any] = metrics["subset"] if subset is not None else metrics
+    result: dict[str, Any] = dict(metrics["subset"] if subset is not None else metrics)
+    extra: list[str] = []
+    if by_source is not None:
+        labels = load_source_labels(by_source, data, cache_dir, progress)
+        sources = np.array(sources_of(rel, labels, test_folder.name))
+        per_source = {
+            name: source_metrics(y[idx], probs[idx], sources[idx], classes, n_boot)
+            for name, (idx, _) in subsets.items()
+        }
+        result["by_source"] = per_source
+        excluded = list(classifier.checkpoint.meta.recipe.get("exclude_sources") or [])
+        extra = by_source_markdown(per_source, classes, excluded)
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     _write_predictions(out / "predictions.csv", rel, y, probs, classes)
-    (out / "report.md").write_text(_report_markdown(metrics, classifier, data, history))
+    (out / "report.md").write_text(_report_markdown(metrics, classifier, data, history, extra))
     return result
 
 
@@ -181,7 +207,13 @@ def _fmt_ci(m: dict[str, Any], key: str) -> str:
     return f"{m[key]:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else f"{m[key]:.4f}"
 
 
-def _report_markdown(metrics: dict[str, Any], classifier: Classifier, data: Path, history: list[dict[str, Any]]) -> str:
+def _report_markdown(
+    metrics: dict[str, Any],
+    classifier: Classifier,
+    data: Path,
+    history: list[dict[str, Any]],
+    extra: Sequence[str] = (),
+) -> str:
     ck = classifier.checkpoint
     lines = [
         "# brainxai evaluation",
@@ -225,6 +257,7 @@ def _report_markdown(metrics: dict[str, Any], classifier: Classifier, data: Path
             f"![confusion](confusion_{name}.png) ![roc](roc_{name}.png) ![reliability](reliability_{name}.png)",
             "",
         ]
+    lines += list(extra)
     if history:
         lines += ["## Training curves", "", "![training curves](training_curves.png)", ""]
     lines += [

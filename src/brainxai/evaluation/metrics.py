@@ -189,3 +189,23 @@ def classification_metrics(
         ci = bootstrap_ci(y_true, y_pred, n_classes, n_boot=n_boot, seed=seed)
         result["ci95"] = {k: list(v) for k, v in ci.items()}
     return result
+
+
+def proportion_bootstrap_ci(
+    hits: np.ndarray | Sequence[bool], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float] | None:
+    """Percentile bootstrap interval for a proportion (accuracy on a subset, a class's recall), resampling items.
+
+    Returns:
+        ``(low, high)``; None for an empty sample or ``n_boot`` < 1.
+    """
+    hits = np.asarray(hits, dtype=np.float64)
+    if not len(hits) or n_boot < 1:
+        return None
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    for start in range(0, n_boot, 256):  # in blocks, to bound memory on large samples
+        k = min(256, n_boot - start)
+        means[start : start + k] = hits[rng.integers(0, len(hits), (k, len(hits)))].mean(axis=1)
+    q = np.percentile(means, (100 * alpha / 2, 100 * (1 - alpha / 2)))
+    return float(q[0]), float(q[1])
