@@ -197,9 +197,14 @@ async function analyzeSingle() {
 function renderStudy(study) {
   $("result").hidden = false;
   const tumour = study.prediction !== "notumor";
+  // Out of domain (in_domain === false): the model output stays visible, marked as not assessable.
+  const assessable = study.result.in_domain !== false;
   $("result").querySelector(".result-head").classList.toggle("tumour", tumour);
-  $("prediction").textContent = study.prediction_title;
-  $("confidence").textContent = `Model probability ${pct(study.confidence)}`;
+  $("result").querySelector(".result-head").classList.toggle("not-assessable", !assessable);
+  $("prediction").textContent = assessable ? study.prediction_title : "Outside what this model was trained on: not assessable";
+  $("confidence").textContent = assessable
+    ? `Model probability ${pct(study.confidence)}`
+    : `Model output, not assessable (for reference only): ${study.prediction_title}, ${pct(study.confidence)}`;
   const parts = [study.source_name, METHOD_TITLES[study.method] || study.method, when(study.created_at)];
   if (study.patient) parts.unshift(`Patient ${study.patient.code}${study.patient.name ? " · " + study.patient.name : ""}`);
   if (study.model && study.model.name) parts.push(`model ${study.model.name}`);
@@ -239,7 +244,7 @@ function renderStudy(study) {
   }
   $("notes").replaceChildren(...notes.map((n) => el("li", { text: n })));
 
-  const g = study.result.guidance;
+  const g = assessable ? study.result.guidance : null;
   $("guidance").hidden = !g;
   if (g) {
     $("guidance-title").textContent = g.title || "";
