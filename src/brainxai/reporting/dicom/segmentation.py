@@ -1,0 +1,70 @@
+"""The relevance region as a binary DICOM Segmentation: the fallback when a Parametric Map does not fit.
+
+The region is where the explanation's relevance is highest inside the brain (what the report outlines
+and measures). It is **not** a tumour delineation; the segment's label and description say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from pydicom.sr.codedict import codes as std
+
+from brainxai.reporting.dicom import codes
+from brainxai.reporting.dicom import source as src
+from brainxai.reporting.dicom.common import algorithm_parameters, equipment_kwargs
+from brainxai.reporting.dicom.parametric_map import finish_derived
+from brainxai.reporting.dicom.source import DicomSource
+from brainxai.reporting.labels import method_title
+
+SEG_SERIES = 9902
+
+
+def relevance_segmentation(region: np.ndarray, source: DicomSource, result: Mapping[str, Any]) -> Any:
+    """The relevance region (boolean mask on the source's grid) as a one-segment binary Segmentation."""
+    import highdicom as hd
+
+    mask = np.asarray(region, dtype=bool)
+    rows, cols = int(source.image.Rows), int(source.image.Columns)
+    if mask.shape != (rows, cols):
+        raise ValueError(f"region mask {mask.shape} does not match the source image ({rows}, {cols})")
+    model = result.get("model") or {}
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=f"brainxai {model.get('name', '')}".strip()[:64],
+        family=std.cid7162.ArtificialIntelligence,
+        version=str(result.get("brainxai_version") or "")[:64] or "unknown",
+        parameters=algorithm_parameters(result),
+    )
+    segment = hd.seg.SegmentDescription(
+        segment_number=1,
+        segment_label="relevance region (not a tumour outline)",
+        segmented_property_category=std.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.RELEVANCE_REGION,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm,
+        tracking_uid=source.uid("tracking"),
+        tracking_id="brainxai relevance region",
+    )
+    seg = hd.seg.Segmentation(
+        source_images=[source.image],
+        pixel_array=mask[None].astype(np.uint8),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[segment],
+        series_instance_uid=source.uid("seg-series"),
+        series_number=SEG_SERIES,
+        sop_instance_uid=source.uid("seg"),
+        instance_number=1,
+        omit_empty_frames=False,
+        content_label="RELEVANCE",
+        content_description=f"{method_title(str(result.get('method', '?')))} relevance region"[:64],
+        contributing_equipment=[src.model_equipment(result)],
+        series_description=src.series_description("relevance region"),
+        coding_schemes=[codes.coding_scheme()],
+        **equipment_kwargs(result),
+    )
+    finish_derived(seg, source)
+    if "PatientOrientation" not in seg and "ImageOrientationPatient" not in source.image:
+        seg.PatientOrientation = source.image.get("PatientOrientation", "")  # Type 2C without a patient geometry
+    return seg

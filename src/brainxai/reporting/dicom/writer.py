@@ -1,0 +1,164 @@
+"""Builds and writes all DICOM outputs of one analysis.
+
+- ``<base>-sr.dcm``: Comprehensive SR measurement report (:mod:`~brainxai.reporting.dicom.sr`);
+- ``<base>-pm.dcm``: the relevance map as a Parametric Map, or ``<base>-seg.dcm``, the relevance
+  region as a Segmentation, when highdicom cannot build a Parametric Map for this source;
+- ``<base>-overlay-sc.dcm``: the overlay as an RGB Secondary Capture;
+- ``<base>-pdf.dcm``: the PDF report as Encapsulated PDF (when there is a PDF);
+- ``<base>-source-sc.dcm``: only for non-DICOM input, the analysed slice opening the new study.
+
+Files are written atomically; the result dictionary (:meth:`AnalysisResult.to_dict` form) and
+plain arrays go in, so this package does not depend on the pipeline.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from brainxai.reporting.dicom import source as src
+from brainxai.util.files import atomic_write_bytes
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DicomOutputs:
+    """The DICOM files of one analysis.
+
+    Attributes:
+        files: Path of each object by kind (``sr``, ``pm`` or ``seg``, ``overlay``, ``pdf``, ``source``).
+        study_uid: The study they belong to (the source's, or the new one).
+        new_study: Whether the study was created for a non-DICOM input.
+        notes: What could not be written, and why.
+    """
+
+    files: dict[str, Path] = field(default_factory=dict)
+    study_uid: str = ""
+    new_study: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AnalysisImages:
+    """The arrays of one analysis on the analysed slice's pixel grid.
+
+    Attributes:
+        original: ``(H, W)`` ``uint8`` display image that was analysed.
+        relevance: ``(H, W)`` float relevance map of the predicted class.
+        region: ``(H, W)`` boolean relevance region.
+        overlay: ``(H, W, 3)`` ``uint8`` RGB heatmap overlay.
+    """
+
+    original: np.ndarray
+    relevance: np.ndarray
+    region: np.ndarray
+    overlay: np.ndarray
+
+
+def dicom_source(
+    result: Mapping[str, Any], source: Dataset | None, original: np.ndarray
+) -> tuple[src.DicomSource, Any]:
+    """The context the objects refer to; for non-DICOM input also the Secondary Capture that opens the new study."""
+    if source is not None:
+        return src.from_dicom(source, result), None
+    from brainxai.reporting.dicom.secondary_capture import source_capture
+
+    seed = src.new_study_seed(result, original)
+    created = src.created_at(result)
+    capture = source_capture(original, result, seed, created)
+    return src.DicomSource(capture, False, None, seed, created), capture
+
+
+def build_dicom_outputs(
+    result: Mapping[str, Any], images: AnalysisImages, pdf: bytes | None, source: Dataset | None
+) -> tuple[dict[str, Dataset], DicomOutputs]:
+    """Builds every object (not written); returns them by kind with the summary (files still empty)."""
+    from brainxai.reporting.dicom.encapsulated_pdf import encapsulated_pdf
+    from brainxai.reporting.dicom.secondary_capture import overlay_capture
+    from brainxai.reporting.dicom.sr import measurement_report
+
+    context, capture = dicom_source(result, source, images.original)
+    objects: dict[str, Dataset] = {} if capture is None else {"source": capture}
+    # The heatmap object first: what could not be written is said in the SR built after it.
+    kind, heatmap = _heatmap_object(images, context, result, context.notes)
+    objects["sr"] = measurement_report(result, context)
+    if heatmap is not None:
+        objects[kind] = heatmap
+    summary = DicomOutputs(study_uid=context.study_uid, new_study=capture is not None, notes=context.notes)
+    objects["overlay"] = overlay_capture(images.overlay, context, result)
+    if pdf is not None:
+        objects["pdf"] = encapsulated_pdf(pdf, context, result)
+    return objects, summary
+
+
+def _heatmap_object(
+    images: AnalysisImages, context: src.DicomSource, result: Mapping[str, Any], notes: list[str]
+) -> tuple[str, Dataset | None]:
+    """The Parametric Map; the Segmentation of the region when the source has no patient geometry for a map.
+
+    A Parametric Map is an enhanced image that needs a frame of reference, position and orientation;
+    a JPEG or PNG has none, and inventing them would be a lie. A Segmentation can do without.
+    """
+    from brainxai.reporting.dicom.parametric_map import has_patient_geometry, parametric_map
+    from brainxai.reporting.dicom.segmentation import relevance_segmentation
+
+    if not has_patient_geometry(context.image):
+        notes.append(
+            "The analysed image has no patient geometry (frame of reference, position, orientation), so the "
+            "relevance map is stored as a Segmentation of the relevance region, not as a Parametric Map."
+        )
+    else:
+        try:
+            return "pm", parametric_map(images.relevance, context, result)
+        except (ValueError, TypeError, AttributeError, KeyError, RuntimeError) as exc:
+            logger.warning("parametric map not possible (%s); writing a segmentation of the relevance region", exc)
+            notes.append(f"Parametric map not written ({exc}); the relevance region is a Segmentation instead.")
+    try:
+        return "seg", relevance_segmentation(images.region, context, result)
+    except (ValueError, TypeError, AttributeError, KeyError, RuntimeError) as exc:
+        logger.warning("segmentation not possible either (%s)", exc)
+        notes.append(f"Segmentation not written either ({exc}).")
+    return "pm", None
+
+
+def write_dicom_outputs(
+    result: Mapping[str, Any],
+    images: AnalysisImages,
+    *,
+    out_dir: str | Path,
+    base: str,
+    pdf: bytes | None = None,
+    source: Dataset | None = None,
+) -> DicomOutputs:
+    """Builds the DICOM objects of one analysis and writes them as ``out_dir/<base>-<kind>.dcm``.
+
+    Args:
+        result: The analysis as :meth:`~brainxai.pipeline.result.AnalysisResult.to_dict` gives it.
+        images: The analysed slice, relevance map, region and overlay.
+        out_dir: Folder for the files (created if missing).
+        base: Common start of the file names.
+        pdf: The PDF report's bytes, to encapsulate (None: no Encapsulated PDF).
+        source: The input's DICOM data set (the header is enough), or None for non-DICOM input.
+
+    Returns:
+        The files written and the study they belong to.
+    """
+    objects, summary = build_dicom_outputs(result, images, pdf, source)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = {"overlay": "overlay-sc", "source": "source-sc"}
+    for kind, ds in objects.items():
+        path = out / f"{base}-{suffix.get(kind, kind)}.dcm"
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        atomic_write_bytes(path, buf.getvalue())
+        summary.files[kind] = path
+    return summary
