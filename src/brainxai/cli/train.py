@@ -43,6 +43,19 @@ _HELP: dict[str, str] = {
         "Stop after this many minutes of this sitting, mid-epoch if need be; the cut epoch is validated and "
         "can become best, but is not resumable."
     ),
+    "augment": (
+        "Training augmentation preset: none | default (small affine, brightness/contrast) | mr (MR-specific: random "
+        "crop/scale, bias field, gamma, ghosting, motion, blur, resolution loss, Rician noise, JPEG re-encoding)."
+    ),
+    "grounding": (
+        "Lesion-grounded training: none | rrr (penalise input-gradient mass outside the dilated lesion mask) | cam "
+        "(the same on the Grad-CAM map; cheap) | "
+        "multitask (a mask head on the encoder, discarded at inference) | inpaint (in-paint the lesion, target no "
+        "tumour). Needs --masks-brisc and/or --masks-figshare."
+    ),
+    "grounding_dilate_px": "Mask dilation in model-input pixels (rrr: margin counted as lesion; inpaint: area filled).",
+    "masks_brisc": "brisc-masks-dev folder: expert masks of the Kaggle Training images it names as twins.",
+    "masks_figshare": "figshare-masks-dev folder: expert masks of the Kaggle images that are mirrored figshare slices.",
     "stop_after": (
         "Stop after this many epochs; the learning-rate schedule still spans --epochs (to refit at the epoch "
         "chosen on a split)."
@@ -58,7 +71,8 @@ def train(
     batch_size: Annotated[int, typer.Option()] = 32,
     lr: Annotated[float, typer.Option(help="Learning rate for --schedule single.")] = 1e-3,
     img_size: Annotated[int | None, typer.Option(help="Input side; default: the model's.")] = None,
-    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Training augmentation.")] = True,
+    augment: Annotated[str, typer.Option(help=_HELP["augment"])] = "default",
+    no_augment: Annotated[bool, typer.Option("--no-augment", help="Same as --augment none.", hidden=True)] = False,
     hflip: Annotated[bool, typer.Option(help=_HELP["hflip"])] = False,
     schedule: Annotated[str, typer.Option(help=_HELP["schedule"])] = "single",
     phase_epochs: Annotated[str, typer.Option(help="Progressive: epochs per phase, comma-separated.")] = "15,20,15",
@@ -73,12 +87,25 @@ def train(
     cache_dir: Annotated[Path, typer.Option(help="Where decoded images are cached.")] = Path(".cache/brainxai"),
     limit_per_class: Annotated[int | None, typer.Option(help=_HELP["limit_per_class"])] = None,
     exclude_twins_of: Annotated[Path | None, typer.Option(help=_HELP["exclude_twins_of"])] = None,
+    exclude_source: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Leave-one-source-out: train without this source (figshare | sartaj | br35h) and every image "
+            "sharing content with it; repeatable. Needs a Kaggle-layout --data root."
+        ),
+    ] = None,
     label_smoothing: Annotated[float, typer.Option(help="Cross-entropy label smoothing (0 = none).")] = 0.0,
     lr_schedule: Annotated[str, typer.Option(help=_HELP["lr_schedule"])] = "plateau",
     amp: Annotated[str, typer.Option(help=_HELP["amp"])] = "auto",
     workers: Annotated[int, typer.Option(help=_HELP["workers"])] = 0,
     time_budget: Annotated[float | None, typer.Option(help=_HELP["time_budget"])] = None,
     stop_after: Annotated[int | None, typer.Option(help=_HELP["stop_after"])] = None,
+    grounding: Annotated[str, typer.Option(help=_HELP["grounding"])] = "none",
+    grounding_weight: Annotated[float, typer.Option(help="Weight of the grounding term.")] = 1.0,
+    grounding_dilate_px: Annotated[int, typer.Option(help=_HELP["grounding_dilate_px"])] = 5,
+    inpaint_p: Annotated[float, typer.Option(help="--grounding inpaint: share of masked images in-painted.")] = 0.25,
+    masks_brisc: Annotated[Path | None, typer.Option(help=_HELP["masks_brisc"])] = None,
+    masks_figshare: Annotated[Path | None, typer.Option(help=_HELP["masks_figshare"])] = None,
 ) -> None:
     """Train a model; writes OUT/best.safetensors + best.json, last.pt and history.csv/json."""
     options = dict(locals())  # the options by name (read before anything else is defined here)
@@ -111,6 +138,10 @@ def _train_config(options: dict[str, Any]) -> TrainConfig:
         "phase_epochs": _ints(options["phase_epochs"]),
         "phase_lrs": _floats(options["phase_lrs"]),
         "exclude_twins_of": str(twins) if twins else None,
+        "augment": "none" if options["no_augment"] else options["augment"],
+        "masks_brisc": str(options["masks_brisc"]) if options["masks_brisc"] else None,
+        "masks_figshare": str(options["masks_figshare"]) if options["masks_figshare"] else None,
+        "exclude_sources": tuple(options["exclude_source"] or ()),
         "time_budget_s": budget * 60 if budget else None,  # minutes on the command line
     }
     return TrainConfig(**{k: v for k, v in options.items() if k in names} | converted)

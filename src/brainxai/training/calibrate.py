@@ -151,6 +151,9 @@ def calibrate_checkpoint(
         exclude_twins_of=recipe.get("exclude_twins_of"),
         cache_dir=cache_dir,
         progress=progress,
+        exclude_sources=tuple(recipe.get("exclude_sources") or ()),
+        # Checkpoints from before mirror-aware twin matching left out plain twins only.
+        twins_mirror=bool(recipe.get("data_info", {}).get("excluded_twins_mirror_aware", False)),
     )
     _check_rebuilt_split(split, meta)
     val = split.val_idx

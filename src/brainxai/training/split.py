@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from brainxai.data.audit import reference_images, twins_of
-from brainxai.data.dataset import decode_samples, discover_samples, fingerprint
+from brainxai.data.dataset import Sample, decode_samples, discover_samples, fingerprint
 from brainxai.data.preprocess import PreprocessConfig
+from brainxai.data.sources import loso_excluded
 from brainxai.data.splits import stratified_split
 
 
@@ -42,6 +43,8 @@ class TrainingSplit:
     fingerprint: str  # of every decoded image of ``folder`` (before exclusion and ``limit_per_class``)
     failed: list[tuple[Path, str]]
     excluded: list[Path] = field(default_factory=list)  # twins of ``exclude_twins_of``, left out
+    excluded_by_source: list[Path] = field(default_factory=list)  # left out by ``exclude_sources``
+    samples: list[Sample] = field(default_factory=list)  # aligned with ``images`` (e.g. to find their masks)
 
 
 def training_split(
@@ -54,6 +57,8 @@ def training_split(
     exclude_twins_of: str | Path | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    exclude_sources: tuple[str, ...] | list[str] = (),
+    twins_mirror: bool = True,
 ) -> TrainingSplit:
     """Decodes ``data``'s training folder and splits it as the trainer does (the one place that does).
 
@@ -62,21 +67,35 @@ def training_split(
 
     ``exclude_twins_of`` (a folder of images or a CSV with a ``file`` column, such as a box CSV) leaves
     out every training image that is a pHash twin of one of its images, so that set can later measure
-    the model on images it has not seen.
+    the model on images it has not seen; with ``twins_mirror`` a training image whose left-right mirror
+    image is such a twin is left out too (checkpoints from before record no such flag: False).
+
+    ``exclude_sources`` (names from :data:`brainxai.data.sources.SOURCES`) leaves out what
+    leave-one-source-out training must not see (:func:`brainxai.data.sources.loso_excluded`): those
+    sources' images and every image sharing content with them; ``data`` must be a Kaggle-layout root.
     """
     folder = resolve_training_folder(data)
     samples = discover_samples(folder)
     decoded = decode_samples(samples, preprocess, cache_dir=cache_dir, progress=progress)
     images, labels = decoded.images, decoded.labels
+    kept = np.arange(len(labels))  # positions in decoded.samples of the rows of ``images``
     excluded: list[Path] = []
+    by_source: list[Path] = []
+    drop: set[int] = set()
+    if exclude_sources:
+        gone = loso_excluded(decoded.samples, folder, exclude_sources, cache_dir, progress)
+        by_source = [decoded.samples[k].path for k in gone]
+        drop.update(gone)
     if exclude_twins_of is not None:
-        drop = twins_of(decoded.samples, reference_images(exclude_twins_of), progress=progress)
-        excluded = [decoded.samples[k].path for k in drop]
-        keep = np.setdiff1d(np.arange(len(labels)), drop)
-        images, labels = images[keep], labels[keep]
+        twins = twins_of(decoded.samples, reference_images(exclude_twins_of), progress=progress, mirror=twins_mirror)
+        excluded = [decoded.samples[k].path for k in twins]
+        drop.update(twins)
+    if drop:
+        keep = np.setdiff1d(np.arange(len(labels)), sorted(drop))
+        images, labels, kept = images[keep], labels[keep], kept[keep]
     if limit_per_class:
         keep = _limit(labels, limit_per_class, seed)
-        images, labels = images[keep], labels[keep]
+        images, labels, kept = images[keep], labels[keep], kept[keep]
     train_idx, val_idx = stratified_split(labels, val_fraction, seed)
     return TrainingSplit(
         folder=folder,
@@ -87,4 +106,6 @@ def training_split(
         fingerprint=fingerprint(decoded.samples, folder),
         failed=decoded.failed,
         excluded=excluded,
+        excluded_by_source=by_source,
+        samples=[decoded.samples[k] for k in kept],
     )

@@ -21,18 +21,20 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from brainxai.constants import CLASSES
-from brainxai.data.augment import default_augmentation
+from brainxai.data.augment import AUGMENT_PRESETS, augmentation
 from brainxai.data.dataset import MRIDataset
 from brainxai.data.preprocess import PreprocessConfig
 from brainxai.models import create_model
 from brainxai.models.checkpoint import CheckpointMeta, save_checkpoint
 from brainxai.models.registry import model_config
 from brainxai.training.calibrate import fit_checkpoint_temperature, split_description
+from brainxai.training.grounding import GROUNDING_KINDS, Grounding, grounded_dataset
 from brainxai.training.schedules import (
     PROGRESSIVE_EPOCHS,
     PROGRESSIVE_LRS,
@@ -60,7 +62,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     img_size: int | None = None
-    augment: bool = True
+    augment: str = "default"  # a preset of brainxai.data.augment (none | default | mr); True/False: default/none
     hflip: bool = False
     schedule: Literal["single", "progressive"] = "single"
     phase_epochs: tuple[int, ...] = PROGRESSIVE_EPOCHS
@@ -75,6 +77,7 @@ class TrainConfig:
     cache_dir: str | None = ".cache/brainxai"
     limit_per_class: int | None = None
     exclude_twins_of: str | None = None  # keep an evaluation set's images (pHash twins) out of training
+    exclude_sources: tuple[str, ...] = ()  # leave-one-source-out: train without these sources and their twins
     label_smoothing: float = 0.0
     lr_schedule: Literal["plateau", "cosine"] = "plateau"
     amp: Literal["auto", "bf16", "off"] = "auto"
@@ -82,6 +85,22 @@ class TrainConfig:
     time_budget_s: float | None = None
     stop_after: int | None = None
     progress: bool = True
+    grounding: str = "none"  # none | rrr | cam | multitask | inpaint (brainxai.training.grounding)
+    grounding_weight: float = 1.0
+    grounding_dilate_px: int = 5  # mask dilation (model-input pixels) for rrr and inpaint
+    inpaint_p: float = 0.25  # inpaint: probability of in-painting a masked tumour image
+    masks_brisc: str | None = None  # brisc-masks-dev folder (masks of Kaggle twins)
+    masks_figshare: str | None = None  # figshare-masks-dev folder (masks of mirrored figshare slices)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.augment, bool):  # recipes from before the presets stored a bool
+            self.augment = "default" if self.augment else "none"
+        if self.augment not in AUGMENT_PRESETS:
+            raise ValueError(f"unknown --augment {self.augment!r}; use one of {', '.join(AUGMENT_PRESETS)}")
+        if self.grounding not in GROUNDING_KINDS:
+            raise ValueError(f"unknown --grounding {self.grounding!r}; use one of {', '.join(GROUNDING_KINDS)}")
+        if self.grounding != "none" and not (self.masks_brisc or self.masks_figshare):
+            raise ValueError("--grounding needs lesion masks: give --masks-brisc and/or --masks-figshare")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -124,14 +143,17 @@ def _run_epoch(
     progress: bool,
     deadline: float | None = None,
     amp: bool = False,
+    grounding: Grounding | None = None,
 ) -> dict[str, float]:
     """One pass; trains when an optimizer is given. Returns loss, accuracy, timing and the share run.
 
     With a ``deadline`` (a ``time.perf_counter()`` value) the pass stops after the first batch that
     ends past it; ``fraction`` then says how much of the epoch was run. ``amp`` runs the forward
-    pass under bfloat16 autocast (weights and optimiser state stay float32).
+    pass under bfloat16 autocast (weights and optimiser state stay float32). With ``grounding`` the
+    loader yields ``(x, y, mask, has_mask, inpainted)`` and the loss is the grounded one
+    (``grounding_loss``: the mean grounding term per batch).
     """
-    total_loss, correct, n, batches = 0.0, 0, 0, 0
+    total_loss, correct, n, batches, grounding_sum = 0.0, 0, 0, 0, 0.0
     data_time = compute_time = 0.0
     t_mark = time.perf_counter()
     # tqdm.auto's class calls iter() on an iterable in its constructor; on a DataLoader that starts a
@@ -139,13 +161,18 @@ def _run_epoch(
     # a permutation), so the shuffle would depend on the worker count. Hand it the one iterator.
     bar = tqdm(iter(loader), total=len(loader), desc=desc, disable=not progress, leave=False)
     with torch.set_grad_enabled(optimizer is not None):
-        for x, y in bar:
+        for batch in bar:
             t_data = time.perf_counter()
             data_time += t_data - t_mark
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(x)
-            loss = loss_fn(logits.float(), y)
+            batch = [t.to(device, non_blocking=True) for t in batch]
+            y = batch[1]
+            if grounding is not None:
+                loss, logits, y, term = grounding.batch_loss(model, batch, loss_fn, amp)
+                grounding_sum += term
+            else:
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                    logits = model(batch[0])
+                loss = loss_fn(logits.float(), y)
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -165,6 +192,7 @@ def _run_epoch(
         "data_time": data_time,
         "compute_time": compute_time,
         "fraction": batches / max(len(loader), 1),
+        "grounding_loss": grounding_sum / max(batches, 1),
     }
 
 
@@ -252,6 +280,7 @@ class _Run:
     # smoothing are compared on the same scale.
     val_loss_fn: nn.Module
     deadline: float | None = None  # time.perf_counter() value at which the time budget is spent
+    grounding: Grounding | None = None  # None: plain cross-entropy (--grounding none)
 
     @property
     def total_epochs(self) -> int:
@@ -310,10 +339,16 @@ class Trainer:
             exclude_twins_of=c.exclude_twins_of,
             cache_dir=c.cache_dir,
             progress=c.progress,
+            exclude_sources=tuple(c.exclude_sources),
         )
         images, labels, train_idx, val_idx = split.images, split.labels, split.train_idx, split.val_idx
-        augment = default_augmentation(hflip=c.hflip) if c.augment else None
-        train_ds = MRIDataset(images[train_idx], labels[train_idx], preprocess, augment=augment, seed=c.seed)
+        augment = augmentation(c.augment, hflip=c.hflip)
+        masks_info: dict[str, Any] = {}
+        train_ds: MRIDataset
+        if c.grounding != "none":
+            train_ds, masks_info = grounded_dataset(split, preprocess, augment, c)
+        else:
+            train_ds = MRIDataset(images[train_idx], labels[train_idx], preprocess, augment=augment, seed=c.seed)
         val_ds = MRIDataset(images[val_idx], labels[val_idx], preprocess)
         info = {
             "training_folder": str(split.folder),
@@ -321,9 +356,21 @@ class Trainer:
             "n_val": len(val_idx),
             "skipped_files": [str(p) for p, _ in split.failed],
             "excluded_twins": [str(p.relative_to(split.folder)) for p in split.excluded],
+            "excluded_twins_mirror_aware": True,
+            "exclude_sources": list(c.exclude_sources),
+            "n_excluded_by_source": len(split.excluded_by_source),
+            "excluded_by_source": [str(p.relative_to(split.folder)) for p in split.excluded_by_source],
         }
+        if split.excluded_by_source:
+            logger.info(
+                "left out %d training images of %s or sharing content with them",
+                len(split.excluded_by_source),
+                ", ".join(c.exclude_sources),
+            )
         if split.excluded:
             logger.info("left out %d training images that are twins of %s", len(split.excluded), c.exclude_twins_of)
+        if masks_info:
+            info["masks"] = masks_info
         return train_ds, val_ds, split.fingerprint, info
 
     def fit(self) -> TrainResult:
@@ -331,6 +378,9 @@ class Trainer:
         c = self.config
         run = self._setup()
         progress, state = self._restore(run.model)
+        if state is not None and run.grounding is not None and run.grounding.head is not None:
+            if state.get("grounding_head") is not None:
+                run.grounding.head.load_state_dict(state["grounding_head"])
         progress.reached_stop = c.stop_after is not None and progress.epoch >= c.stop_after
         run.deadline = time.perf_counter() + c.time_budget_s if c.time_budget_s else None
         for phase_i in range(state["phase"] if state is not None else 0, len(run.phases)):
@@ -365,7 +415,17 @@ class Trainer:
             refit=refit,
             loss_fn=nn.CrossEntropyLoss(label_smoothing=c.label_smoothing),
             val_loss_fn=nn.CrossEntropyLoss(),
+            grounding=self._grounding(model),
         )
+
+    def _grounding(self, model: nn.Module) -> Grounding | None:
+        """The run's grounding (None for ``none``), attached to the model (the multitask head hooks its encoder)."""
+        c = self.config
+        if c.grounding == "none":
+            return None
+        grounding = Grounding(c.grounding, weight=c.grounding_weight, dilate_px=c.grounding_dilate_px)
+        grounding.attach(model, model_config(model).preprocess.img_size, self.device)
+        return grounding
 
     def _restore(self, model: nn.Module) -> tuple[_Progress, dict[str, Any] | None]:
         """With ``resume``: the model and progress saved in ``last.pt``, and the saved state itself."""
@@ -395,7 +455,8 @@ class Trainer:
         """Trains one phase with a fresh optimiser, or from ``state`` when the run resumes inside it."""
         c = self.config
         phase = run.phases[phase_i]
-        optimizer = torch.optim.Adam(apply_phase(run.model, phase), lr=phase.lr)
+        extra = run.grounding.parameters() if run.grounding is not None else []  # the multitask mask head
+        optimizer = torch.optim.Adam(apply_phase(run.model, phase) + extra, lr=phase.lr)
         scheduler = _make_scheduler(optimizer, c, phase)
         first = state["epoch_in_phase"] if state is not None else 0
         if state is not None and first > 0:
@@ -470,6 +531,7 @@ class Trainer:
             c.progress,
             run.deadline,
             self.amp,
+            **({"grounding": run.grounding} if run.grounding is not None else {}),
         )
         progress.budget_spent = run.deadline is not None and time.perf_counter() > run.deadline
         run.model.eval()
@@ -511,6 +573,9 @@ class Trainer:
             "data_time_s": round(tr["data_time"], 2),
             "epoch_fraction": round(tr["fraction"], 4),
         }
+        if run.grounding is not None:
+            row["grounding"] = run.grounding.kind
+            row["grounding_loss"] = round(tr["grounding_loss"], 6)
         progress.history.append(row)
         logger.info(
             "epoch %d [%s] train loss %.4f acc %.4f | %s | %.0fs",
@@ -562,6 +627,7 @@ class Trainer:
             "best_epoch": progress.best_epoch,
             "history": progress.history,
             "recipe": self.config.to_dict(),
+            "grounding_head": run.grounding.head.state_dict() if run.grounding and run.grounding.head else None,
         }
         atomic_write(self.out / "last.pt", lambda tmp: torch.save(state, tmp))
 
@@ -633,4 +699,9 @@ class Trainer:
             dataset_fingerprint=run.data_fp,
         )
         meta.recipe["data_info"] = {k: v for k, v in run.data_info.items() if k != "skipped_files"}
+        meta.recipe["grounding_info"] = run.grounding.summary() if run.grounding is not None else {"kind": "none"}
         save_checkpoint(self.out / "best", run.model, meta)
+        if run.grounding is not None and run.grounding.head is not None:
+            # Not part of the classifier: kept beside it for inspection, never loaded for inference.
+            head_state = {k: v.detach().cpu().contiguous() for k, v in run.grounding.head.state_dict().items()}
+            atomic_write(self.out / "mask_head.safetensors", lambda tmp: save_file(head_state, str(tmp)))

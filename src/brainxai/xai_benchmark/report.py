@@ -345,8 +345,9 @@ def _definitions(info: dict[str, Any]) -> list[str]:
         *(MASK_DEFINITIONS if info.get("masks") else ()),
         (
             "- **In the training data**: a training image within "
-            f"{info['max_distance']} bits of the image's 64-bit pHash (the same slice, re-encoded or resized; "
-            "`brainxai.data.audit`), only when `--train-data` is given."
+            f"{info['max_distance']} bits of the 64-bit pHash of the image or of its left-right mirror image "
+            "(the same slice, re-encoded, resized or mirrored; `brainxai.data.audit`), only when `--train-data` "
+            "is given."
         ),
         "",
         "Per-image values: `xai_per_image.csv`; the figure: `xai_grid.png`.",
