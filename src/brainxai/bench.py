@@ -15,6 +15,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,11 +26,15 @@ from brainxai.explain.methods import BENCH_METHODS
 from brainxai.io.raster import read_raster
 
 if TYPE_CHECKING:
+    from brainxai.explain.base import Explainer
     from brainxai.inference import Classifier
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: Untimed calls of each figure before timing (fewer for the slow ones, see :func:`time_interleaved`).
+WARMUP = 5
 
 
 def hardware_summary() -> dict[str, Any]:
@@ -51,11 +56,20 @@ def hardware_summary() -> dict[str, Any]:
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
+    info["load_average_start"] = _load_average()
     return info
 
 
-def time_call(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> dict[str, float]:
-    """Median and p95 wall time of ``fn`` in milliseconds."""
+def _load_average() -> list[float] | None:
+    """The host's 1-, 5- and 15-minute load averages (other processes compete for the cores), or None."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def time_call(fn: Callable[[], Any], repeats: int, warmup: int = WARMUP) -> dict[str, float]:
+    """Median and p95 wall time of ``fn`` in milliseconds (one figure alone; see :func:`time_interleaved`)."""
     for _ in range(warmup):
         fn()
     times = []
@@ -63,7 +77,7 @@ def time_call(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> dict[str,
         t = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t) * 1000)
-    return {"median": float(np.median(times)), "p95": float(np.percentile(times, 95)), "n": repeats}
+    return _stats(times)
 
 
 def rss_mb() -> float | None:
@@ -87,6 +101,50 @@ class _Cycle:
         return items[next(self._calls) % len(items)]
 
 
+@dataclass
+class Figure:
+    """One timed figure of an interleaved measurement.
+
+    Attributes:
+        key: Name in the result.
+        fn: The call to time.
+        every: Timed on every ``every``-th round only (for slow figures such as a batch of 32).
+        sync: Called after ``fn`` inside the timed span (e.g. ``torch.cuda.synchronize``).
+    """
+
+    key: str
+    fn: Callable[[], Any]
+    every: int = 1
+    sync: Callable[[], Any] | None = None
+
+
+def time_interleaved(figures: Sequence[Figure], rounds: int, warmup: int = WARMUP) -> dict[str, dict[str, float]]:
+    """Median and p95 (ms) of each figure, timed in turns: round r times every figure due in it once.
+
+    Interleaving exposes every figure to the same machine state (load from other processes, clock
+    speed, allocator state) instead of giving the first-measured ones a colder process. Each figure
+    first gets ``warmup`` untimed calls (``max(2, warmup // every)`` for the slow ones).
+    """
+    for fig in figures:
+        for _ in range(max(2, warmup // fig.every)):
+            fig.fn()
+    times: dict[str, list[float]] = {fig.key: [] for fig in figures}
+    for r in range(rounds):
+        for fig in figures:
+            if r % fig.every:
+                continue
+            t = time.perf_counter()
+            fig.fn()
+            if fig.sync is not None:
+                fig.sync()
+            times[fig.key].append((time.perf_counter() - t) * 1000)
+    return {k: _stats(v) for k, v in times.items()}
+
+
+def _stats(times: list[float]) -> dict[str, float]:
+    return {"median": float(np.median(times)), "p95": float(np.percentile(times, 95)), "n": len(times)}
+
+
 def run_bench(
     checkpoint: str | Path | None = None,
     images: Sequence[str | Path] | None = None,
@@ -98,10 +156,13 @@ def run_bench(
 ) -> dict[str, Any]:
     """Measures classify, throughput, classify + each explanation, full analysis, a ResNet-18 and the peer.
 
+    All figures but the peer are timed interleaved (:func:`time_interleaved`), so ratios between them
+    are fair; the batch of 32 and the full analysis are timed every fourth round.
+
     Args:
         checkpoint: Model to measure; None for the shipped default.
         images: Scan files; default: the sample scans shipped with the package.
-        repeats: Timed repeats per figure (after warm-up).
+        repeats: Timed rounds (the slow figures get a quarter, at least 3).
         methods: Explanation methods to time.
         device: ``cpu`` (default) or ``cuda``.
         with_analyze: Time the full ``analyze`` pipeline with PDF report.
@@ -109,7 +170,8 @@ def run_bench(
 
     Returns:
         A JSON-ready dict; headline keys ``classify_ms``, ``throughput_ips``, ``gradcam_ms``,
-        ``lrp_ms``, ``analyze_ms``, ``resnet18_classify_ms``, ``peer_ms`` (medians).
+        ``lrp_ms``, ``analyze_ms``, ``resnet18_classify_ms``, ``peer_ms`` (medians) and the
+        issue-25 ratios ``ratio_*`` (:data:`RATIO_TARGETS`).
     """
     from brainxai.pipeline.demo import sample_scans
 
@@ -117,80 +179,114 @@ def run_bench(
     scans = [read_raster(p) for p in paths]
     result: dict[str, Any] = {"hardware": hardware_summary(), "images": [p.name for p in paths], "repeats": repeats}
     clf = _load_classifier(checkpoint, device, result)
-    pick = _Cycle()  # one sequence over all figures, as each takes the next image
-    result |= _time_classify(clf, scans, pick, repeats)
-    for method in methods:
-        result |= _time_explainer(clf, method, scans, pick, repeats)
-    if with_analyze:
-        result |= _time_analyze(checkpoint, device, paths, pick, repeats)
-    result |= _time_resnet18(device, repeats)
+    every = max(1, repeats // max(3, repeats // 4))
+    figures, cleanup = _figures(clf, checkpoint, device, scans, paths, methods, with_analyze, every)
+    try:
+        timed = time_interleaved(figures, repeats)
+    finally:
+        for close in cleanup:
+            close()
+    result |= _headline(timed, methods)
     if with_peer:
-        result |= _time_peer(clf, paths, pick, repeats)
+        result |= _time_peer(clf, paths, _Cycle(), repeats)
+    result |= ratios(result)
+    result["hardware"]["load_average_end"] = _load_average()
     result["rss_end_mb"] = rss_mb()
     return result
 
 
 def _load_classifier(checkpoint: str | Path | None, device: str, result: dict[str, Any]) -> Classifier:
-    """Loads the model, adding its load time, identity and the memory after loading to ``result``."""
+    """Loads the model and classifies once, adding load time, first-call time, identity and memory to ``result``.
+
+    The first call includes creating the ONNX Runtime session (and, on the first run for a checkpoint,
+    exporting it: ``brainxai.models.onnx``).
+    """
     from brainxai.inference import Classifier
 
     t = time.perf_counter()
     clf = Classifier.load(checkpoint, device=device)
     result["load_s"] = time.perf_counter() - t
-    result["model"] = {"name": clf.name, "sha256": clf.checkpoint.sha256[:16], "input": clf.preprocess.to_dict()}
+    t = time.perf_counter()
+    clf.predict_proba_prepared(np.zeros((1, clf.preprocess.img_size, clf.preprocess.img_size), np.uint8))
+    result["first_classify_s"] = time.perf_counter() - t
+    result["model"] = {
+        "name": clf.name,
+        "sha256": clf.checkpoint.sha256[:16],
+        "input": clf.preprocess.to_dict(),
+        "backend": clf.backend,
+    }
+    session = clf.onnx_session()
+    if session is not None:
+        from brainxai.models.onnx import describe
+
+        result["hardware"] |= describe(session)
     result["rss_after_load_mb"] = rss_mb()
     return clf
 
 
-def _time_classify(clf: Classifier, scans: list[Any], pick: _Cycle, repeats: int) -> dict[str, Any]:
-    """One scan at a time (prepare + classify), then batches of 32 prepared images."""
-
-    def classify_one() -> None:
-        clf.predict_proba_prepared(clf.prepare(pick(scans))[None])
-
-    c = time_call(classify_one, repeats)
-    prepared = np.stack([clf.prepare(scans[i % len(scans)]) for i in range(32)])
-    b = time_call(lambda: clf.predict_proba_prepared(prepared, batch_size=32), max(3, repeats // 4), warmup=1)
-    return {
-        "classify": c,
-        "classify_ms": c["median"],
-        "throughput_batch32": b,
-        "throughput_ips": 32 / (b["median"] / 1000),
-    }
-
-
-def _time_explainer(clf: Classifier, method: str, scans: list[Any], pick: _Cycle, repeats: int) -> dict[str, Any]:
-    """Classify + explain one scan with ``method``."""
+def _figures(
+    clf: Classifier,
+    checkpoint: str | Path | None,
+    device: str,
+    scans: list[Any],
+    paths: list[Path],
+    methods: Sequence[str],
+    with_analyze: bool,
+    every: int,
+) -> tuple[list[Figure], list[Callable[[], Any]]]:
+    """The figures to time (each call takes the next image in turn) and what closes them afterwards."""
     from brainxai.explain import create_explainer
+    from brainxai.inference import Classifier
 
-    explainer = create_explainer(method, clf.model)
+    sync = torch.cuda.synchronize if clf.device.type == "cuda" else None
+    figures = [Figure("classify", _each(scans, lambda s: clf.predict_proba_prepared(clf.prepare(s)[None])))]
+    if clf.backend != "torch":  # the same model served by torch, for comparison
+        plain = Classifier.load(checkpoint, device=device, backend="torch")
+        figures.append(
+            Figure("classify_torch", _each(scans, lambda s: plain.predict_proba_prepared(plain.prepare(s)[None])))
+        )
+    batch = np.stack([clf.prepare(scans[i % len(scans)]) for i in range(32)])
+    figures.append(Figure("throughput_batch32", lambda: clf.predict_proba_prepared(batch, batch_size=32), every))
+    cleanup: list[Callable[[], Any]] = []
+    for method in methods:
+        explainer = create_explainer(method, clf.model)
+        cleanup.append(explainer.close)
+        figures.append(Figure(f"classify+{method}", _each(scans, _explain_with(clf, explainer)), sync=sync))
+    if with_analyze:
+        figures.append(_analyze_figure(checkpoint, device, paths, every, cleanup))
+    figures.append(_resnet18_figure(device, sync))
+    return figures, cleanup
 
-    def classify_and_explain() -> None:
-        x = clf.tensor(clf.prepare(pick(scans))[None])
-        explainer.explain(x)  # runs the forward pass itself: classification comes with it
 
-    m = time_call(classify_and_explain, repeats)
-    explainer.close()
-    return {f"classify+{method}": m, f"{method}_ms": m["median"]}
+def _explain_with(clf: Classifier, explainer: Explainer) -> Callable[[np.ndarray], Any]:
+    """Prepares a scan and explains it (the explainer runs the forward pass itself: classification comes with it)."""
+    return lambda scan: explainer.explain(clf.tensor(clf.prepare(scan)[None]))
 
 
-def _time_analyze(
-    checkpoint: str | Path | None, device: str, paths: list[Path], pick: _Cycle, repeats: int
-) -> dict[str, Any]:
+def _each(items: Sequence[T], fn: Callable[[T], Any]) -> Callable[[], Any]:
+    """``fn`` applied to the next of ``items`` on every call, round-robin, so repeats do not reuse one image."""
+    pick = _Cycle()
+    return lambda: fn(pick(items))
+
+
+def _analyze_figure(
+    checkpoint: str | Path | None, device: str, paths: list[Path], every: int, cleanup: list[Callable[[], Any]]
+) -> Figure:
     """The whole ``analyze`` pipeline from the file, with LRP and the PDF report."""
     from brainxai.pipeline.options import AnalysisOptions
     from brainxai.pipeline.service import AnalysisService
 
     service = AnalysisService(checkpoint, device=device)
     options = AnalysisOptions(method="lrp", report=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        a = time_call(lambda: service.analyze(pick(paths), options, out_dir=tmp), max(3, repeats // 4), warmup=1)
-    service.close()
-    return {"analyze_lrp_with_report": a, "analyze_ms": a["median"]}
+    tmp = tempfile.TemporaryDirectory()
+    cleanup += [service.close, tmp.cleanup]
+    return Figure(
+        "analyze_lrp_with_report", _each(paths, lambda p: service.analyze(p, options, out_dir=tmp.name)), every
+    )
 
 
-def _time_resnet18(device: str, repeats: int) -> dict[str, Any]:
-    """A plain ResNet-18 forward pass on a 224x224 input, as a yardstick of the machine."""
+def _resnet18_figure(device: str, sync: Callable[[], Any] | None) -> Figure:
+    """A plain (eager) ResNet-18 forward pass on a 224x224 input, as a yardstick of the machine."""
     from brainxai.models import create_model
 
     torch.manual_seed(0)
@@ -200,11 +296,51 @@ def _time_resnet18(device: str, repeats: int) -> dict[str, Any]:
     def resnet_forward() -> None:
         with torch.inference_mode():
             resnet(x224)
-        if x224.is_cuda:
-            torch.cuda.synchronize()  # CUDA launches are asynchronous: time the work, not the launch
 
-    r = time_call(resnet_forward, repeats)
-    return {"resnet18_classify": r, "resnet18_classify_ms": r["median"]}
+    # CUDA launches are asynchronous: ``sync`` times the work, not the launch.
+    return Figure("resnet18_classify", resnet_forward, sync=sync)
+
+
+def _headline(timed: dict[str, dict[str, float]], methods: Sequence[str]) -> dict[str, Any]:
+    """The timed figures plus their headline medians under the keys reports use."""
+    out: dict[str, Any] = dict(timed)
+    out["classify_ms"] = timed["classify"]["median"]
+    if "classify_torch" in timed:
+        out["classify_torch_ms"] = timed["classify_torch"]["median"]
+    out["throughput_ips"] = 32 / (timed["throughput_batch32"]["median"] / 1000)
+    for method in methods:
+        out[f"{method}_ms"] = timed[f"classify+{method}"]["median"]
+    if "analyze_lrp_with_report" in timed:
+        out["analyze_ms"] = timed["analyze_lrp_with_report"]["median"]
+    out["resnet18_classify_ms"] = timed["resnet18_classify"]["median"]
+    return out
+
+
+#: Issue 25's targets, as ratios between figures of one run: (numerator, denominator, op, target).
+RATIO_TARGETS: dict[str, tuple[str, str, str, float]] = {
+    "ratio_classify_vs_resnet18": ("classify_ms", "resnet18_classify_ms", "<=", 0.5),
+    "ratio_classify_vs_gradcam": ("classify_ms", "gradcam_ms", "<=", 1.0),
+    "ratio_batch32_vs_resnet18_rate": ("throughput_ips", "resnet18_ips", ">=", 3.0),
+    "ratio_analyze_vs_lrp": ("analyze_ms", "lrp_ms", "<=", 1.5),
+}
+
+
+def ratios(result: dict[str, Any]) -> dict[str, Any]:
+    """Each :data:`RATIO_TARGETS` ratio whose figures ``result`` holds: value, target and whether it passes.
+
+    ``resnet18_ips`` is the single-image ResNet-18 rate, ``1000 / resnet18_classify_ms``.
+    """
+    figures = dict(result)
+    if "resnet18_classify_ms" in figures:
+        figures["resnet18_ips"] = 1000 / figures["resnet18_classify_ms"]
+    out: dict[str, Any] = {}
+    for key, (num, den, op, target) in RATIO_TARGETS.items():
+        if num not in figures or den not in figures:
+            continue
+        value = figures[num] / figures[den]
+        ok = value <= target if op == "<=" else value >= target
+        out[key] = {"value": value, "target": f"{op} {target:g}", "pass": bool(ok), "of": f"{num} / {den}"}
+    return out
 
 
 def _time_peer(clf: Classifier, paths: list[Path], pick: _Cycle, repeats: int) -> dict[str, Any]:
@@ -225,12 +361,19 @@ def _time_peer(clf: Classifier, paths: list[Path], pick: _Cycle, repeats: int) -
 
 
 def format_bench(result: dict[str, Any]) -> str:
-    """A short human-readable table of a :func:`run_bench` result."""
-    hw = result["hardware"]
+    """A short human-readable table of a :func:`run_bench` result, with the ratio targets."""
+    hw, model = result["hardware"], result["model"]
     lines = [
         f"hardware: {hw['cpu']}, {hw['cores']} cores, {hw['torch_threads']} torch threads"
-        + (f", GPU {hw['gpu']}" if "gpu" in hw else ""),
-        f"model: {result['model']['name']} (load {result['load_s']:.2f} s, RSS {result['rss_after_load_mb']:.0f} MB)",
+        + (f", GPU {hw['gpu']}" if "gpu" in hw else "")
+        + (
+            f"; load average {hw['load_average_start']} -> {hw.get('load_average_end')}"
+            if hw.get("load_average_start")
+            else ""
+        ),
+        f"model: {model['name']}, classified by {model.get('backend', 'torch')} (load {result['load_s']:.2f} s, "
+        f"first classification {result.get('first_classify_s', float('nan')):.2f} s, "
+        f"RSS {result['rss_after_load_mb']:.0f} MB)",
         f"{'figure':32s} {'median':>10s} {'p95':>10s}",
     ]
     for key, value in result.items():
@@ -241,4 +384,9 @@ def format_bench(result: dict[str, Any]) -> str:
         lines.append(
             f"peer detect-tumor from file: {result['peer_ms']:.1f} ms ({result['peer_ratio']:.2f}x brainxai's time)"
         )
+    for key in RATIO_TARGETS:
+        if key in result:
+            r = result[key]
+            verdict = "pass" if r["pass"] else "FAIL"
+            lines.append(f"{key:32s} {r['value']:10.2f}   target {r['target']:6s} {verdict}  ({r['of']})")
     return "\n".join(lines)

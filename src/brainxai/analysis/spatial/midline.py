@@ -45,14 +45,15 @@ class MidlineEstimate:
 
 def _mirror_correlation(band: np.ndarray, valid: np.ndarray, p: int, half: int) -> float:
     """Correlation between the ``half`` columns left of padded column ``p`` (mirrored) and those right of it."""
-    left = band[:, p - half : p][:, ::-1]
-    right = band[:, p + 1 : p + 1 + half]
     ok = valid[:, p - half : p][:, ::-1] & valid[:, p + 1 : p + 1 + half]
     if ok.sum() < 0.3 * ok.size:
         return -1.0
-    a, b = left[ok], right[ok]
-    sa, sb = a.std(), b.std()
-    return float(((a - a.mean()) * (b - b.mean())).mean() / (sa * sb)) if sa > 1e-6 and sb > 1e-6 else -1.0
+    a, b = band[:, p - half : p][:, ::-1][ok], band[:, p + 1 : p + 1 + half][ok]
+    # The deviations are computed once and reused for the standard deviations: the same operations as
+    # ndarray.std, so bit-identical results with fewer passes (this runs ~130 times per analysis).
+    da, db = a - a.mean(), b - b.mean()
+    sa, sb = np.sqrt((da * da).mean()), np.sqrt((db * db).mean())
+    return float((da * db).mean() / (sa * sb)) if sa > 1e-6 and sb > 1e-6 else -1.0
 
 
 def _symmetry_centre(band: np.ndarray, valid: np.ndarray, lo: int, hi: int, half: int) -> tuple[float, float]:
