@@ -253,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             "seed",
         )
     }
-    results: dict[str, Any] = {"recipe": recipe, "runs": {}}
+    command = "python benchmarks/grounding.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    results: dict[str, Any] = {"recipe": recipe, "runs": {}, "command": command}
     val: dict[str, Any] | None = None
     for kind in args.kinds.split(","):
         config = TrainConfig(
@@ -289,9 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             run["ms_per_step"] = time_training_steps(config, kind, args.batch_size, args.time_steps)["min"]
         results["runs"][kind] = run
         logger.info("%s: val acc %.4f, grounding %s", kind, run["validation"]["accuracy"], run["grounding"])
-    command = "python benchmarks/grounding.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    results["command"] = command
-    write_report(out, results, command)
+        write_report(out, results, command)  # after each kind: a long run stopped early keeps what it measured
     return 0
 
 

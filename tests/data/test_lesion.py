@@ -69,12 +69,14 @@ def test_mirrored_mask():
     assert mirrored.sum() == mask.sum()
 
 
-def test_resize_mask_nearest():
+def test_resize_mask_stays_on_the_image_grid():
     mask = np.zeros((4, 4), np.uint8)
     mask[:2, :2] = 255
-    big = resize_mask(mask, (8, 12))
-    assert big.shape == (8, 12) and big.dtype == bool
-    assert big[:4, :6].all() and not big[4:, :].any() and not big[:, 6:].any()
+    big = resize_mask(mask, (8, 8))
+    assert big.shape == (8, 8) and big.dtype == bool
+    assert big[:4, :4].all() and not big[4:, :].any() and not big[:, 4:].any()
+    small = resize_mask(np.kron(mask, np.ones((3, 3), np.uint8)), (4, 4))  # 12 -> 4: back to the block
+    assert np.array_equal(small, mask != 0)
     assert np.array_equal(resize_mask(mask, (4, 4)), mask != 0)
 
 

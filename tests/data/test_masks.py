@@ -8,12 +8,11 @@ import pytest
 
 from brainxai.data.augment import RandomAffine, RandomHorizontalFlip, default_augmentation
 from brainxai.data.dataset import discover_samples
-from brainxai.data.lesion import dilate_mask
+from brainxai.data.lesion import dilate_mask, resize_mask
 from brainxai.data.masks import (
     MaskedMRIDataset,
     load_lesion_masks,
     prepared_masks,
-    resize_mask,
 )
 from brainxai.data.preprocess import PreprocessConfig, prepare
 

@@ -33,7 +33,7 @@ import torch
 from brainxai.data.audit import hamming_matrix
 from brainxai.data.augment import apply_pair
 from brainxai.data.dataset import MRIDataset, Sample, discover_samples
-from brainxai.data.lesion import inpaint_lesion, read_mask
+from brainxai.data.lesion import inpaint_lesion, read_mask, resize_mask
 from brainxai.data.preprocess import PreprocessConfig, contour_crop, to_tensor
 from brainxai.io.raster import read_raster
 from brainxai.util.files import atomic_write
@@ -75,19 +75,6 @@ class LesionMasks:
     def summary(self) -> dict[str, Any]:
         """What a checkpoint records: counts per source and class, rejections and agreement."""
         return {"n": len(self.masks), "counts": self.counts(), "rejected": self.rejected, "agreement": self.agreement}
-
-
-def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A bool mask resized to ``shape`` on the pixel grid the images use (area when shrinking, else linear; >= 0.5).
-
-    ``cv2.INTER_NEAREST`` samples half a source pixel off that grid (a 0.7 px shift of a square's
-    centre at a 0.7 scale), which would put the mask beside the lesion by up to a pixel.
-    """
-    h, w = shape
-    if mask.shape == (h, w):
-        return mask.astype(bool)
-    interp = cv2.INTER_AREA if h * w < mask.shape[0] * mask.shape[1] else cv2.INTER_LINEAR
-    return np.asarray(cv2.resize(mask.astype(np.float32), (w, h), interpolation=interp) >= 0.5)
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
