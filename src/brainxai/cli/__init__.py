@@ -11,7 +11,18 @@ import logging
 
 from brainxai.cli.app import app
 
-_COMMAND_MODULES = ("data", "train", "calibrate", "evaluate", "explain", "analyze", "serve", "bench")
+_COMMAND_MODULES = (
+    "data",
+    "sources",
+    "train",
+    "calibrate",
+    "evaluate",
+    "explain",
+    "analyze",
+    "serve",
+    "bench",
+    "domain",
+)
 
 for _name in _COMMAND_MODULES:
     try:

@@ -21,6 +21,7 @@ def _run(items_fn: Callable[[Progress], list[BatchItem]], total: int, out: Path,
     """Runs a batch with a progress bar, prints one line per file, writes the CSV, exits 1 on failures."""
     from tqdm import tqdm
 
+    from brainxai.models.domain import NOT_ASSESSABLE
     from brainxai.pipeline.batch import write_summary_csv
 
     with tqdm(total=total, unit="scan", desc="analysing", file=None, disable=total < 2) as bar:
@@ -34,7 +35,10 @@ def _run(items_fn: Callable[[Progress], list[BatchItem]], total: int, out: Path,
         if it.ok and it.result is not None:
             r = it.result
             target = r.report_pdf or r.report_json
-            typer.echo(f"{it.file}: {r.prediction} ({r.confidence:.1%}) -> {target}")
+            verdict = f"{r.prediction} ({r.confidence:.1%})"
+            if r.in_domain is False:
+                verdict = f"{NOT_ASSESSABLE} (model output, for reference only: {verdict})"
+            typer.echo(f"{it.file}: {verdict} -> {target}")
     if write_csv:
         csv_path = write_summary_csv(items, out / "summary.csv")
         typer.echo(f"summary: {csv_path}")
@@ -89,6 +93,10 @@ def analyze_cmd(
         typer.Option("--agreement/--no-agreement", help="Run a second explanation method and report the agreement."),
     ] = True,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    dicom_out: Annotated[
+        Path | None,
+        typer.Option(help="Also write DICOM results here: SR, relevance map, overlay, encapsulated PDF."),
+    ] = None,
 ) -> None:
     """Analyse scans: prediction, explanation, spatial parameters and a PDF report per file.
 
@@ -111,6 +119,7 @@ def analyze_cmd(
         slice_index=slice_index,
         assumed_pixel_spacing_mm=assume_spacing,
         sequence=sequence,
+        dicom_out=dicom_out,
     )
     service = _load_service(checkpoint, device)
     batch = len(files) > 1 or any(p.is_dir() for p in paths)
@@ -127,6 +136,8 @@ def analyze_cmd(
         )
 
     _run(run, len(files), out_dir, write_csv=batch)
+    if dicom_out is not None:
+        typer.echo(f"DICOM results: {dicom_out} (research use only, UNVERIFIED)")
 
 
 @app.command("demo")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -22,9 +23,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from brainxai.data.preprocess import PreprocessConfig
+from brainxai.models.domain import DomainModel, DomainModelError, domain_path
 from brainxai.models.registry import attach_model_config, create_model, model_config
 from brainxai.util.files import atomic_write, atomic_write_bytes
 from brainxai.version import __version__
+
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 # ``calibration`` key naming the weights whose temperature was copied (``brainxai calibrate --from``).
@@ -181,6 +185,8 @@ class LoadedCheckpoint:
     meta: CheckpointMeta
     weights_path: Path
     sha256: str
+    #: Out-of-domain statistics (``<stem>.domain.npz``) fitted for these weights; None when absent.
+    domain: DomainModel | None = None
 
     @property
     def preprocess(self) -> PreprocessConfig:
@@ -220,4 +226,30 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     except RuntimeError as exc:
         raise CheckpointError(f"{weights_path} does not match model {meta.model!r}: {exc}") from exc
     model.to(device).eval()
-    return LoadedCheckpoint(model=model, meta=meta, weights_path=weights_path, sha256=file_sha256(weights_path))
+    sha256 = file_sha256(weights_path)
+    domain = load_domain(weights_path, sha256)
+    return LoadedCheckpoint(model=model, meta=meta, weights_path=weights_path, sha256=sha256, domain=domain)
+
+
+def load_domain(path: str | Path, sha256: str | None = None) -> DomainModel | None:
+    """The checkpoint's out-of-domain statistics, or None when it has none (or none usable).
+
+    Statistics fitted for other weights (``sha256`` differs from the one they record), unreadable or
+    uncalibrated ones are ignored with a warning: scoring with them would be meaningless.
+    """
+    p = domain_path(path)
+    if not p.is_file():
+        return None
+    try:
+        domain = DomainModel.load(p)
+    except DomainModelError as exc:
+        logger.warning("ignoring out-of-domain statistics: %s", exc)
+        return None
+    fitted_for = domain.info.get("weights_sha256")
+    if sha256 is not None and fitted_for != sha256:
+        logger.warning("ignoring %s: fitted for other weights (sha256 %s)", p, str(fitted_for)[:12])
+        return None
+    if not domain.calibrated:
+        logger.warning("ignoring %s: no threshold", p)
+        return None
+    return domain

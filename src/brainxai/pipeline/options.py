@@ -7,6 +7,7 @@ with one :class:`AnalysisOptions`, so a new option is added in one place.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # numpy is only needed for the perfusion map's type
@@ -25,6 +26,7 @@ class AnalysisOptions:
         assumed_pixel_spacing_mm: Spacing to assume when the file has none; reported as assumed.
         sequence: MR sequence (``T1``, ``T2``, ``FLAIR``...) when the file does not say.
         perfusion_map: CBV map on the scan's pixel grid, enabling the rCBV ratio.
+        dicom_out: Folder for the DICOM outputs (SR, parametric map, overlay, encapsulated PDF); None: none.
     """
 
     method: str = "lrp"
@@ -34,6 +36,7 @@ class AnalysisOptions:
     assumed_pixel_spacing_mm: float | tuple[float, float] | None = None
     sequence: str | None = None
     perfusion_map: np.ndarray | None = field(default=None, compare=False, repr=False)
+    dicom_out: str | Path | None = None
 
     def assumed_spacing(self) -> tuple[float, float] | None:
         """The assumed spacing as ``(row, column)`` millimetres, or None when none was given."""

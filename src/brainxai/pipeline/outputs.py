@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -11,6 +16,11 @@ import numpy as np
 from brainxai.pipeline.measure import Regions
 from brainxai.pipeline.result import IMAGE_KINDS, AnalysisResult, json_bytes
 from brainxai.util.files import atomic_write_bytes
+
+if TYPE_CHECKING:  # highdicom is imported only when DICOM outputs are asked for
+    from brainxai.reporting.dicom import DicomOutputs
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,12 +56,52 @@ def render(pixels: np.ndarray, regions: Regions, prediction: str) -> Rendered:
 
 def write_images(arrays: dict[str, np.ndarray], out_dir: Path, base: str) -> dict[str, Path]:
     """Writes ``out_dir/<base>-<kind>.png`` for every image; returns their paths by kind."""
-    images: dict[str, Path] = {}
-    for kind, arr in arrays.items():
-        path = out_dir / f"{base}-{kind}.png"
-        atomic_write_bytes(path, png_bytes(arr))
-        images[kind] = path
-    return images
+    pending = start_writing_images(arrays, out_dir, base)
+    pending.wait()
+    return pending.paths
+
+
+@dataclass(frozen=True)
+class PendingImages:
+    """Image files being written in the background: their paths now, :meth:`wait` before relying on them."""
+
+    paths: dict[str, Path]
+    futures: list[Future[None]]
+
+    def wait(self) -> None:
+        """Blocks until every file is written; re-raises the first error."""
+        for future in self.futures:
+            future.result()
+
+
+def start_writing_images(arrays: dict[str, np.ndarray], out_dir: Path, base: str) -> PendingImages:
+    """Starts writing ``out_dir/<base>-<kind>.png`` for every image, concurrently, and returns at once.
+
+    Each atomic write ends with an ``fsync``: overlapping them costs about one instead of one per file,
+    and the analysis builds its PDF meanwhile (PNG encoding and ``fsync`` release the GIL;
+    ``benchmarks/perf.md``).
+    """
+    paths = {kind: out_dir / f"{base}-{kind}.png" for kind in arrays}
+    pool = _writers()
+    futures = [pool.submit(_write_png, paths[kind], arr) for kind, arr in arrays.items()]
+    return PendingImages(paths, futures)
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    atomic_write_bytes(path, png_bytes(image))
+
+
+_WRITERS: ThreadPoolExecutor | None = None
+_WRITERS_LOCK = threading.Lock()
+
+
+def _writers() -> ThreadPoolExecutor:
+    """A small shared pool for file writes (created at first use)."""
+    global _WRITERS
+    with _WRITERS_LOCK:
+        if _WRITERS is None:
+            _WRITERS = ThreadPoolExecutor(max_workers=len(IMAGE_KINDS), thread_name_prefix="brainxai-write")
+        return _WRITERS
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -71,3 +121,29 @@ def write_report_and_json(result: AnalysisResult, rendered: Rendered) -> None:
 
         write_report(payload, rendered.report_images(), result.report_pdf)
     atomic_write_bytes(result.report_json, json_bytes(payload))
+
+
+def write_dicom(
+    result: AnalysisResult, rendered: Rendered, relevance: np.ndarray, source: str | Path | bytes, out_dir: str | Path
+) -> DicomOutputs:
+    """Writes the DICOM outputs (SR, parametric map, overlay SC, encapsulated PDF) after the PDF and JSON."""
+    from brainxai.reporting.dicom import AnalysisImages, write_dicom_outputs
+
+    header = dicom_header(source) if result.scan.get("format") == "dicom" else None
+    pdf = result.report_pdf.read_bytes() if result.report_pdf is not None and result.report_pdf.is_file() else None
+    # As in the images: no region where none is drawn (a "no tumour" prediction has no tumour region).
+    region = rendered.region if rendered.region_drawn else np.zeros_like(rendered.region, dtype=bool)
+    images = AnalysisImages(rendered.arrays["original"], relevance, region, rendered.arrays["overlay"])
+    written = write_dicom_outputs(
+        result.to_dict(), images, out_dir=out_dir, base=result.report_json.stem, pdf=pdf, source=header
+    )
+    logger.info("%s: DICOM outputs in %s (study %s)", result.source_name, out_dir, written.study_uid)
+    return written
+
+
+def dicom_header(source: str | Path | bytes) -> Any:
+    """The DICOM data set of a source file without its pixel data (what the DICOM outputs refer to)."""
+    import pydicom
+
+    fp = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
+    return pydicom.dcmread(fp, stop_before_pixels=True, force=True)

@@ -38,6 +38,16 @@ class AnalysisResult:
     notes: list[str] = field(default_factory=list)
     #: Conditions that make this result unreliable (shown prominently; ``notes`` are context).
     warnings: list[str] = field(default_factory=list)
+    #: False: outside what the model was trained on, not assessable (None: the model has no domain statistics).
+    in_domain: bool | None = None
+    #: Out-of-domain score (``brainxai.models.domain``; higher = further out) and the threshold it is judged by.
+    domain_score: float | None = None
+    domain_threshold: float | None = None
+
+    @property
+    def assessable(self) -> bool:
+        """False when the image is outside what the model was trained on (its prediction is not assessable)."""
+        return self.in_domain is not False
 
     @property
     def is_tumour(self) -> bool:
@@ -54,6 +64,7 @@ class AnalysisResult:
         d["report_json"] = str(self.report_json)
         d["prediction_title"] = CLASS_TITLES.get(self.prediction, self.prediction)
         d["tumour"] = self.is_tumour
+        d["assessable"] = self.assessable
         d["agreement_method"] = (self.agreement or {}).get("description")
         known = self.prediction in CLASS_TITLES
         d["guidance"] = guidance_for(self.prediction, self.confidence).to_dict() if known else None

@@ -27,6 +27,7 @@ import numpy as np
 
 from brainxai.constants import NO_TUMOUR
 from brainxai.io import ScanImage
+from brainxai.models.domain import not_assessable_message
 from brainxai.models.registry import find_model_config
 from brainxai.pipeline import measure, outputs, steps
 from brainxai.pipeline.options import AnalysisOptions, PatientInfo
@@ -56,6 +57,9 @@ class Finding:
     relevance: np.ndarray
     second_method: str | None = None
     second_relevance: np.ndarray | None = None
+    #: Out-of-domain score and verdict (None without domain statistics); see ``Prediction.in_domain``.
+    domain_score: float | None = None
+    in_domain: bool | None = None
 
     @property
     def confidence(self) -> float:
@@ -189,6 +193,7 @@ class AnalysisService:
         out.mkdir(parents=True, exist_ok=True)
         base = safe_stem(name) if name else f"{safe_stem(scan.source_name)}-{run.id[:8]}"
         rendered = outputs.render(scan.pixels, regions, finding.prediction)
+        images = outputs.start_writing_images(rendered.arrays, out, base)  # written while the PDF is built
         result = AnalysisResult(
             id=run.id,
             created=run.created,
@@ -200,15 +205,23 @@ class AnalysisService:
             spatial_parameters=params,
             scan=_scan_info(scan, prepared, spacing, options),
             model=self.model_info,
-            images=outputs.write_images(rendered.arrays, out, base),
+            images=images.paths,
             report_pdf=_report_pdf(out, base, options, report_path),
             report_json=out / f"{base}.json",
             patient=patient_info.to_dict() if patient_info else None,
             agreement=agreement,
             notes=run.notes,
             warnings=run.warnings,
+            in_domain=finding.in_domain,
+            domain_score=finding.domain_score,
+            domain_threshold=self.classifier.domain_threshold,
         )
-        outputs.write_report_and_json(result, rendered)
+        try:
+            outputs.write_report_and_json(result, rendered)
+        finally:
+            images.wait()
+        if options.dicom_out is not None:
+            outputs.write_dicom(result, rendered, regions.relevance, source, options.dicom_out)
         return result
 
     def _prepare(self, scan: ScanImage, run: _Run) -> steps.PreparedImage:
@@ -219,15 +232,26 @@ class AnalysisService:
             run.warnings.append(prepared.crop_warning)
         return prepared
 
+    def _domain(self, scores: np.ndarray | None, run: _Run) -> dict[str, Any]:
+        """``domain_score`` and ``in_domain`` of one image; out of domain adds the not-assessable warning first."""
+        threshold = self.classifier.domain_threshold
+        if scores is None or threshold is None:
+            return {}
+        score = float(scores[0])
+        if score > threshold:
+            run.warnings.insert(0, not_assessable_message(score, threshold))
+        return {"domain_score": score, "in_domain": score <= threshold}
+
     def _classify_and_explain(self, prepared: steps.PreparedImage, options: AnalysisOptions, run: _Run) -> Finding:
         """Classifies, explains the prediction and, for a tumour, explains it again with a second method."""
         with self._lock:
-            probs = steps.classify(self.classifier, [prepared])[0]
+            all_probs, scores = steps.assess(self.classifier, [prepared])
+            probs = all_probs[0]
             index = int(np.argmax(probs))
             classes = list(self.classifier.classes)
             (explanation,) = steps.explain(self._explainer(options.method), self.classifier, [prepared], [index])
             probabilities = {c: float(p) for c, p in zip(classes, probs, strict=True)}
-            finding = Finding(probabilities, classes[index], explanation.relevance)
+            finding = Finding(probabilities, classes[index], explanation.relevance, **self._domain(scores, run))
             # Agreement compares tumour regions; a "no tumour" prediction has none to compare.
             if not options.agreement or finding.prediction == NO_TUMOUR:
                 return finding

@@ -103,6 +103,16 @@ def classify(classifier: Classifier, prepared: Sequence[PreparedImage], batch_si
     return classifier.predict_proba_prepared(_stack(prepared), batch_size=batch_size)
 
 
+def assess(
+    classifier: Classifier, prepared: Sequence[PreparedImage], batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`classify` plus the out-of-domain score per image from the same forward pass.
+
+    Returns ``(probabilities (N, C), scores (N,) or None when the checkpoint has no domain statistics)``.
+    """
+    return classifier.assess_prepared(_stack(prepared), batch_size=batch_size)
+
+
 def explain(
     explainer: Explainer,
     classifier: Classifier,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import io
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from xml.sax.saxutils import escape
 
 import cv2
 import numpy as np
+from reportlab import rl_config
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_RIGHT
 from reportlab.lib.pagesizes import A4
@@ -174,10 +176,12 @@ def _image_flowable(source: Any, box: float) -> Image | None:
         return None
     if isinstance(source, np.ndarray):
         arr = source if source.ndim == 2 else cv2.cvtColor(source, cv2.COLOR_RGB2BGR)
-        ok, png = cv2.imencode(".png", arr)
+        # BMP, not PNG: the same pixels reach the PDF (reportlab decodes and deflates them itself), without
+        # a compression round trip that is thrown away.
+        ok, bmp = cv2.imencode(".bmp", arr)
         if not ok:
             return None
-        src: Any = io.BytesIO(png.tobytes())
+        src: Any = io.BytesIO(bmp.tobytes())
     else:
         src = str(source)
         if not os.path.isfile(src):
@@ -380,6 +384,10 @@ def _finding(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> li
     title = CLASS_TITLES.get(prediction, prediction)
     verdict = f"Tumour pattern: {title}" if prediction != NO_TUMOUR else "No tumour pattern found"
     summary = f"Type: {title}. Probability {_confidence(result):.1%}. Explanation: {method_title(method)}."
+    if result.get("in_domain") is False:
+        # Out of domain: the model output stays visible, marked as not assessable.
+        verdict = "Not assessable: outside what this model was trained on"
+        summary = f"Model output, not assessable (for reference only): {summary}"
     left = [
         _p("Finding (model output)", styles["h2"]),
         _p(verdict, styles["finding"]),
@@ -443,7 +451,7 @@ def _parameters(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) ->
 def _guidance(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> list[Flowable]:
     """Typical next steps for the finding (none for an unknown class)."""
     prediction = str(result.get("prediction", ""))
-    if prediction not in CLASS_TITLES:
+    if prediction not in CLASS_TITLES or result.get("in_domain") is False:
         return []
     g = guidance_for(prediction, _confidence(result))
     block: list[Flowable] = [_p(g.title, styles["h2"]), _p(g.summary, styles["body"]), Spacer(1, 2)]
@@ -493,8 +501,24 @@ def _render(story: list[Flowable], report_id: str) -> bytes:
     def on_page(canvas: Any, d: Any) -> None:
         _footer(canvas, d, report_id)
 
-    doc.build(story, onFirstPage=on_page, onLaterPages=on_page)
+    with _binary_streams():
+        doc.build(story, onFirstPage=on_page, onLaterPages=on_page)
     return buf.getvalue()
+
+
+@contextmanager
+def _binary_streams() -> Iterator[None]:
+    """Stores the PDF's streams as binary instead of ASCII85 text (reportlab's default).
+
+    Without reportlab's optional C accelerator, its pure-Python ASCII85 encoder took about a third of
+    the report's build time (``benchmarks/perf.md``); binary streams are standard PDF, and 15% smaller.
+    """
+    previous = rl_config.useA85
+    rl_config.useA85 = 0
+    try:
+        yield
+    finally:
+        rl_config.useA85 = previous
 
 
 def write_report(result: Mapping[str, Any], images: Mapping[str, Any], path: str | Path) -> Path:
