@@ -210,6 +210,22 @@ def write_report(out: Path, results: dict[str, Any], command: str) -> None:
     (out / "grounding.md").write_text("\n".join(lines) + "\n")
 
 
+def _trained(config: TrainConfig, reuse: bool) -> tuple[Path, float | None]:
+    """The kind's checkpoint, trained now, or with ``reuse`` read back when a finished one with this recipe exists."""
+    best = Path(config.out) / "best.safetensors"
+    if reuse and best.is_file():
+        recipe = json.loads(best.with_suffix(".json").read_text()).get("recipe", {})
+        wanted = config.to_dict()
+        keys = ("model", "epochs", "img_size", "limit_per_class", "seed", "grounding", "grounding_weight", "augment")
+        if all(recipe.get(k) == wanted.get(k) for k in keys):
+            logger.info("%s: reusing %s (same recipe)", config.grounding, best)
+            return best, None
+        logger.info("%s: %s has another recipe; training again", config.grounding, best)
+    t0 = time.perf_counter()
+    result = train(config)
+    return Path(result.checkpoint), round(time.perf_counter() - t0, 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True)
@@ -232,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-testing", action="store_true", help="skip the evaluation on Testing/")
     ap.add_argument("--cache-dir", default=".cache/brainxai")
     ap.add_argument("--out", default="benchmarks/grounding")
+    ap.add_argument("--reuse", action="store_true", help="evaluate finished checkpoints of the same recipe again")
     ap.add_argument("--runs", default="runs/grounding", help="where the checkpoints go (not committed)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -279,13 +296,11 @@ def main(argv: list[str] | None = None) -> int:
             masks_figshare=args.masks_figshare,
             progress=False,
         )
-        t0 = time.perf_counter()
-        result = train(config)
-        train_s = time.perf_counter() - t0
+        checkpoint, train_s = _trained(config, args.reuse)
         if val is None:
-            val = held_out(args, Classifier.load(result.checkpoint, device="cpu"))
-        run = evaluate_run(args, kind, result.checkpoint, val)
-        run["train_seconds"] = round(train_s, 1)
+            val = held_out(args, Classifier.load(checkpoint, device="cpu"))
+        run = evaluate_run(args, kind, checkpoint, val)
+        run["train_seconds"] = train_s
         if args.time_steps:
             run["ms_per_step"] = time_training_steps(config, kind, args.batch_size, args.time_steps)["min"]
         results["runs"][kind] = run
