@@ -20,6 +20,7 @@ from brainxai.inference import Classifier, default_checkpoint_path
 from brainxai.io.raster import read_raster
 from brainxai.models.checkpoint import checkpoint_paths, file_sha256
 from brainxai.models.domain import NOT_ASSESSABLE, DomainModel, domain_path
+from brainxai.pipeline.measure import OUT_OF_DOMAIN_TEXT
 
 
 def _copy_checkpoint(src: Path, dst_dir: Path) -> Path:
@@ -98,6 +99,10 @@ def test_out_of_domain_scan_is_marked_not_assessable_everywhere(ckpt: Path, samp
     assert sidecar["domain_score"] > sidecar["domain_threshold"] == -1.0
     assert sidecar["warnings"][0].startswith(NOT_ASSESSABLE)
     assert sidecar["prediction"] in sidecar["probabilities"]  # the model output is kept
+    # nothing is measured on a region explaining a prediction that is not assessable
+    assert sidecar["spatial_parameters"] and all(
+        p["status"] == "not_assessable" and p["value"] == OUT_OF_DOMAIN_TEXT for p in sidecar["spatial_parameters"]
+    )
     text = " ".join(_pdf_text(next(out.glob("*.pdf"))).split())
     assert "Not assessable: outside what this model was trained on" in text
     assert "Outside what this model was trained on: not assessable" in text

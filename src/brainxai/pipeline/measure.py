@@ -124,3 +124,26 @@ def spatial_parameters(
         perfusion=options.perfusion_map,
     )
     return [p.to_dict() for p in params]
+
+
+#: Shown in place of every spatial parameter of an out-of-domain image.
+OUT_OF_DOMAIN_TEXT = "not assessed (image outside what the model was trained on)"
+
+
+def withhold_out_of_domain(params: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The parameters with every value withheld: an out-of-domain image has no finding to measure.
+
+    The region comes from an explanation of a prediction that is not assessable, so its figures would
+    describe nothing; each parameter keeps its name and method note, with status ``not_assessable``.
+    """
+    return [
+        p
+        | {
+            "value": OUT_OF_DOMAIN_TEXT,
+            "unit": "",
+            "status": "not_assessable",
+            "text": OUT_OF_DOMAIN_TEXT,
+            "details": {},
+        }
+        for p in params
+    ]

@@ -189,6 +189,8 @@ class AnalysisService:
         params = measure.spatial_parameters(
             scan, regions, finding.prediction, finding.confidence, agreement, spacing, options
         )
+        if finding.in_domain is False:
+            params = measure.withhold_out_of_domain(params)
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         base = safe_stem(name) if name else f"{safe_stem(scan.source_name)}-{run.id[:8]}"
