@@ -30,7 +30,8 @@ import cv2
 import numpy as np
 import torch
 
-from brainxai.data.audit import hamming_matrix
+from brainxai.constants import CLASSES
+from brainxai.data.audit import hamming_matrix, hash_samples
 from brainxai.data.augment import apply_pair
 from brainxai.data.dataset import MRIDataset, Sample, discover_samples
 from brainxai.data.lesion import inpaint_lesion, read_mask, resize_mask
@@ -114,37 +115,33 @@ def _brisc(train_root: Path, brisc_root: Path, min_correlation: float) -> tuple[
     return out, rejected
 
 
-def _phash_bits(image: np.ndarray) -> np.ndarray:
-    """The 64-bit pHash of a grayscale array, as ``brainxai.data.audit`` computes it for files."""
-    import imagehash
-    from PIL import Image
-
-    return np.asarray(imagehash.phash(Image.fromarray(image)).hash, dtype=bool).ravel()
-
-
 def _figshare(
     samples: list[Sample], train_root: Path, figshare_root: Path, min_correlation: float
 ) -> tuple[dict[str, np.ndarray], int]:
     """figshare masks of the training images whose left-right mirror is a figshare slice (pHash twin)."""
     with open(figshare_root / "slices.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    ref_bits = np.stack([_phash_bits(_gray(figshare_root / r["file"])) for r in rows])
-    tumour = [s for s in samples if s.class_name != "notumor"]
-    flipped = [np.ascontiguousarray(_gray(s.path)[:, ::-1]) for s in tumour]
-    d = hamming_matrix(np.stack([_phash_bits(f) for f in flipped]), ref_bits)
+    refs = [Sample(figshare_root / r["file"], CLASSES.index(r["label"])) for r in rows]
+    row_of = {id(ref): row for ref, row in zip(refs, rows, strict=True)}
+    ref_hashes, _ = hash_samples(refs, progress=False)
+    tumour, _ = hash_samples([s for s in samples if s.class_name != "notumor"], progress=False)
+    flips = np.stack([np.asarray(h.flip_bits, dtype=bool) for h in tumour])  # hash_samples always sets them
+    d = hamming_matrix(flips, np.stack([h.bits for h in ref_hashes]))
     out: dict[str, np.ndarray] = {}
     rejected = 0
     for i in np.flatnonzero(d.min(axis=1) <= FLIP_TWIN_BITS):
-        row = rows[int(d[i].argmin())]
-        if row["label"] != tumour[i].class_name:
+        sample = tumour[i].sample
+        row = row_of[id(ref_hashes[int(d[i].argmin())].sample)]
+        if row["label"] != sample.class_name:
             rejected += 1
             continue
-        ref = _resized(_gray(figshare_root / row["file"]), flipped[i].shape)
-        if _correlation(ref, flipped[i]) < min_correlation:
+        flipped = np.ascontiguousarray(_gray(sample.path)[:, ::-1])
+        ref = _resized(_gray(figshare_root / row["file"]), flipped.shape)
+        if _correlation(ref, flipped) < min_correlation:
             rejected += 1
             continue
-        mask = resize_mask(read_mask(figshare_root / row["mask"]), flipped[i].shape)
-        out[tumour[i].path.relative_to(train_root).as_posix()] = np.ascontiguousarray(mask[:, ::-1])
+        mask = resize_mask(read_mask(figshare_root / row["mask"]), flipped.shape)
+        out[sample.path.relative_to(train_root).as_posix()] = np.ascontiguousarray(mask[:, ::-1])
     return out, rejected
 
 
