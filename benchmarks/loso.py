@@ -72,6 +72,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--lr-schedule", default="plateau", choices=("plateau", "cosine"))
     p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--augment", default="default", help="Augmentation preset (none | default | mr).")
+    p.add_argument("--grounding", default="none", help="Lesion-grounded training (see `brainxai train --help`).")
+    p.add_argument("--masks-brisc", type=Path, help="brisc-masks-dev folder (for --grounding).")
+    p.add_argument("--masks-figshare", type=Path, help="figshare-masks-dev folder (for --grounding).")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-boot", type=int, default=1000)
@@ -138,6 +142,10 @@ def _run_fold(root: Path, labels: list[SourceLabel], held_out: str, args: argpar
         val_fraction=args.val_fraction,
         lr_schedule=args.lr_schedule,
         label_smoothing=args.label_smoothing,
+        augment=args.augment,
+        grounding=args.grounding,
+        masks_brisc=str(args.masks_brisc) if args.masks_brisc else None,
+        masks_figshare=str(args.masks_figshare) if args.masks_figshare else None,
         seed=args.seed,
         device=args.device,
         cache_dir=args.cache_dir,
@@ -244,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "val_fraction",
                 "lr_schedule",
                 "label_smoothing",
+                "augment",
+                "grounding",
                 "seed",
                 "device",
             )

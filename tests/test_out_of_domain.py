@@ -124,6 +124,29 @@ def test_in_domain_scan_has_no_warning(ckpt: Path, samples_dir: Path, tmp_path: 
     assert not any(w.startswith(NOT_ASSESSABLE) for w in sidecar["warnings"])
 
 
+@pytest.mark.parametrize(("sequence", "assessable"), [("DWI", False), ("T2", True), ("T1", True)])
+def test_a_sequence_the_model_never_saw_is_not_assessable_whatever_its_score(
+    ckpt: Path, samples_dir: Path, tmp_path: Path, sequence: str, assessable: bool
+) -> None:
+    from brainxai.pipeline.options import AnalysisOptions
+    from brainxai.pipeline.service import AnalysisService
+
+    _stats(ckpt, threshold=1e9)  # the score alone says "in domain"
+    service = AnalysisService(ckpt, device="cpu")
+    options = AnalysisOptions(method="gradcam", agreement=False, report=False, sequence=sequence, segment=False)
+    sidecar = json.loads(service.analyze(samples_dir / "glioma.jpg", options, out_dir=tmp_path).report_json.read_text())
+    assert sidecar["assessable"] is assessable and sidecar["in_domain"] is assessable
+    said = [w for w in sidecar["warnings"] if sequence in w]
+    if sequence == "DWI":
+        assert sidecar["warnings"][0].startswith(NOT_ASSESSABLE) and "never on this sequence" in sidecar["warnings"][0]
+        assert all(p["status"] == "not_assessable" for p in sidecar["spatial_parameters"])
+    elif sequence == "T2":
+        assert len(said) == 1 and "has not been measured" in said[0]
+        assert not any(w.startswith(NOT_ASSESSABLE) for w in sidecar["warnings"])
+    else:
+        assert said == []
+
+
 # -- the shipped model and its shipped statistics ---------------------------------------------------------
 
 

@@ -54,6 +54,10 @@ _HELP: dict[str, str] = {
         "tumour). Needs --masks-brisc and/or --masks-figshare."
     ),
     "grounding_dilate_px": "Mask dilation in model-input pixels (rrr: margin counted as lesion; inpaint: area filled).",
+    "extra_data": "A class-per-folder folder of more training images (repeatable), added to the training half "
+    "only; images that are pHash twins of a validation image or of --exclude-twins-of are left out.",
+    "init_from": "Start from this checkpoint's weights (fine-tuning; same model and preprocessing) instead of "
+    "ImageNet's; recorded in the new checkpoint.",
     "masks_brisc": "brisc-masks-dev folder: expert masks of the Kaggle Training images it names as twins.",
     "masks_figshare": "figshare-masks-dev folder: expert masks of the Kaggle images that are mirrored figshare slices.",
     "stop_after": (
@@ -106,6 +110,8 @@ def train(
     inpaint_p: Annotated[float, typer.Option(help="--grounding inpaint: share of masked images in-painted.")] = 0.25,
     masks_brisc: Annotated[Path | None, typer.Option(help=_HELP["masks_brisc"])] = None,
     masks_figshare: Annotated[Path | None, typer.Option(help=_HELP["masks_figshare"])] = None,
+    extra_data: Annotated[list[Path] | None, typer.Option(help=_HELP["extra_data"])] = None,
+    init_from: Annotated[Path | None, typer.Option(help=_HELP["init_from"])] = None,
 ) -> None:
     """Train a model; writes OUT/best.safetensors + best.json, last.pt and history.csv/json."""
     options = dict(locals())  # the options by name (read before anything else is defined here)
@@ -142,6 +148,8 @@ def _train_config(options: dict[str, Any]) -> TrainConfig:
         "masks_brisc": str(options["masks_brisc"]) if options["masks_brisc"] else None,
         "masks_figshare": str(options["masks_figshare"]) if options["masks_figshare"] else None,
         "exclude_sources": tuple(options["exclude_source"] or ()),
+        "extra_data": tuple(str(p) for p in options["extra_data"] or ()),
+        "init_from": str(options["init_from"]) if options["init_from"] else None,
         "time_budget_s": budget * 60 if budget else None,  # minutes on the command line
     }
     return TrainConfig(**{k: v for k, v in options.items() if k in names} | converted)

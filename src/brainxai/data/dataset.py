@@ -61,12 +61,13 @@ def _is_image_file(path: Path, folder: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def discover_samples(root: str | Path, classes: Sequence[str] = CLASSES) -> list[Sample]:
+def discover_samples(root: str | Path, classes: Sequence[str] = CLASSES, partial: bool = False) -> list[Sample]:
     """Lists the images of a class-per-folder dataset.
 
     Args:
         root: Folder holding one sub-folder per class (e.g. ``Training/``).
         classes: Canonical class names; folder-name variants are mapped via ``FOLDER_ALIASES``.
+        partial: Accept folders for only some of the classes (at least one), e.g. extra training data.
 
     Returns:
         Samples sorted by class then path (deterministic).
@@ -87,10 +88,12 @@ def discover_samples(root: str | Path, classes: Sequence[str] = CLASSES) -> list
                 )
             folders[canonical] = child
     missing = [c for c in classes if c not in folders]
-    if missing:
+    if missing and not (partial and folders):
         raise DatasetLayoutError(f"{root}: no folder for class(es) {', '.join(missing)}; {EXPECTED_LAYOUT}")
     samples: list[Sample] = []
     for label, name in enumerate(classes):
+        if name not in folders:
+            continue
         files = sorted(p for p in folders[name].rglob("*") if _is_image_file(p, folders[name]))
         if not files:
             raise DatasetLayoutError(f"{folders[name]}: class folder {name!r} holds no images; {EXPECTED_LAYOUT}")

@@ -268,6 +268,8 @@ def prepared_masks(
     has = np.zeros(len(samples), dtype=bool)
     root = Path(train_root)
     for i, smp in enumerate(samples):
+        if not Path(smp.path).is_relative_to(root):  # e.g. ``--extra-data`` images: no mask known
+            continue
         mask = masks.get(Path(smp.path).relative_to(root).as_posix())
         if mask is None:
             continue

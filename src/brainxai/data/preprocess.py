@@ -22,6 +22,11 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 Normalisation = Literal["imagenet", "unit"]
 
+#: Input harmonisation presets: name -> (side of the square re-export in pixels, JPEG quality).
+#: ``kaggle-224-jpeg75`` is the shared Kaggle copy's export (224 x 224, JPEG quality 75, read from its
+#: quantisation tables).
+HARMONIZE: dict[str, tuple[int, int]] = {"kaggle-224-jpeg75": (224, 75)}
+
 
 @dataclass(frozen=True)
 class PreprocessConfig:
@@ -32,12 +37,17 @@ class PreprocessConfig:
         channels: 3 (grayscale repeated, for ImageNet-style models) or 1.
         normalize: ``"imagenet"`` (ImageNet mean/std) or ``"unit"`` (values in [0, 1]).
         crop: Crop to the head with :func:`contour_crop` before resizing.
+        harmonize: First re-encode the whole slice the way the training set was exported (a key of
+            :data:`HARMONIZE`, e.g. ``"kaggle-224-jpeg75"``), or None. A model trained on one export
+            can key on its resolution and compression; feeding it every scan in that export removes
+            the difference (measured in ``benchmarks/candidate/``).
     """
 
     img_size: int = 224
     channels: int = 3
     normalize: Normalisation = "imagenet"
     crop: bool = True
+    harmonize: str | None = None
 
     def __post_init__(self) -> None:
         if self.img_size < 8:
@@ -46,9 +56,14 @@ class PreprocessConfig:
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if self.normalize not in ("imagenet", "unit"):
             raise ValueError(f"normalize must be 'imagenet' or 'unit', got {self.normalize!r}")
+        if self.harmonize is not None and self.harmonize not in HARMONIZE:
+            raise ValueError(f"unknown harmonize {self.harmonize!r}; use one of {', '.join(HARMONIZE)} or None")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["harmonize"] is None:  # configs without it keep their old form (checkpoints, cache keys)
+            del d["harmonize"]
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
@@ -179,8 +194,17 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=interp)
 
 
+def harmonize(image: np.ndarray, preset: str) -> np.ndarray:
+    """The whole slice re-exported as preset ``preset`` of :data:`HARMONIZE` (square resize, JPEG round trip)."""
+    side, quality = HARMONIZE[preset]
+    ok, buf = cv2.imencode(".jpg", resize(image, side), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:  # pragma: no cover - OpenCV encodes any uint8 2-D array
+        raise RuntimeError("JPEG encoding failed")
+    return np.asarray(cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE), dtype=np.uint8)
+
+
 def prepare(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
-    """Applies the deterministic part of preprocessing: optional crop, then resize.
+    """Applies the deterministic part of preprocessing: optional harmonisation and crop, then resize.
 
     Args:
         image: 2-D ``uint8`` grayscale array.
@@ -189,18 +213,27 @@ def prepare(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     Returns:
         ``uint8`` array of shape ``(img_size, img_size)``; this is what the data cache stores.
     """
-    if config.crop:
-        image, _ = contour_crop(image)
-    return resize(image, config.img_size)
+    return prepare_with_box(image, config)[0]
 
 
 def prepare_with_box(image: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Like :func:`prepare` but also returns the crop box in original pixel coordinates."""
     h, w = image.shape
+    work = harmonize(image, config.harmonize) if config.harmonize else image
     box = (0, 0, w, h)
     if config.crop:
-        image, box = contour_crop(image)
-    return resize(image, config.img_size), box
+        work, box = contour_crop(work)
+        if config.harmonize:  # the box was found on the re-export: scale it back to the slice's pixels
+            box = _scale_box(box, work_shape=HARMONIZE[config.harmonize][0], shape=(h, w))
+    return resize(work, config.img_size), box
+
+
+def _scale_box(box: tuple[int, int, int, int], work_shape: int, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A box on a ``work_shape`` x ``work_shape`` re-export, in the pixels of the ``shape`` original (covering it)."""
+    h, w = shape
+    x0, y0, x1, y1 = box
+    sx, sy = w / work_shape, h / work_shape
+    return (int(x0 * sx), int(y0 * sy), min(w, int(np.ceil(x1 * sx))), min(h, int(np.ceil(y1 * sy))))
 
 
 def to_tensor(images: np.ndarray, config: PreprocessConfig) -> torch.Tensor:

@@ -254,3 +254,36 @@ def not_assessable_message(score: float, threshold: float) -> str:
         "was trained on (another sequence, plane, body part or kind of image?). The model output below is shown "
         "for reference only and is not a finding."
     )
+
+
+#: MR sequences absent from the training data (the Kaggle set: contrast-enhanced T1 from figshare, T1- and
+#: T2-weighted slices from SARTAJ and Br35H): a slice of one of these is not assessable whatever its score.
+UNTRAINED_SEQUENCES = frozenset({"DWI", "perfusion"})
+#: Sequences present in the training data only in part, on which accuracy has not been measured here.
+UNMEASURED_SEQUENCES = frozenset({"T2", "FLAIR"})
+
+
+def sequence_verdict(sequence: str | None) -> tuple[bool, str | None]:
+    """Whether a slice of this MR sequence can be assessed, and what to tell the user about it.
+
+    Args:
+        sequence: The sequence as named by :func:`brainxai.io.sequence.sequence_from_text` (or stated by the
+            user); None when unknown.
+
+    Returns:
+        ``(assessable, message)``: ``(False, why)`` for a sequence the model never saw, ``(True, caution)``
+        for one whose accuracy is unmeasured, ``(True, None)`` otherwise (T1 or unknown).
+    """
+    if sequence in UNTRAINED_SEQUENCES:
+        return False, (
+            f"{NOT_ASSESSABLE}. The slice is {sequence}; the model was trained on T1-weighted (mostly "
+            "contrast-enhanced) and some T2-weighted slices, never on this sequence. The model output below is "
+            "shown for reference only and is not a finding."
+        )
+    if sequence in UNMEASURED_SEQUENCES:
+        return True, (
+            f"The slice is {sequence}: the model was trained mostly on contrast-enhanced T1 slices and its accuracy "
+            f"on {sequence} has not been measured; an independent check on other sources found it much lower on "
+            "sequences other than contrast-enhanced T1. Interpret the finding with particular caution."
+        )
+    return True, None

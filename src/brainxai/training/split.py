@@ -6,6 +6,7 @@ split here from the recipe stored in the checkpoint, so the two can never drift 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,7 @@ class TrainingSplit:
     excluded: list[Path] = field(default_factory=list)  # twins of ``exclude_twins_of``, left out
     excluded_by_source: list[Path] = field(default_factory=list)  # left out by ``exclude_sources``
     samples: list[Sample] = field(default_factory=list)  # aligned with ``images`` (e.g. to find their masks)
+    extra: dict[str, object] = field(default_factory=dict)  # what ``extra_data`` added (see :func:`training_split`)
 
 
 def training_split(
@@ -59,6 +61,7 @@ def training_split(
     progress: bool = True,
     exclude_sources: tuple[str, ...] | list[str] = (),
     twins_mirror: bool = True,
+    extra_data: tuple[str | Path, ...] | list[str | Path] = (),
 ) -> TrainingSplit:
     """Decodes ``data``'s training folder and splits it as the trainer does (the one place that does).
 
@@ -73,6 +76,10 @@ def training_split(
     ``exclude_sources`` (names from :data:`brainxai.data.sources.SOURCES`) leaves out what
     leave-one-source-out training must not see (:func:`brainxai.data.sources.loso_excluded`): those
     sources' images and every image sharing content with them; ``data`` must be a Kaggle-layout root.
+
+    ``extra_data`` (class-per-folder folders) adds images to the training half only, after the split, so
+    the validation split stays the one the recipe alone defines; extra images that are pHash twins (or
+    mirror twins) of a validation image or of ``exclude_twins_of`` are left out.
     """
     folder = resolve_training_folder(data)
     samples = discover_samples(folder)
@@ -97,7 +104,7 @@ def training_split(
         keep = _limit(labels, limit_per_class, seed)
         images, labels, kept = images[keep], labels[keep], kept[keep]
     train_idx, val_idx = stratified_split(labels, val_fraction, seed)
-    return TrainingSplit(
+    split = TrainingSplit(
         folder=folder,
         images=images,
         labels=labels,
@@ -109,3 +116,39 @@ def training_split(
         excluded_by_source=by_source,
         samples=[decoded.samples[k] for k in kept],
     )
+    if extra_data:
+        _add_extra(split, extra_data, preprocess, exclude_twins_of, cache_dir, progress, twins_mirror)
+    return split
+
+
+def _add_extra(
+    split: TrainingSplit,
+    folders: tuple[str | Path, ...] | list[str | Path],
+    preprocess: PreprocessConfig,
+    exclude_twins_of: str | Path | None,
+    cache_dir: str | Path | None,
+    progress: bool,
+    mirror: bool,
+) -> None:
+    """Appends the decoded images of ``folders`` to ``split``'s training half (in place)."""
+    references = [split.samples[i].path for i in split.val_idx]
+    if exclude_twins_of is not None:
+        references += reference_images(exclude_twins_of)
+    per_folder: dict[str, dict[str, int]] = {}
+    prints = [split.fingerprint]
+    for folder in folders:
+        decoded = decode_samples(
+            discover_samples(folder, partial=True), preprocess, cache_dir=cache_dir, progress=progress
+        )
+        twins = set(twins_of(decoded.samples, references, progress=progress, mirror=mirror)) if references else set()
+        keep = np.array([i for i in range(len(decoded.samples)) if i not in twins], dtype=np.int64)
+        start = len(split.labels)
+        split.images = np.concatenate([split.images, decoded.images[keep]])
+        split.labels = np.concatenate([split.labels, decoded.labels[keep]])
+        split.samples += [decoded.samples[i] for i in keep]
+        split.train_idx = np.concatenate([split.train_idx, np.arange(start, start + len(keep))])
+        split.failed += decoded.failed
+        prints.append(fingerprint(decoded.samples, folder))
+        per_folder[str(folder)] = {"added": len(keep), "left_out_as_twins": len(twins), "failed": len(decoded.failed)}
+    split.fingerprint = hashlib.sha256("+".join(prints).encode()).hexdigest()[:16]
+    split.extra = {"folders": per_folder}
