@@ -334,3 +334,28 @@ def test_exclude_twins_of_keeps_an_evaluation_set_out_and_calibrate_rebuilds_the
     # calibrate rebuilds the run's validation split from the recipe, exclusion included.
     report = calibrate_checkpoint(result.checkpoint, mri_root, device="cpu", cache_dir=None, progress=False)
     assert report["n"] == result.extra["n_val"]
+
+
+def test_init_from_starts_at_the_checkpoints_weights_and_records_it(mri_root, tmp_path, monkeypatch):
+    first = train(_config(mri_root, tmp_path / "a"))
+    start = load_checkpoint(first.checkpoint).model.state_dict()
+    seen: dict[str, torch.Tensor] = {}
+    original = trainer_mod._run_epoch
+
+    def spy(model, *args, **kwargs):  # the weights the first optimisation step starts from
+        if not seen:
+            seen.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_mod, "_run_epoch", spy)
+    second = train(_config(mri_root, tmp_path / "b", init_from=str(first.checkpoint), lr=1e-4))
+    assert all(torch.equal(seen[k], start[k]) for k in start)
+    meta = json.loads(second.checkpoint.with_suffix(".json").read_text())
+    assert meta["recipe"]["init_from"] == str(first.checkpoint)
+    assert second.extra["init_from"]["sha256"] == load_checkpoint(first.checkpoint).sha256
+
+
+def test_init_from_another_architecture_is_a_clear_error(mri_root, tmp_path):
+    first = train(_config(mri_root, tmp_path / "a"))
+    with pytest.raises(CheckpointError, match="'cnn-lstm' checkpoint"):
+        train(_config(mri_root, tmp_path / "b", model="resnet18", pretrained=False, init_from=str(first.checkpoint)))

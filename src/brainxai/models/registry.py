@@ -40,6 +40,8 @@ class ModelConfig:
         lrp_canonizers: Names of the LRP canonizers the model's blocks need beyond the batch-norm
             merge every model gets (keys of ``brainxai.explain.lrp.canonizers.CANONIZERS``, e.g.
             ``"resnet-basic-block"``); names, so that this module needs no zennit.
+        output: What the model outputs: ``"classes"`` (one logit per class) or ``"probability-map"``
+            (one logit per input pixel and class, e.g. the tumour segmenter's single map).
     """
 
     name: str
@@ -52,6 +54,7 @@ class ModelConfig:
     cam_cell_offset: float | None = None
     lrp_canonizers: tuple[str, ...] = ()
     defaults: dict[str, Any] = field(default_factory=dict)
+    output: str = "classes"
 
 
 _FACTORIES: dict[str, Callable[..., nn.Module]] = {}
@@ -74,9 +77,15 @@ def register_model(config: ModelConfig) -> Callable[[Callable[..., nn.Module]], 
     return decorator
 
 
-def list_models() -> list[str]:
-    """Names of all registered models, sorted."""
-    return sorted(_FACTORIES)
+def unregister_model(name: str) -> None:
+    """Removes a registered model (for plugins and tests that register one temporarily); unknown names are ignored."""
+    _FACTORIES.pop(name, None)
+    _CONFIGS.pop(name, None)
+
+
+def list_models(output: str | None = "classes") -> list[str]:
+    """Names of the registered models with that ``output`` (default: the classifiers; None: all), sorted."""
+    return sorted(name for name, config in _CONFIGS.items() if output is None or config.output == output)
 
 
 def get_model_config(name: str) -> ModelConfig:

@@ -15,7 +15,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,8 +31,9 @@ from brainxai.data.augment import AUGMENT_PRESETS, augmentation
 from brainxai.data.dataset import MRIDataset
 from brainxai.data.preprocess import PreprocessConfig
 from brainxai.models import create_model
-from brainxai.models.checkpoint import CheckpointMeta, save_checkpoint
+from brainxai.models.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, save_checkpoint
 from brainxai.models.registry import model_config
+from brainxai.training import distributed
 from brainxai.training.calibrate import fit_checkpoint_temperature, split_description
 from brainxai.training.grounding import GROUNDING_KINDS, Grounding, grounded_dataset
 from brainxai.training.schedules import (
@@ -45,7 +46,6 @@ from brainxai.training.schedules import (
     single_schedule,
 )
 from brainxai.training.split import training_split
-from brainxai.util.device import resolve_device
 from brainxai.util.files import atomic_write, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -91,6 +91,8 @@ class TrainConfig:
     inpaint_p: float = 0.25  # inpaint: probability of in-painting a masked tumour image
     masks_brisc: str | None = None  # brisc-masks-dev folder (masks of Kaggle twins)
     masks_figshare: str | None = None  # figshare-masks-dev folder (masks of mirrored figshare slices)
+    extra_data: tuple[str, ...] = ()  # class-per-folder folders added to the training half only
+    init_from: str | None = None  # start from this checkpoint's weights (fine-tuning) instead of ImageNet's
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, bool):  # recipes from before the presets stored a bool
@@ -106,6 +108,7 @@ class TrainConfig:
         d = asdict(self)
         d["phase_epochs"] = list(self.phase_epochs)
         d["phase_lrs"] = list(self.phase_lrs)
+        d["extra_data"] = list(self.extra_data)
         return d
 
 
@@ -281,6 +284,7 @@ class _Run:
     val_loss_fn: nn.Module
     deadline: float | None = None  # time.perf_counter() value at which the time budget is spent
     grounding: Grounding | None = None  # None: plain cross-entropy (--grounding none)
+    train_model: nn.Module | None = None  # what the training pass runs: the model, or its DDP wrapper (torchrun)
 
     @property
     def total_epochs(self) -> int:
@@ -313,6 +317,23 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     return Trainer(config, resume=resume).fit()
 
 
+def _init_from(model: nn.Module, path: str, preprocess: PreprocessConfig) -> dict[str, Any]:
+    """Loads a trained checkpoint's weights into ``model`` (fine-tuning); returns what the new checkpoint records.
+
+    Raises:
+        CheckpointError: The checkpoint is missing, of another architecture, or prepares images differently.
+    """
+    loaded = load_checkpoint(path)
+    name = model_config(model).name
+    if loaded.meta.model != name:
+        raise CheckpointError(f"--init-from {path}: a {loaded.meta.model!r} checkpoint, not {name!r}")
+    if loaded.preprocess != preprocess:
+        raise CheckpointError(f"--init-from {path}: trained with other preprocessing ({loaded.preprocess})")
+    model.load_state_dict(loaded.model.state_dict(), strict=True)
+    logger.info("starting from the weights of %s (sha256 %s)", loaded.weights_path, loaded.sha256[:12])
+    return {"path": str(loaded.weights_path), "sha256": loaded.sha256, "created": loaded.meta.created}
+
+
 class Trainer:
     """Stateful trainer; :meth:`fit` runs (or resumes) the whole schedule."""
 
@@ -320,7 +341,12 @@ class Trainer:
         self.config = config
         self.resume = resume
         self.out = Path(config.out)
-        self.device = resolve_device(config.device)
+        # Under torchrun: this process's rank and device (brainxai.training.distributed); else one process.
+        self.dist, self.device = distributed.init_from_env(config.device)
+        if self.dist.enabled and (config.time_budget_s or config.grounding != "none"):
+            raise ValueError("--time-budget and --grounding are not supported under torchrun yet")
+        if not self.dist.is_main:  # rank 0 alone shows progress and writes outputs
+            self.config = config = replace(config, progress=False)
         self.amp = resolve_amp(config.amp, self.device)
         if config.lr_schedule not in ("plateau", "cosine"):  # fail before minutes of decoding, not after
             raise ValueError(f"unknown lr schedule {config.lr_schedule!r}; use 'plateau' or 'cosine'")
@@ -330,17 +356,19 @@ class Trainer:
 
     def _data(self, preprocess: PreprocessConfig) -> tuple[MRIDataset, MRIDataset, str, dict[str, Any]]:
         c = self.config
-        split = training_split(
-            c.data,
-            preprocess,
-            val_fraction=c.val_fraction,
-            seed=c.seed,
-            limit_per_class=c.limit_per_class,
-            exclude_twins_of=c.exclude_twins_of,
-            cache_dir=c.cache_dir,
-            progress=c.progress,
-            exclude_sources=tuple(c.exclude_sources),
-        )
+        with distributed.main_first(self.dist):  # rank 0 fills the decode cache, the others then read it
+            split = training_split(
+                c.data,
+                preprocess,
+                val_fraction=c.val_fraction,
+                seed=c.seed,
+                limit_per_class=c.limit_per_class,
+                exclude_twins_of=c.exclude_twins_of,
+                cache_dir=c.cache_dir,
+                progress=c.progress,
+                exclude_sources=tuple(c.exclude_sources),
+                extra_data=tuple(c.extra_data),
+            )
         images, labels, train_idx, val_idx = split.images, split.labels, split.train_idx, split.val_idx
         augment = augmentation(c.augment, hflip=c.hflip)
         masks_info: dict[str, Any] = {}
@@ -371,6 +399,9 @@ class Trainer:
             logger.info("left out %d training images that are twins of %s", len(split.excluded), c.exclude_twins_of)
         if masks_info:
             info["masks"] = masks_info
+        if split.extra:
+            info["extra_data"] = split.extra
+            logger.info("extra training data: %s", split.extra["folders"])
         return train_ds, val_ds, split.fingerprint, info
 
     def fit(self) -> TrainResult:
@@ -392,7 +423,10 @@ class Trainer:
             if progress.reached_stop:
                 logger.info("stopping after epoch %d (--stop-after)", progress.epoch)
                 break
-        return self._finish(run, progress)
+        result = self._finish(run, progress)
+        distributed.barrier(self.dist)  # every rank returns once rank 0 has written the checkpoint
+        distributed.shutdown(self.dist)
+        return result
 
     def _setup(self) -> _Run:
         """Seeds, builds the model, decodes and splits the data, and checks the recipe's schedule."""
@@ -401,7 +435,10 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         model = create_model(c.model, pretrained=c.pretrained, img_size=c.img_size).to(self.device)
         preprocess = model_config(model).preprocess
+        init_info = _init_from(model, c.init_from, preprocess) if c.init_from else None
         train_ds, val_ds, data_fp, data_info = self._data(preprocess)
+        if init_info is not None:
+            data_info["init_from"] = init_info
         refit = len(val_ds) == 0
         _check_stopping_rules(c, refit)
         return _Run(
@@ -457,6 +494,8 @@ class Trainer:
         phase = run.phases[phase_i]
         extra = run.grounding.parameters() if run.grounding is not None else []  # the multitask mask head
         optimizer = torch.optim.Adam(apply_phase(run.model, phase) + extra, lr=phase.lr)
+        run.train_model = None  # drop the previous phase's DDP wrapper (its hooks) before wrapping again
+        run.train_model = distributed.wrap(run.model, self.dist, self.device)
         scheduler = _make_scheduler(optimizer, c, phase)
         first = state["epoch_in_phase"] if state is not None else 0
         if state is not None and first > 0:
@@ -498,7 +537,8 @@ class Trainer:
         progress.epoch += 1
         progress.reached_stop = self.config.stop_after is not None and progress.epoch >= self.config.stop_after
         self._select(run, progress, row, va["loss"])
-        _write_history(self.out, progress.history)
+        if self.dist.is_main:
+            _write_history(self.out, progress.history)
         return tr["fraction"] >= 1.0
 
     def _loaders(self, run: _Run, epoch: int) -> tuple[DataLoader, DataLoader]:
@@ -508,7 +548,11 @@ class Trainer:
         gen = torch.Generator().manual_seed(c.seed * 1_000_003 + epoch)
         # Augmentation is seeded per (epoch, item), so worker processes do not change the result.
         loader_kw: dict[str, Any] = {"num_workers": c.workers, "pin_memory": self.device.type == "cuda"}
-        train_loader = DataLoader(run.train_ds, batch_size=c.batch_size, shuffle=True, generator=gen, **loader_kw)
+        if self.dist.enabled:  # this process's share of the epoch's seeded permutation (batch size per process)
+            sampler = distributed.train_sampler(run.train_ds, self.dist, c.seed, epoch)
+            train_loader = DataLoader(run.train_ds, batch_size=c.batch_size, sampler=sampler, **loader_kw)
+        else:
+            train_loader = DataLoader(run.train_ds, batch_size=c.batch_size, shuffle=True, generator=gen, **loader_kw)
         val_loader = DataLoader(run.val_ds, batch_size=c.batch_size * 2, **loader_kw)
         return train_loader, val_loader
 
@@ -522,7 +566,7 @@ class Trainer:
         train_loader, val_loader = self._loaders(run, epoch)
         set_train_mode(run.model, phase)
         tr = _run_epoch(
-            run.model,
+            run.train_model if run.train_model is not None else run.model,
             train_loader,
             self.device,
             run.loss_fn,
@@ -534,6 +578,7 @@ class Trainer:
             **({"grounding": run.grounding} if run.grounding is not None else {}),
         )
         progress.budget_spent = run.deadline is not None and time.perf_counter() > run.deadline
+        tr["loss"], tr["accuracy"] = distributed.mean_over_ranks([tr["loss"], tr["accuracy"]], self.dist)
         run.model.eval()
         if run.refit:
             return tr, {"loss": None, "accuracy": None}
@@ -548,6 +593,8 @@ class Trainer:
             None,
             self.amp,
         )
+        # Every rank validates the whole split; rank 0's figures drive every rank's schedule and stopping.
+        va["loss"], va["accuracy"] = distributed.from_main([va["loss"], va["accuracy"]], self.dist)
         return tr, va
 
     def _record(
@@ -612,6 +659,8 @@ class Trainer:
         scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau,
     ) -> None:
         """Writes ``last.pt``: the full state after a completed epoch, and where to go on from it."""
+        if not self.dist.is_main:  # the replicas are identical; rank 0 keeps the state for any world size
+            return
         phase_done = done_in_phase >= run.phases[phase_i].epochs
         state = {
             "model": run.model.state_dict(),
@@ -636,6 +685,19 @@ class Trainer:
         best_path = self.out / "best"
         if progress.best_epoch < 0:
             raise RuntimeError("training ran no epoch; nothing to save")
+        if self.dist.is_main:
+            self._finish_meta(run, progress, best_path)
+        return TrainResult(
+            checkpoint=best_path.with_suffix(".safetensors"),
+            history=progress.history,
+            best_epoch=progress.best_epoch,
+            best_val_loss=None if run.refit else progress.best_val,
+            stopped_early=progress.stopped_early,
+            extra=run.data_info | {"time_budget_spent": progress.budget_spent},
+        )
+
+    def _finish_meta(self, run: _Run, progress: _Progress, best_path: Path) -> None:
+        """Refreshes ``best.json`` with the temperature and the complete history, in one atomic write."""
         meta_path = best_path.with_suffix(".json")
         meta = json.loads(meta_path.read_text())
         meta["history"] = progress.history
@@ -646,16 +708,7 @@ class Trainer:
             )
         else:
             meta.update(self._calibrate(run, best_path))
-        # The metadata refreshed with the temperature and the complete history, in one atomic write.
         atomic_write_text(meta_path, json.dumps(meta, indent=2))
-        return TrainResult(
-            checkpoint=best_path.with_suffix(".safetensors"),
-            history=progress.history,
-            best_epoch=progress.best_epoch,
-            best_val_loss=None if run.refit else progress.best_val,
-            stopped_early=progress.stopped_early,
-            extra=run.data_info | {"time_budget_spent": progress.budget_spent},
-        )
 
     def _calibrate(self, run: _Run, best_path: Path) -> dict[str, Any]:
         """Post-hoc temperature scaling of the best checkpoint on the validation split (one pass).
@@ -685,11 +738,14 @@ class Trainer:
 
     def _save_best(self, run: _Run, history: list[dict[str, Any]], row: dict[str, Any]) -> None:
         """Saves the model as ``best`` with its recipe, this epoch's metrics and the history so far."""
+        if not self.dist.is_main:
+            return
         meta = CheckpointMeta(
             model=self.config.model,
             classes=list(model_config(run.model).classes or CLASSES),
             preprocess=run.preprocess,
-            recipe=self.config.to_dict() | {"device": str(self.device), "amp": "bf16" if self.amp else "off"},
+            recipe=self.config.to_dict()
+            | {"device": str(self.device), "amp": "bf16" if self.amp else "off", "world_size": self.dist.world_size},
             metrics={
                 "best_epoch": row["epoch"],
                 "val_loss": row["val_loss"],
