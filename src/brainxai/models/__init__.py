@@ -1,6 +1,6 @@
-"""Model zoo: a registry of classifiers, each with its :class:`ModelConfig`."""
+"""Model zoo: a registry of classifiers and the tumour segmenter, each with its :class:`ModelConfig`."""
 
-from brainxai.models import cnn_lstm, efficientnet_lite, resnet  # noqa: F401  (registers models)
+from brainxai.models import cnn_lstm, efficientnet_lite, resnet, segmentation  # noqa: F401  (registers models)
 from brainxai.models.registry import (
     ModelConfig,
     create_model,

@@ -1,0 +1,273 @@
+"""Patient-wise cross-validation of the tumour segmenter, and the input-size table.
+
+For each fold: ``brainxai train-seg --folds K --fold i`` (validation = the patients of fold i), then
+``brainxai evaluate-seg --only-validation`` on those patients (Dice, IoU, HD95 on each slice's original
+512-px grid). The per-slice rows of all folds are pooled (every slice is evaluated once, by the model that
+did not see its patient) into ``cv.json`` and ``report.md``, with 95% intervals from a bootstrap over
+patients. ``--sweep RUN ...`` adds the input-size table: the short-run validation Dice from each run's
+history and the segmenter's time per slice at that size, measured here.
+
+    python benchmarks/segmentation/cv.py --data ../shared/data/figshare-masks-dev --folds 2 --epochs 4 \
+        --runs runs/seg/cv --out benchmarks/segmentation -- --amp bf16 --threads 1
+
+``--skip-train`` only evaluates and aggregates existing runs; ``--skip-eval`` only aggregates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from brainxai.evaluation.segmentation import patient_bootstrap, summarise
+from brainxai.util.files import atomic_write_text
+
+BRAINXAI = str(Path(sys.executable).with_name("brainxai"))
+
+
+def _run(cmd: list[str]) -> None:
+    print("+", shlex.join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    with open(path, newline="") as fh:
+        rows: list[dict[str, Any]] = list(csv.DictReader(fh))
+    for r in rows:
+        for key in ("dice", "iou", "hd95_px", "area_rel_error"):
+            r[key] = float(r[key])
+    return rows
+
+
+def time_sizes(sizes: list[int], threads: int, repeats: int = 20) -> dict[int, float]:
+    """Median ms of the network alone on one slice per input size (untrained: the weights do not change the time)."""
+    from brainxai.models import create_model
+
+    torch.set_num_threads(threads)
+    out = {}
+    for s in sizes:
+        model = create_model("unet-lite0", pretrained=False, num_classes=1, img_size=s).eval()
+        x = torch.randn(1, 3, s, s)
+        times = []
+        with torch.inference_mode():
+            for i in range(repeats + 3):
+                t = time.perf_counter()
+                model(x)
+                if i >= 3:
+                    times.append((time.perf_counter() - t) * 1000)
+        out[s] = float(np.median(times))
+    return out
+
+
+def sweep_table(runs: list[Path], threads: int) -> list[dict[str, Any]]:
+    """One row per sweep run: input size, epochs, training slices, best validation Dice (model grid), ms/slice."""
+    rows = []
+    for run in runs:
+        meta = json.loads((run / "best.json").read_text())
+        history = json.loads((run / "history.json").read_text())
+        rows.append(
+            {
+                "run": str(run),
+                "img_size": meta["preprocess"]["img_size"],
+                "epochs": len(history),
+                "train_slices": meta["split"]["train_slices"],
+                "val_slices": meta["split"]["val_slices"],
+                "val_dice_by_epoch": [round(h["val_dice"], 4) for h in history],
+                "train_s_per_epoch": [h["seconds"] for h in history],
+            }
+        )
+    timing = time_sizes(sorted({r["img_size"] for r in rows} | {224, 256}), threads)
+    for r in rows:
+        r["ms_per_slice"] = timing[r["img_size"]]
+    rows += [{"img_size": s, "ms_per_slice": ms, "untrained": True} for s, ms in timing.items() if s in (224, 256)]
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--folds", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--img-size", type=int, default=None)
+    ap.add_argument("--runs", type=Path, default=Path("runs/seg/cv"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/segmentation"))
+    ap.add_argument("--sweep", type=Path, nargs="*", default=[], help="train-seg runs of the input-size sweep")
+    # One thread: on a loaded 2-core machine two OpenMP threads spin against each other (seconds per call).
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for the ms/slice timing")
+    ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--skip-eval", action="store_true")
+    ap.add_argument("extra", nargs="*", help="after --: more train-seg options")
+    args = ap.parse_args()
+    command = shlex.join(["python", *sys.argv])
+    for i in range(args.folds):
+        run = args.runs / f"fold{i}"
+        if not args.skip_train:
+            size = ["--img-size", str(args.img_size)] if args.img_size else []
+            _run(
+                [
+                    BRAINXAI,
+                    "train-seg",
+                    "--data",
+                    str(args.data),
+                    "--out",
+                    str(run),
+                    "--folds",
+                    str(args.folds),
+                    "--fold",
+                    str(i),
+                    "--epochs",
+                    str(args.epochs),
+                    *size,
+                    *args.extra,
+                ]
+            )
+        if not args.skip_eval:
+            _run(
+                [
+                    BRAINXAI,
+                    "evaluate-seg",
+                    "--data",
+                    str(args.data),
+                    "--checkpoint",
+                    str(run / "best.safetensors"),
+                    "--out",
+                    str(run / "eval"),
+                    "--only-validation",
+                    "--threads",
+                    "1",
+                ]
+            )
+    write_report(args, command)
+
+
+def write_report(args: argparse.Namespace, command: str) -> None:
+    folds = []
+    pooled: list[dict[str, Any]] = []
+    for i in range(args.folds):
+        run = args.runs / f"fold{i}"
+        seg = json.loads((run / "eval" / "seg.json").read_text())
+        meta = json.loads((run / "best.json").read_text())
+        rows = _rows(run / "eval" / "per_slice.csv")
+        pooled += rows
+        seg.pop("definitions", None)
+        folds.append(
+            {
+                "fold": i,
+                "seg": seg,
+                "recipe": meta["recipe"],
+                "history": meta["history"],
+                "best_epoch": meta["metrics"].get("epoch"),
+            }
+        )
+    cv = summarise(pooled) | {"patients": len({r["patient"] for r in pooled}), "ci95": patient_bootstrap(pooled)}
+    result = {"command": command, "folds": folds, "pooled": cv}
+    if args.sweep:
+        result["sweep"] = sweep_table(args.sweep, args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "cv.json", json.dumps(result, indent=2))
+    atomic_write_text(args.out / "report.md", report_markdown(result))
+
+
+def _num(x: float | None) -> str:
+    return "undefined" if x is None else f"{x:.1f}"
+
+
+def _ci(ci: dict[str, list[float]], key: str) -> str:
+    lo, hi = ci[key]
+    return f"{lo:.3f}-{hi:.3f}"
+
+
+def report_markdown(result: dict[str, Any]) -> str:
+    cv = result["pooled"]
+    recipe = result["folds"][0]["recipe"]
+    lines = [
+        "# Tumour segmentation: patient-wise cross-validation on figshare-masks-dev",
+        "",
+        "Research use only, not a diagnostic device.",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        f"Recipe of every fold: `{recipe['model']}`, input {recipe['img_size']} px, {recipe['epochs']} epochs "
+        f"(early stopping patience {recipe['patience']}), batch {recipe['batch_size']}, AdamW lr {recipe['lr']}, "
+        f"soft Dice + BCE, augmentation `{recipe['augment']}` (hflip {recipe['hflip']}), "
+        f"amp {recipe.get('amp', 'off')}, "
+        f"seed {recipe['seed']}, {recipe['folds']} folds by patient.",
+        "",
+        f"Pooled over the {len(result['folds'])} validation folds: {cv['n']} slices of {cv['patients']} patients, each "
+        "evaluated once by the model that never saw its patient; metrics on the original 512-px grid; 95% intervals "
+        "from a bootstrap over patients.",
+        "",
+        "| figure | value | 95% CI |",
+        "|---|---|---|",
+        f"| mean Dice | {cv['dice_mean']:.3f} | {_ci(cv['ci95'], 'dice_mean')} |",
+        f"| median Dice | {cv['dice_median']:.3f} | |",
+        f"| mean IoU | {cv['iou_mean']:.3f} | {_ci(cv['ci95'], 'iou_mean')} |",
+        f"| median HD95 (px) | {_num(cv['hd95_px_median'])} | |",
+        f"| detected (Dice >= 0.5) | {cv['detected']:.3f} | {_ci(cv['ci95'], 'detected')} |",
+        f"| median relative area error | {cv['area_rel_error_median']:.3f} "
+        f"| {_ci(cv['ci95'], 'area_rel_error_median')} |",
+        "",
+        "| class | slices | mean Dice | 95% CI | detected |",
+        "|---|---|---|---|---|",
+    ]
+    for label, pc in cv["per_class"].items():
+        lines.append(
+            f"| {label} | {pc['n']} | {pc['dice_mean']:.3f} | {_ci(cv['ci95'], f'dice_mean[{label}]')} | "
+            f"{pc['detected']:.3f} |"
+        )
+    lines += [
+        "",
+        "Per fold (validation patients of that fold):",
+        "",
+        "| fold | slices | patients | mean Dice | glioma | meningioma | pituitary | epochs run | kept epoch |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for f in result["folds"]:
+        s, pc = f["seg"], f["seg"]["per_class"]
+        per = " | ".join(f"{pc[c]['dice_mean']:.3f}" if c in pc else "-" for c in ("glioma", "meningioma", "pituitary"))
+        lines.append(
+            f"| {f['fold']} | {s['n']} | {s['patients']} | {s['dice_mean']:.3f} | {per} | "
+            f"{len(f['history'])} | {f['best_epoch']} |"
+        )
+    if "sweep" in result:
+        lines += _sweep_lines(result["sweep"])
+    return "\n".join(lines) + "\n"
+
+
+def _sweep_lines(sweep: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "",
+        "## Input size",
+        "",
+        "Short runs, identical but for the input size: fold 0 of the 2-fold split, a seeded random 400 of its "
+        "training slices, a 3-epoch cosine schedule, validation Dice on the model grid over all of that fold's "
+        "validation slices (a few epochs only: a ranking, not the attainable Dice). A run with fewer epochs listed "
+        "was stopped early for lack of CPU; compare the sizes at the epochs both reached (same schedule up to "
+        "there). ms/slice: the network alone on one slice, "
+        "median of 20 calls on one torch thread of this 2-core CPU, shared with other jobs (an upper figure).",
+        "",
+        "| input (px) | val Dice by epoch | train s/epoch | network ms/slice |",
+        "|---|---|---|---|",
+    ]
+    for r in sweep:
+        if r.get("untrained"):
+            lines.append(f"| {r['img_size']} | not trained | | {r['ms_per_slice']:.1f} |")
+        else:
+            lines.append(
+                f"| {r['img_size']} | {', '.join(f'{d:.3f}' for d in r['val_dice_by_epoch'])} | "
+                f"{', '.join(f'{s:.0f}' for s in r['train_s_per_epoch'])} | {r['ms_per_slice']:.1f} |"
+            )
+    return lines
+
+
+if __name__ == "__main__":
+    main()
