@@ -1,4 +1,8 @@
-"""The measure step: the relevance region, the agreement of two methods and the ten spatial parameters."""
+"""The measure step: the relevance region, the agreement of two methods and the ten spatial parameters.
+
+The parameters that describe the lesion are measured on the segmented tumour when a segmentation model
+outlined one for a tumour prediction, else on the relevance region; each says which in its ``source``.
+"""
 
 from __future__ import annotations
 
@@ -104,13 +108,18 @@ def spatial_parameters(
     agreement_info: dict[str, Any] | None,
     spacing: Spacing,
     options: AnalysisOptions,
+    tumour: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
-    """The ten spatial parameters of the relevance region, as dicts for the result."""
+    """The ten spatial parameters, as dicts for the result, each with the ``source`` it was measured on.
+
+    The lesion-describing parameters are measured on ``tumour`` (the segmented tumour) when given, else on
+    the relevance region; see :func:`with_sources`.
+    """
     from brainxai.analysis.spatial import compute_spatial_parameters
 
     params = compute_spatial_parameters(
         scan.pixels,
-        regions.region,
+        tumour if tumour is not None else regions.region,
         regions.brain,
         spacing.mm,
         confidence,
@@ -123,7 +132,35 @@ def spatial_parameters(
         sequence=sequence(scan, options),
         perfusion=options.perfusion_map,
     )
-    return [p.to_dict() for p in params]
+    return with_sources([p.to_dict() for p in params], tumour)
+
+
+#: Opens the method note of a parameter measured on the segmented tumour.
+SEGMENTED_REGION_NOTE = "Region = the segmented tumour (see the segmentation). "
+
+#: Parameters that do not describe the lesion, and what they are computed from instead.
+_OTHER_SOURCES = {"midline_shift": "slice", "confidence": "classifier"}
+
+
+def with_sources(params: list[dict[str, Any]], tumour: np.ndarray | None) -> list[dict[str, Any]]:
+    """Adds ``source`` to each parameter: ``segmentation`` or ``relevance`` for the lesion-describing ones.
+
+    The midline shift is a property of the slice (``slice``; the lesion is left out of its symmetry search)
+    and the confidence the classifier's (``classifier``). On the segmentation, the method note says so first.
+    """
+    region_source = "segmentation" if tumour is not None else "relevance"
+    out = []
+    for p in params:
+        source = _OTHER_SOURCES.get(p["key"], region_source)
+        method = p["method"]
+        if tumour is not None and source == "segmentation":
+            # Short on purpose: the model and its threshold are in the result's segmentation block, and a
+            # long note on eight rows lengthens the PDF's table layout measurably.
+            method = SEGMENTED_REGION_NOTE + method
+        elif tumour is not None and p["key"] == "midline_shift":
+            method += " The segmented tumour is the region left out."
+        out.append(p | {"method": method, "source": source})
+    return out
 
 
 #: Shown in place of every spatial parameter of an out-of-domain image.

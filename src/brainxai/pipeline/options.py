@@ -27,6 +27,9 @@ class AnalysisOptions:
         sequence: MR sequence (``T1``, ``T2``, ``FLAIR``...) when the file does not say.
         perfusion_map: CBV map on the scan's pixel grid, enabling the rCBV ratio.
         dicom_out: Folder for the DICOM outputs (SR, parametric map, overlay, encapsulated PDF); None: none.
+        segment: Outline the tumour with the segmentation model and measure the lesion on it. None: when a
+            segmentation model is available (given to the service, or shipped); True: required (an error when
+            none is available); False: off (the parameters describe the explanation's relevance region).
     """
 
     method: str = "lrp"
@@ -37,6 +40,7 @@ class AnalysisOptions:
     sequence: str | None = None
     perfusion_map: np.ndarray | None = field(default=None, compare=False, repr=False)
     dicom_out: str | Path | None = None
+    segment: bool | None = None
 
     def assumed_spacing(self) -> tuple[float, float] | None:
         """The assumed spacing as ``(row, column)`` millimetres, or None when none was given."""

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from brainxai.pipeline.measure import Regions
-from brainxai.pipeline.result import IMAGE_KINDS, AnalysisResult, json_bytes
+from brainxai.pipeline.result import IMAGE_KINDS, TUMOUR_IMAGE, AnalysisResult, json_bytes
 from brainxai.util.files import atomic_write_bytes
 
 if TYPE_CHECKING:  # highdicom is imported only when DICOM outputs are asked for
@@ -31,11 +31,13 @@ class Rendered:
         arrays: One image per :data:`~brainxai.pipeline.result.IMAGE_KINDS` (RGB or grayscale ``uint8``).
         region: The relevance region drawn in them.
         region_drawn: Whether the region is drawn (not for a "no tumour" prediction).
+        tumour: The segmented tumour, when a segmentation model outlined one (``arrays`` then holds its image).
     """
 
     arrays: dict[str, np.ndarray]
     region: np.ndarray
     region_drawn: bool
+    tumour: np.ndarray | None = None
 
     def report_images(self) -> dict[str, np.ndarray]:
         """What the PDF shows: the outline slot holds the overlay with the region's outline drawn on it."""
@@ -45,13 +47,27 @@ class Rendered:
         return {**self.arrays, "outline": outline_image(overlay, self.region) if self.region_drawn else overlay}
 
 
-def render(pixels: np.ndarray, regions: Regions, prediction: str) -> Rendered:
-    """The scan, its heatmap, overlay, outline and relevance mask."""
+def render(pixels: np.ndarray, regions: Regions, prediction: str, tumour: np.ndarray | None = None) -> Rendered:
+    """The scan, its heatmap, overlay, outline and relevance mask; the segmented tumour's outline when not empty."""
     from brainxai.explain.views import render_views
 
     views = render_views(pixels, regions.relevance, prediction, brain=regions.brain, region=regions.region)
     arrays = {"original": pixels, **{k: views[k] for k in IMAGE_KINDS[1:]}}
-    return Rendered(arrays, regions.region, views.region_drawn)
+    if tumour is None or not tumour.any():
+        return Rendered(arrays, regions.region, views.region_drawn, tumour)
+    return Rendered({**arrays, TUMOUR_IMAGE: tumour_image(pixels, tumour)}, regions.region, views.region_drawn, tumour)
+
+
+#: Colour of the segmented tumour's outline (green: the relevance region's outline is red).
+TUMOUR_COLOUR = (40, 220, 90)
+
+
+def tumour_image(pixels: np.ndarray, tumour: np.ndarray) -> np.ndarray:
+    """The scan (RGB) with the segmented tumour's outline drawn on it."""
+    out = np.ascontiguousarray(np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels.copy())
+    contours, _ = cv2.findContours(tumour.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(out, contours, -1, TUMOUR_COLOUR, max(2, round(max(pixels.shape[:2]) / 250) + 1))
+    return out
 
 
 def write_images(arrays: dict[str, np.ndarray], out_dir: Path, base: str) -> dict[str, Path]:
@@ -133,7 +149,7 @@ def write_dicom(
     pdf = result.report_pdf.read_bytes() if result.report_pdf is not None and result.report_pdf.is_file() else None
     # As in the images: no region where none is drawn (a "no tumour" prediction has no tumour region).
     region = rendered.region if rendered.region_drawn else np.zeros_like(rendered.region, dtype=bool)
-    images = AnalysisImages(rendered.arrays["original"], relevance, region, rendered.arrays["overlay"])
+    images = AnalysisImages(rendered.arrays["original"], relevance, region, rendered.arrays["overlay"], rendered.tumour)
     written = write_dicom_outputs(
         result.to_dict(), images, out_dir=out_dir, base=result.report_json.stem, pdf=pdf, source=header
     )

@@ -14,6 +14,8 @@ from brainxai.version import __version__
 
 #: Images written for each analysis, in report order.
 IMAGE_KINDS: tuple[str, ...] = ("original", "heatmap", "overlay", "outline", "mask")
+#: The image written besides them when a segmentation model outlined a tumour: the scan with that outline.
+TUMOUR_IMAGE = "tumour"
 
 
 @dataclass
@@ -43,6 +45,10 @@ class AnalysisResult:
     #: Out-of-domain score (``brainxai.models.domain``; higher = further out) and the threshold it is judged by.
     domain_score: float | None = None
     domain_threshold: float | None = None
+    #: The segmented tumour (``pipeline.segment.TumourSegmentation.to_dict``); None without a segmentation model.
+    segmentation: dict[str, Any] | None = None
+    #: Share of the explanation's positive relevance inside the segmented tumour (None: not computed).
+    relevance_in_tumour: float | None = None
 
     @property
     def assessable(self) -> bool:
