@@ -151,12 +151,15 @@ def param(result: Any, key: str) -> dict[str, Any]:
 
 def test_dicom_input_writes_every_object_in_the_source_study(dicom_run) -> None:
     result, source, _, files = dicom_run
-    assert set(files) == {"sr.dcm", "pm.dcm", "overlay-sc.dcm", "pdf.dcm"}
+    # Beside the map, seg.dcm carries the tumour when the shipped segmentation model outlined one.
+    tumour = {"seg.dcm"} if (result.segmentation or {}).get("area_px") else set()
+    assert set(files) == {"sr.dcm", "pm.dcm", "overlay-sc.dcm", "pdf.dcm"} | tumour
     expected = {
         "sr.dcm": ComprehensiveSRStorage,
         "pm.dcm": ParametricMapStorage,
         "overlay-sc.dcm": SecondaryCaptureImageStorage,
         "pdf.dcm": EncapsulatedPDFStorage,
+        "seg.dcm": SegmentationStorage,
     }
     series = set()
     for name, path in files.items():
@@ -171,7 +174,7 @@ def test_dicom_input_writes_every_object_in_the_source_study(dicom_run) -> None:
         assert model.ManufacturerModelName == result.model["name"]
         assert result.model["sha256"] in model.SoftwareVersions
         series.add(ds.SeriesInstanceUID)
-    assert len(series) == 4 and source.SeriesInstanceUID not in series
+    assert len(series) == len(files) and source.SeriesInstanceUID not in series
 
 
 def test_sr_holds_the_finding_probabilities_and_sizes_in_mm(dicom_run) -> None:
@@ -262,7 +265,8 @@ def test_jpeg_input_opens_a_new_study_without_mm_units(jpeg_run) -> None:
     assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == capture.SOPInstanceUID
     seg = hd.seg.segread(files["seg.dcm"])
     assert seg.SOPClassUID == SegmentationStorage
-    assert seg.get_segment_numbers() == [1]
+    # Segment 1: the relevance region; segment 2 only when the shipped segmentation model outlined a tumour.
+    assert seg.get_segment_numbers() in ([1], [1, 2])
     assert seg.pixel_array.shape[-2:] == capture.pixel_array.shape
 
 

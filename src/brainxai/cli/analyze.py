@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,7 +11,9 @@ import typer
 from brainxai.cli.app import app, fail
 
 if TYPE_CHECKING:  # pragma: no cover
+    from brainxai.io.series import DicomSeries
     from brainxai.pipeline.batch import BatchItem
+    from brainxai.pipeline.options import AnalysisOptions
     from brainxai.pipeline.service import AnalysisService
 
     Progress = Callable[[BatchItem], None]
@@ -63,7 +65,10 @@ def _load_service(checkpoint: Path | None, device: str) -> AnalysisService:
 
 @app.command("analyze")
 def analyze_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="Scan files (JPEG, PNG, DICOM, NIfTI) or folders of them.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Scan files (JPEG, PNG, DICOM, NIfTI), DICOM series/study folders, or folders of images."),
+    ],
     method: Annotated[
         str, typer.Option("--method", "-m", help="Explanation method: lrp, gradcam, gradcam++, hirescam, ...")
     ] = "lrp",
@@ -93,25 +98,36 @@ def analyze_cmd(
         typer.Option("--agreement/--no-agreement", help="Run a second explanation method and report the agreement."),
     ] = True,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    segment: Annotated[
+        bool | None,
+        typer.Option(
+            "--segment/--no-segment",
+            help="Measure the tumour on the tumour segmentation (default: when a segmentation model is installed).",
+        ),
+    ] = None,
     dicom_out: Annotated[
         Path | None,
         typer.Option(help="Also write DICOM results here: SR, relevance map, overlay, encapsulated PDF."),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(help="local (this process) | ray (a Ray cluster; PATHS may be globs and CSV/Parquet manifests)"),
+    ] = "local",
+    address: Annotated[str | None, typer.Option(help="--engine ray: cluster address (default: a local one).")] = None,
+    workers: Annotated[int | None, typer.Option(help="--engine ray: analysis actors (default: per GPU/CPU).")] = None,
+    batch_size: Annotated[int, typer.Option(help="--engine ray: scans per batch.")] = 16,
+    per_scan_outputs: Annotated[
+        bool, typer.Option(help="--engine ray: also keep each scan's JSON, PNGs and PDF in OUT/scans/.")
+    ] = False,
 ) -> None:
     """Analyse scans: prediction, explanation, spatial parameters and a PDF report per file.
 
-    Several files or a folder run as a batch with a progress bar and OUT/summary.csv. A bad file is reported, the batch goes on, and the command exits with status 1 listing the failures.
+    Several files or a folder run as a batch with a progress bar and OUT/summary.csv. A bad file is reported, the batch goes on, and the command exits with status 1 listing the failures. DICOM files are grouped by series (a folder of them is a study): each series, multi-frame DICOM or NIfTI volume gets one series report (every brain slice analysed, one series finding, heatmap volume as NIfTI). --slice analyses one slice of a volume instead.
     """  # noqa: E501  (typer prints a docstring's line breaks as they are: one line lets it wrap to the terminal)
     from brainxai.pipeline.batch import analyze_batch, collect_inputs
     from brainxai.pipeline.options import AnalysisOptions, PatientInfo
+    from brainxai.pipeline.series import plan_inputs
 
-    files = collect_inputs(paths)
-    if not files:
-        fail("no scan files found in " + ", ".join(map(str, paths)))
-    if report is not None and len(files) != 1:
-        fail(f"--report takes a single input file; {len(files)} were given (use --out for batches)")
-    out_dir = out or (report.parent if report is not None else Path("brainxai-output"))
-    patient = PatientInfo(patient_name, patient_id, patient_age, patient_sex, referring_physician)
     options = AnalysisOptions(
         method=method,
         agreement=agreement,
@@ -120,8 +136,37 @@ def analyze_cmd(
         assumed_pixel_spacing_mm=assume_spacing,
         sequence=sequence,
         dicom_out=dicom_out,
+        segment=segment,
     )
+    # The Ray engine lists and reads the sources on the cluster (one row per file, series not grouped).
+    if engine == "ray":  # OUT/results/*.parquet; see brainxai.scale.ray_engine
+        from brainxai.cli.analyze_ray import run_on_ray
+
+        return run_on_ray(
+            paths,
+            options,
+            out=out or Path("brainxai-output"),
+            checkpoint=checkpoint,
+            device=device,
+            address=address,
+            workers=workers,
+            batch_size=batch_size,
+            per_scan_outputs=per_scan_outputs,
+        )
+    plan = plan_inputs(paths, collect_inputs(paths), slice_index)
+    files = plan.files
+    if not files and not plan.series:
+        fail("no scan files found in " + ", ".join(map(str, paths)))
+    if report is not None and (len(files) != 1 or plan.series):
+        given = len(files) + len(plan.series)
+        fail(f"--report takes a single input file; {given} were given (use --out for batches, series and volumes)")
+    out_dir = out or (report.parent if report is not None else Path("brainxai-output"))
+    patient = PatientInfo(patient_name, patient_id, patient_age, patient_sex, referring_physician)
     service = _load_service(checkpoint, device)
+    series_failed = _run_series(service, plan.series, options, out_dir, subfolders=len(plan.series) + len(files) > 1)
+    if not files:
+        _finish(dicom_out, series_failed)
+        return
     batch = len(files) > 1 or any(p.is_dir() for p in paths)
 
     def run(progress: Progress) -> list[BatchItem]:
@@ -135,9 +180,53 @@ def analyze_cmd(
             progress=progress,
         )
 
-    _run(run, len(files), out_dir, write_csv=batch)
+    try:
+        _run(run, len(files), out_dir, write_csv=batch)
+    finally:
+        _finish(dicom_out, series_failed)
+
+
+def _finish(dicom_out: Path | None, series_failed: int) -> None:
+    """Names the DICOM folder; exits 1 when a series failed (the batch's own failures exit in ``_run``)."""
     if dicom_out is not None:
         typer.echo(f"DICOM results: {dicom_out} (research use only, UNVERIFIED)")
+    if series_failed:
+        raise typer.Exit(1)
+
+
+def _run_series(
+    service: AnalysisService, jobs: Sequence[DicomSeries | Path], options: AnalysisOptions, out: Path, subfolders: bool
+) -> int:
+    """Analyses each series or volume (one result each), prints one line per series; returns the failures."""
+    import dataclasses
+
+    from brainxai.io import ImageReadError
+    from brainxai.io.series import SeriesSkipped, load_dicom_series, read_volume
+    from brainxai.pipeline.series import analyze_volume, series_name
+
+    failed = 0
+    for number, job in enumerate(jobs, 1):
+        label = str(job) if isinstance(job, Path) else f"series {job.series_number or ''} {job.description!r}".strip()
+        name = series_name(job, number)
+        one = options
+        if subfolders and options.dicom_out is not None:
+            one = dataclasses.replace(options, dicom_out=Path(options.dicom_out) / name)
+        try:
+            volume = read_volume(job) if isinstance(job, Path) else load_dicom_series(job)
+            r = analyze_volume(volume, one, out_dir=out / name if subfolders else out, service=service, name=name)
+        except SeriesSkipped as exc:
+            typer.echo(f"{label}: skipped ({exc})")
+            continue
+        except ImageReadError as exc:
+            failed += 1
+            typer.secho(f"{label}: failed: {exc}", fg=typer.colors.RED, err=True)
+            continue
+        keys = ", ".join(map(str, r.key_slices))
+        typer.echo(
+            f"{label}: series finding {r.prediction} ({r.confidence:.1%}), key slices {keys}; "
+            f"{len(r.per_slice)} slices analysed, {len(r.skipped)} skipped -> {r.report_pdf or r.report_json}"
+        )
+    return failed
 
 
 @app.command("demo")

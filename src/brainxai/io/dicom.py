@@ -195,6 +195,23 @@ def _acquisition_meta(ds: Any) -> dict[str, Any]:
     }
 
 
+def decode_frames(ds: Any, name: str) -> tuple[np.ndarray, list[np.ndarray], dict[str, Any]]:
+    """Every frame of a parsed data set: values after the modality LUT ``(F, H, W)``, display frames, metadata.
+
+    The display frames are windowed as :func:`read_dicom` windows them (the file's first VOI window, or
+    one mapping of the whole pixel range); the metadata holds the technical attributes only.
+
+    Raises:
+        ImageReadError: No pixel data, or pixel data that cannot be decoded (the transfer syntax is named).
+    """
+    if "PixelData" not in ds:
+        raise ImageReadError(f"{name}: DICOM file holds no image (no PixelData element)")
+    arr, _, photometric = _pixel_volume(ds, name)
+    slices, window_note = _display_slices(arr, ds, photometric)
+    meta = {"window": window_note, "photometric_interpretation": photometric, **_acquisition_meta(ds)}
+    return arr, slices, meta
+
+
 def read_dicom(
     data: bytes,
     name: str,

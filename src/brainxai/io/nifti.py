@@ -41,20 +41,26 @@ def axial_slice(volume_ras: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(volume_ras[:, :, k].T[::-1, ::-1])
 
 
-def _load_volume(data: bytes, name: str) -> tuple[Any, np.ndarray]:
-    """The image reoriented to RAS and its voxels as ``float32``."""
+def load_nifti_image(data: bytes, name: str, canonical: bool = True) -> tuple[Any, np.ndarray]:
+    """A NIfTI-1/2 image (reoriented to RAS when ``canonical``) and its voxels as ``float32``.
+
+    Raises:
+        ImageReadError: Corrupt header or truncated data.
+    """
     import nibabel as nib
 
     try:
         image_class = nib.Nifti2Image if len(data) >= 540 and data[4:7] in (b"n+2", b"ni2") else nib.Nifti1Image
-        img = nib.as_closest_canonical(image_class.from_bytes(data))
+        img = image_class.from_bytes(data)
+        if canonical:
+            img = nib.as_closest_canonical(img)
         volume = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as exc:  # nibabel raises assorted errors for broken headers and short data
         raise ImageReadError(f"{name}: not a readable NIfTI image ({exc})") from exc
     return img, volume
 
 
-def _as_3d(volume: np.ndarray, img: Any, name: str, meta: dict[str, Any]) -> np.ndarray:
+def as_3d(volume: np.ndarray, img: Any, name: str, meta: dict[str, Any]) -> np.ndarray:
     """The one 3-D volume to cut slices from (the first of a 4-D series; a 2-D image as one slice)."""
     if volume.ndim == 4:
         if volume.shape[3] > 1:
@@ -111,9 +117,9 @@ def read_nifti(data: bytes, name: str, slice_index: int | None = None, scorer: S
     Raises:
         ImageReadError: Corrupt header, truncated data, unsupported dimensionality or bad slice index.
     """
-    img, volume = _load_volume(data, name)
+    img, volume = load_nifti_image(data, name)
     meta: dict[str, Any] = {"plane": "axial", "display_convention": "radiological"}
-    volume = _as_3d(volume, img, name, meta)
+    volume = as_3d(volume, img, name, meta)
     spacing = _slice_spacing(img, meta)
     volume8 = volume_to_uint8(volume)
     slices = [axial_slice(volume8, k) for k in range(volume.shape[2])]

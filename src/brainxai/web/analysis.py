@@ -145,6 +145,8 @@ def _collect_files(result: Any, staging: Path) -> dict[str, str]:
     candidates: dict[str, Any] = {f"image:{k}": v for k, v in (getattr(result, "images", None) or {}).items()}
     candidates["report_pdf"] = getattr(result, "report_pdf", None)
     candidates["report_json"] = getattr(result, "report_json", None)
+    dicom = staging / "dicom"
+    candidates.update({f"dicom:{p.name}": p for p in sorted(dicom.glob("*.dcm"))} if dicom.is_dir() else {})
     root = staging.resolve()
     for kind, path in candidates.items():
         if path is None:
@@ -193,7 +195,8 @@ def analyze_and_store(
     staging = storage.new_staging_dir()
     final: Path | None = None
     try:
-        options = AnalysisOptions(method=method, slice_index=slice_index)
+        # The DICOM results are written with every analysis, for the result page's zip download.
+        options = AnalysisOptions(method=method, slice_index=slice_index, dicom_out=staging / "dicom")
         analysed = _analyze_upload(service, upload, options, patient_info, staging)
         study_id = uuid.uuid4().hex
         final = storage.publish(staging, study_id)

@@ -117,6 +117,8 @@ class StudyLinks(BaseModel):
     self: str
     images: dict[str, str]
     report_pdf: str | None
+    #: The DICOM results (SR, relevance map, overlay, encapsulated PDF) as one zip, when they were written.
+    dicom_zip: str | None = None
 
 
 class StudySummary(BaseModel):

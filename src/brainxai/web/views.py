@@ -40,7 +40,10 @@ def study_links(study: Study) -> StudyLinks:
         if key.startswith("image:")
     }
     return StudyLinks(
-        self=base, images=images, report_pdf=f"{base}/report.pdf" if "report_pdf" in study.files else None
+        self=base,
+        images=images,
+        report_pdf=f"{base}/report.pdf" if "report_pdf" in study.files else None,
+        dicom_zip=f"{base}/dicom.zip" if any(k.startswith("dicom:") for k in study.files) else None,
     )
 
 

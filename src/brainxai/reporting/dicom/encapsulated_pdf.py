@@ -7,7 +7,7 @@ so Burned In Annotation is ``YES`` when there are any.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydicom.uid import EncapsulatedPDFStorage
@@ -19,10 +19,11 @@ PDF_SERIES = 9904
 TITLE = "brainxai analysis report (research use only)"
 
 
-def encapsulated_pdf(pdf: bytes, source: DicomSource, result: Mapping[str, Any]) -> Any:
-    """The report PDF as an Encapsulated PDF instance referring to the analysed image."""
+def encapsulated_pdf(
+    pdf: bytes, source: DicomSource, result: Mapping[str, Any], references: Sequence[Any] | None = None
+) -> Any:
+    """The report PDF as an Encapsulated PDF instance referring to the analysed image (a series: ``references``)."""
     import highdicom as hd
-    from pydicom.dataset import Dataset
 
     if not pdf.startswith(b"%PDF-"):
         raise ValueError("the report is not a PDF file (no %PDF- header)")
@@ -52,8 +53,14 @@ def encapsulated_pdf(pdf: bytes, source: DicomSource, result: Mapping[str, Any])
     doc.MIMETypeOfEncapsulatedDocument = "application/pdf"
     doc.EncapsulatedDocument = pdf
     doc.EncapsulatedDocumentLength = len(pdf)
+    doc.SourceInstanceSequence = [_reference(i) for i in (references or [image])]
+    return doc
+
+
+def _reference(image: Any) -> Any:
+    from pydicom.dataset import Dataset
+
     ref = Dataset()
     ref.ReferencedSOPClassUID = image.SOPClassUID
     ref.ReferencedSOPInstanceUID = image.SOPInstanceUID
-    doc.SourceInstanceSequence = [ref]
-    return doc
+    return ref

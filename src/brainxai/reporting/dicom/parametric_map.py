@@ -7,7 +7,7 @@ its unit "no units": relevance is relative, not a physical quantity.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,8 +21,17 @@ from brainxai.reporting.labels import method_title
 PM_SERIES = 9901
 
 
-def parametric_map(relevance: np.ndarray, source: DicomSource, result: Mapping[str, Any]) -> Any:
+def parametric_map(
+    relevance: np.ndarray,
+    source: DicomSource,
+    result: Mapping[str, Any],
+    source_images: Sequence[Any] | None = None,
+) -> Any:
     """The relevance map as a Parametric Map in the source's study, derived from the source image.
+
+    For a series, ``relevance`` is ``(frames, rows, columns)`` and ``source_images`` the instances it
+    derives from: one per frame (single-frame sources, in the same order) or one multi-frame image with
+    as many frames; highdicom takes each frame's position from them.
 
     Raises:
         ValueError: The map does not match the source image's rows and columns.
@@ -31,7 +40,7 @@ def parametric_map(relevance: np.ndarray, source: DicomSource, result: Mapping[s
 
     values = np.asarray(relevance, dtype=np.float32)
     rows, cols = int(source.image.Rows), int(source.image.Columns)
-    if values.shape != (rows, cols):
+    if values.shape[-2:] != (rows, cols) or (values.ndim != 2 and source_images is None):
         raise ValueError(f"relevance map {values.shape} does not match the source image ({rows}, {cols})")
     lo, hi = float(values.min()), float(values.max())
     if hi <= lo:
@@ -47,10 +56,10 @@ def parametric_map(relevance: np.ndarray, source: DicomSource, result: Mapping[s
         quantity_definition=SALIENCY,
     )
     kwargs: dict[str, Any] = {}
-    if source.frame is not None:
+    if source.frame is not None and source_images is None:
         kwargs["plane_positions"] = _frame_position(source)
     pm = hd.pm.ParametricMap(
-        source_images=[source.image],
+        source_images=list(source_images) if source_images is not None else [source.image],
         pixel_array=values,
         series_instance_uid=source.uid("pm-series"),
         series_number=PM_SERIES,

@@ -75,8 +75,17 @@ def _geometry(image: Dataset) -> dict[str, Any]:
     }
 
 
-def overlay_capture(overlay: np.ndarray, source: DicomSource, result: Mapping[str, Any]) -> Any:
-    """The overlay as an RGB Secondary Capture in the source's study, referring to the source image."""
+def overlay_capture(
+    overlay: np.ndarray,
+    source: DicomSource,
+    result: Mapping[str, Any],
+    series_instance_uid: str | None = None,
+    instance_number: int = 1,
+) -> Any:
+    """The overlay as an RGB Secondary Capture in the source's study, referring to the source image.
+
+    A series' key slices share one overlay series: pass its UID and each capture's instance number.
+    """
     import highdicom as hd
 
     if overlay.ndim != 3 or overlay.shape[2] != 3:
@@ -88,10 +97,10 @@ def overlay_capture(overlay: np.ndarray, source: DicomSource, result: Mapping[st
         with_banner(overlay.astype(np.uint8)),
         "RGB",
         8,
-        series_instance_uid=source.uid("overlay-series"),
+        series_instance_uid=series_instance_uid or source.uid("overlay-series"),
         series_number=OVERLAY_SERIES,
         sop_instance_uid=source.uid("overlay"),
-        instance_number=1,
+        instance_number=instance_number,
         manufacturer=src.MANUFACTURER,
         contributing_equipment=[src.model_equipment(result)],
         series_description=src.series_description("heatmap overlay"),

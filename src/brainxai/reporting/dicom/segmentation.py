@@ -1,7 +1,8 @@
 """The relevance region as a binary DICOM Segmentation: the fallback when a Parametric Map does not fit.
 
 The region is where the explanation's relevance is highest inside the brain (what the report outlines
-and measures). It is **not** a tumour delineation; the segment's label and description say so.
+and measures). It is **not** a tumour delineation; the segment's label and description say so. When a
+segmentation model outlined the tumour, that outline is a second segment (the two may overlap).
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from brainxai.reporting.labels import method_title
 SEG_SERIES = 9902
 
 
-def relevance_segmentation(region: np.ndarray, source: DicomSource, result: Mapping[str, Any]) -> Any:
-    """The relevance region (boolean mask on the source's grid) as a one-segment binary Segmentation."""
+def relevance_segmentation(
+    region: np.ndarray, source: DicomSource, result: Mapping[str, Any], tumour: np.ndarray | None = None
+) -> Any:
+    """The relevance region (boolean mask on the source's grid) as a binary Segmentation; ``tumour``, the
+    segmentation model's outline, as a second segment when given and not empty."""
     import highdicom as hd
 
     mask = np.asarray(region, dtype=bool)
@@ -47,11 +51,15 @@ def relevance_segmentation(region: np.ndarray, source: DicomSource, result: Mapp
         tracking_uid=source.uid("tracking"),
         tracking_id="brainxai relevance region",
     )
+    segments, planes = [segment], [mask]
+    if tumour is not None and np.any(tumour):
+        segments.append(_tumour_segment(source, result))
+        planes.append(np.asarray(tumour, dtype=bool))
     seg = hd.seg.Segmentation(
         source_images=[source.image],
-        pixel_array=mask[None].astype(np.uint8),
+        pixel_array=np.stack(planes, axis=-1)[None].astype(np.uint8),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[segment],
+        segment_descriptions=segments,
         series_instance_uid=source.uid("seg-series"),
         series_number=SEG_SERIES,
         sop_instance_uid=source.uid("seg"),
@@ -68,3 +76,25 @@ def relevance_segmentation(region: np.ndarray, source: DicomSource, result: Mapp
     if "PatientOrientation" not in seg and "ImageOrientationPatient" not in source.image:
         seg.PatientOrientation = source.image.get("PatientOrientation", "")  # Type 2C without a patient geometry
     return seg
+
+
+def _tumour_segment(source: DicomSource, result: Mapping[str, Any]) -> Any:
+    """Segment 2: the tumour as outlined by the segmentation model named in ``result["segmentation"]``."""
+    import highdicom as hd
+
+    model = (result.get("segmentation") or {}).get("model") or {}
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=f"brainxai {model.get('name', 'segmentation')}"[:64],
+        family=std.cid7162.ArtificialIntelligence,
+        version=str(model.get("version") or result.get("brainxai_version") or "unknown")[:64],
+    )
+    return hd.seg.SegmentDescription(
+        segment_number=2,
+        segment_label="tumour (automatic segmentation)",
+        segmented_property_category=std.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=std.SCT.Neoplasm,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm,
+        tracking_uid=source.uid("tracking-tumour"),
+        tracking_id="brainxai segmented tumour",
+    )

@@ -22,9 +22,10 @@ UNVERIFIED and PreliminaryFlag PRELIMINARY: nobody has reviewed these results.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes as std
 from pydicom.sr.coding import Code
 
@@ -81,13 +82,20 @@ def _unit(dimension: str, spacing: str) -> Code | None:
     return None
 
 
-def measurements(result: Mapping[str, Any], source: DicomSource) -> list[Any]:
-    """The coded numbers: class probabilities, sizes (see :func:`spacing_source`), texture and rCBV."""
+def measurements(
+    result: Mapping[str, Any], source: DicomSource, series_images: Sequence[Dataset] | None = None
+) -> list[Any]:
+    """The coded numbers: class probabilities, sizes (see :func:`spacing_source`), texture and rCBV.
+
+    With ``series_images`` (a series analysis: the key slices its probabilities are the mean over), the
+    probabilities refer to those instances; the sizes still refer to the measured image, ``source``.
+    """
     import highdicom as hd
 
     refs = [hd.sr.SourceImageForMeasurement.from_source_image(source.image, _frames(source))]
+    prob_refs = [hd.sr.SourceImageForMeasurement.from_source_image(i) for i in series_images] if series_images else refs
     out = [
-        hd.sr.Measurement(codes.class_probability_code(c), float(p), codes.NO_UNITS, referenced_images=refs)
+        hd.sr.Measurement(codes.class_probability_code(c), float(p), codes.NO_UNITS, referenced_images=prob_refs)
         for c, p in (result.get("probabilities") or {}).items()
     ]
     spacing = spacing_source(result)
@@ -158,21 +166,38 @@ def finding_code(result: Mapping[str, Any]) -> Code:
     return codes.class_code(str(result.get("prediction")))
 
 
-def _image_library(source: DicomSource) -> list[Any] | None:
-    """The source for the Image Library, or None when highdicom cannot describe it (e.g. MR without position)."""
+def _image_library(source: DicomSource, images: Sequence[Dataset] | None = None) -> list[Any] | None:
+    """The source(s) for the Image Library, or None when highdicom cannot describe them (e.g. MR without position)."""
     import highdicom as hd
 
+    images = list(images) if images else [source.image]
     try:
-        hd.sr.ImageLibrary([source.image])
+        hd.sr.ImageLibrary(images)
     except (AttributeError, ValueError, TypeError) as exc:
         source.notes.append(f"No image library entry for the source ({exc}); the evidence sequence still names it.")
         return None
-    return [source.image]
+    return images
 
 
-def measurement_report(result: Mapping[str, Any], source: DicomSource) -> Any:
-    """The Comprehensive SR of one analysis, in the source's study, UNVERIFIED."""
+def measurement_report(
+    result: Mapping[str, Any],
+    source: DicomSource,
+    series_images: Sequence[Dataset] | None = None,
+    key_images: Sequence[Dataset] | None = None,
+) -> Any:
+    """The Comprehensive SR of one analysis, in the source's study, UNVERIFIED.
+
+    ``series_images``: for a series analysis, every analysed instance (``source`` is the measured key
+    image among them); the evidence and the measurement group then refer to all, the probabilities and
+    the image library (optional in TID 1500; one entry costs tens of milliseconds to build) to
+    ``key_images``, the slices the series probabilities are the mean over.
+    """
     import highdicom as hd
+
+    group_images = list(series_images) if series_images else [source.image]
+    frames = None if series_images else _frames(source)
+    group_sources = [hd.sr.SourceImageForMeasurementGroup.from_source_image(i, frames) for i in group_images]
+    listed = any(i.SOPInstanceUID == source.image.SOPInstanceUID for i in group_images)
 
     model = result.get("model") or {}
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
@@ -183,8 +208,8 @@ def measurement_report(result: Mapping[str, Any], source: DicomSource) -> Any:
             version=str(result.get("brainxai_version") or model.get("version") or "unknown")[:64],
             parameters=[f"{k}: {v}" for k, v in algorithm_parameters(result).items()],
         ),
-        measurements=measurements(result, source),
-        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source.image, _frames(source))],
+        measurements=measurements(result, source, key_images),
+        source_images=group_sources,
     )
     group[0].ContentSequence.extend(text_items(result, source))
     observer = hd.sr.DeviceObserverIdentifyingAttributes(
@@ -200,11 +225,11 @@ def measurement_report(result: Mapping[str, Any], source: DicomSource) -> Any:
         procedure_reported=codes.BRAIN_MRI,
         imaging_measurements=[group],
         title=std.cid7021.ImagingMeasurementReport,
-        referenced_images=_image_library(source),
+        referenced_images=_image_library(source, key_images),
     )
     created = source.created
     sr = hd.sr.ComprehensiveSR(
-        evidence=[source.image],
+        evidence=group_images if listed else [source.image, *group_images],
         content=report[0],
         series_instance_uid=source.uid("sr-series"),
         series_number=SR_SERIES,

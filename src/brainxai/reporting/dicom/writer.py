@@ -55,12 +55,14 @@ class AnalysisImages:
         relevance: ``(H, W)`` float relevance map of the predicted class.
         region: ``(H, W)`` boolean relevance region.
         overlay: ``(H, W, 3)`` ``uint8`` RGB heatmap overlay.
+        tumour: ``(H, W)`` boolean tumour outlined by a segmentation model, or None.
     """
 
     original: np.ndarray
     relevance: np.ndarray
     region: np.ndarray
     overlay: np.ndarray
+    tumour: np.ndarray | None = None
 
 
 def dicom_source(
@@ -89,9 +91,13 @@ def build_dicom_outputs(
     objects: dict[str, Dataset] = {} if capture is None else {"source": capture}
     # The heatmap object first: what could not be written is said in the SR built after it.
     kind, heatmap = _heatmap_object(images, context, result, context.notes)
+    # Beside a map, a Segmentation still carries the segmented tumour (with the relevance region as segment 1).
+    tumour_seg = _segmentation(images, context, result, context.notes) if kind == "pm" and _has(images.tumour) else None
     objects["sr"] = measurement_report(result, context)
     if heatmap is not None:
         objects[kind] = heatmap
+    if tumour_seg is not None:
+        objects["seg"] = tumour_seg
     summary = DicomOutputs(study_uid=context.study_uid, new_study=capture is not None, notes=context.notes)
     objects["overlay"] = overlay_capture(images.overlay, context, result)
     if pdf is not None:
@@ -108,7 +114,6 @@ def _heatmap_object(
     a JPEG or PNG has none, and inventing them would be a lie. A Segmentation can do without.
     """
     from brainxai.reporting.dicom.parametric_map import has_patient_geometry, parametric_map
-    from brainxai.reporting.dicom.segmentation import relevance_segmentation
 
     if not has_patient_geometry(context.image):
         notes.append(
@@ -121,12 +126,25 @@ def _heatmap_object(
         except (ValueError, TypeError, AttributeError, KeyError, RuntimeError) as exc:
             logger.warning("parametric map not possible (%s); writing a segmentation of the relevance region", exc)
             notes.append(f"Parametric map not written ({exc}); the relevance region is a Segmentation instead.")
+    return "seg", _segmentation(images, context, result, notes)
+
+
+def _has(mask: np.ndarray | None) -> bool:
+    return mask is not None and bool(mask.any())
+
+
+def _segmentation(
+    images: AnalysisImages, context: src.DicomSource, result: Mapping[str, Any], notes: list[str]
+) -> Dataset | None:
+    """The Segmentation of the relevance region (and of the segmented tumour, when there is one); None on failure."""
+    from brainxai.reporting.dicom.segmentation import relevance_segmentation
+
     try:
-        return "seg", relevance_segmentation(images.region, context, result)
+        return relevance_segmentation(images.region, context, result, images.tumour)
     except (ValueError, TypeError, AttributeError, KeyError, RuntimeError) as exc:
-        logger.warning("segmentation not possible either (%s)", exc)
-        notes.append(f"Segmentation not written either ({exc}).")
-    return "pm", None
+        logger.warning("segmentation not possible (%s)", exc)
+        notes.append(f"Segmentation not written ({exc}).")
+    return None
 
 
 def write_dicom_outputs(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from brainxai.web import crud
 from brainxai.web.deps import DB, Client, CurrentUser, Offset, PageSize, State
@@ -18,7 +20,7 @@ from brainxai.web.views import study_out, study_summary
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
-ImageKind = Literal["original", "heatmap", "overlay", "outline", "mask"]
+ImageKind = Literal["original", "heatmap", "overlay", "outline", "mask", "tumour"]
 
 
 def _file(state: AppState, study: Study, key: str) -> str:
@@ -59,7 +61,7 @@ def get_study(study_id: str, client: Client, user: CurrentUser, db: DB) -> Study
 def study_image(
     study_id: str, kind: ImageKind, client: Client, user: CurrentUser, db: DB, state: State
 ) -> FileResponse:
-    """One of the study's PNG images: original, heatmap, overlay, outline or mask."""
+    """One of the study's PNG images: original, heatmap, overlay, outline, mask or (when segmented) tumour."""
     study = crud.get_study(db, user, study_id)
     path = _file(state, study, f"image:{kind}")
     crud.audit(db, user, "study.image", "study", study.id, kind, client)
@@ -79,3 +81,25 @@ def study_report(study_id: str, client: Client, user: CurrentUser, db: DB, state
     crud.audit(db, user, "report.download", "study", study.id, None, client)
     db.commit()
     return FileResponse(path, media_type="application/pdf", filename=f"brainxai-report-{study.id[:12]}.pdf")
+
+
+@router.get(
+    "/{study_id}/dicom.zip",
+    response_class=Response,
+    responses={**_ERRORS, 200: {"content": {"application/zip": {}}}},
+)
+def study_dicom_zip(study_id: str, client: Client, user: CurrentUser, db: DB, state: State) -> Response:
+    """The study's DICOM results (SR, relevance map, overlay, encapsulated PDF; research use only) as one zip."""
+    study = crud.get_study(db, user, study_id)
+    keys = sorted(k for k in study.files if k.startswith("dicom:"))
+    if not keys:
+        raise HTTPException(404, f"study {study.id} has no DICOM results")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        for key in keys:
+            archive.write(_file(state, study, key), arcname=key.removeprefix("dicom:"))
+    crud.audit(db, user, "dicom.download", "study", study.id, f"{len(keys)} files", client)
+    db.commit()
+    name = f"brainxai-dicom-{study.id[:12]}.zip"
+    disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
+    return Response(buf.getvalue(), media_type="application/zip", headers=disposition)

@@ -6,7 +6,8 @@ const CLASS_TITLES = { glioma: "Glioma", meningioma: "Meningioma", notumor: "No 
 const METHOD_TITLES = {
   lrp: "LRP", gradcam: "Grad-CAM", "gradcam++": "Grad-CAM++", hirescam: "HiRes-CAM", "guided-gradcam": "Guided Grad-CAM",
 };
-const IMAGE_KINDS = ["original", "heatmap", "overlay", "outline", "mask"];
+const IMAGE_KINDS = ["original", "heatmap", "tumour", "overlay", "outline", "mask"];
+const SOURCE_TITLES = { segmentation: "measured on the segmented tumour", relevance: "measured on the relevance region" };
 const STATUS_TITLES = { measured: "measured", estimated: "estimate", not_assessable: "not assessable" };
 
 const $ = (id) => document.getElementById(id);
@@ -28,7 +29,11 @@ function el(tag, props = {}, children = []) {
 function pct(x) { return `${(100 * x).toFixed(1)} %`; }
 function when(iso) { return new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }); }
 function fmtValue(v) {
-  if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toPrecision(4).replace(/\.?0+$/, "");
+  if (typeof v === "number") {
+    if (Number.isInteger(v)) return String(v);
+    const text = v.toPrecision(4);  // strip trailing zeros of a fraction only, never of "1230"
+    return text.includes(".") && !text.includes("e") ? text.replace(/\.?0+$/, "") : text;
+  }
   if (v === null || v === undefined) return "—";
   if (Array.isArray(v)) return v.map(fmtValue).join(" × ");
   return String(v);
@@ -220,9 +225,13 @@ function renderStudy(study) {
     ]);
   }));
 
+  // What each parameter is measured on (segmented tumour or relevance region) is in the library's result.
+  const sources = Object.fromEntries((study.result.spatial_parameters || []).map((p) => [p.key, p.source]));
   const rows = study.spatial_parameters.map((sp) => {
     const value = sp.text || `${fmtValue(sp.value)}${sp.unit ? " " + sp.unit : ""}`;
     const valueCell = el("td", {}, [el("div", { text: value })]);
+    const source = SOURCE_TITLES[sources[sp.key]];
+    if (source) valueCell.append(el("div", { class: "hint", text: source }));
     if (sp.method) valueCell.append(el("details", {}, [el("summary", { text: "How it is derived" }), el("p", { text: sp.method })]));
     const kind = STATUS_TITLES[sp.status] || sp.status || "";
     return el("tr", {}, [
@@ -254,9 +263,16 @@ function renderStudy(study) {
   }
 
   $("method-name").textContent = `· ${METHOD_TITLES[study.method] || study.method}`;
-  $("views-caption").textContent = tumour
+  const seg = study.result.segmentation;
+  $("views-caption").textContent = seg && seg.used_for_parameters
+    ? "The heatmap is the explanation (red outline: its region). Green: the tumour outlined by a separate segmentation model; the lesion figures are measured on it."
+    : tumour
     ? "The region is derived from the explanation map; it is not a segmentation."
     : "Prediction: no tumour. No tumour region is drawn.";
+  const segText = segmentationText(seg);
+  $("segmentation-summary").textContent = segText;
+  $("segmentation-summary").hidden = !segText;
+  $("fig-tumour").hidden = !study.links.images.tumour;
   for (const kind of IMAGE_KINDS) {
     const img = $(`img-${kind}`);
     if (study.links.images[kind]) { img.src = study.links.images[kind]; img.hidden = false; }
@@ -265,6 +281,25 @@ function renderStudy(study) {
   const pdf = $("pdf-link");
   pdf.hidden = !study.links.report_pdf;
   if (study.links.report_pdf) pdf.href = study.links.report_pdf;
+  const dicom = $("dicom-link");
+  dicom.hidden = !study.links.dicom_zip;
+  if (study.links.dicom_zip) dicom.href = study.links.dicom_zip;
+}
+
+function segmentationText(seg) {
+  // The segmented tumour in one or two sentences; empty without a segmentation model.
+  if (!seg) return "";
+  const model = seg.model || {};
+  const who = `segmentation model ${model.name || "?"} (probability ≥ ${seg.threshold})`;
+  if (seg.status === "empty") return `Segmented tumour: none outlined by the ${who}.`;
+  const assumed = seg.pixel_spacing_source === "assumed" ? ", pixel spacing assumed" : "";
+  const area = seg.area_mm2 != null ? `${seg.area_mm2.toFixed(1)} mm² (${seg.area_px} px²${assumed})` : `${seg.area_px} px²`;
+  const size = `${seg.max_diameter.toFixed(1)} × ${seg.perpendicular_diameter.toFixed(1)} ${seg.diameter_unit}`;
+  let text = `Segmented tumour (${who}): area ${area}, maximum diameter ${size}.`;
+  if (seg.relevance_in_tumour != null) {
+    text += ` Relevance in tumour: ${(100 * seg.relevance_in_tumour).toFixed(0)} % of the explanation's positive relevance lies inside the outline.`;
+  }
+  return text;
 }
 
 async function openStudy(id) {
