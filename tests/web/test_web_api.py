@@ -21,7 +21,7 @@ from brainxai.web.models import AuditEvent, Study
 from brainxai.web.settings import Settings
 
 PUBLIC = {("GET", "/api/health"), ("POST", "/api/auth/login"), ("POST", "/api/auth/token")}
-PATH_VALUES = {"study_id": "0" * 32, "job_id": "0" * 32, "patient_id": "1", "kind": "heatmap"}
+PATH_VALUES = {"study_id": "0" * 32, "job_id": "0" * 32, "patient_id": "1", "kind": "heatmap", "study_uid": "1.2.3"}
 
 
 def analyze(client: TestClient, headers: dict[str, str], data: bytes, name: str = "scan.jpg", **form: str):

@@ -23,7 +23,7 @@ from brainxai.web.batch import BatchWorker
 from brainxai.web.db import make_engine, make_session_factory, session_scope, upgrade_database
 from brainxai.web.errors import BodyLimitMiddleware, SecurityHeadersMiddleware, install_error_handlers
 from brainxai.web.models import BatchItem, Study
-from brainxai.web.routers import analyze, audit, auth, batch, health, patients, studies
+from brainxai.web.routers import analyze, audit, auth, batch, health, pacs, patients, studies
 from brainxai.web.settings import Settings, user_add_command
 from brainxai.web.state import AppState
 from brainxai.web.storage import Storage
@@ -169,7 +169,7 @@ def _warn_if_no_user(settings: Settings, session_factory: sessionmaker[Session])
 
 
 def _add_routers(app: FastAPI) -> None:
-    for module in (health, auth, analyze, batch, patients, studies, audit):
+    for module in (health, auth, analyze, batch, patients, studies, audit, pacs):
         app.include_router(module.router)
 
 
