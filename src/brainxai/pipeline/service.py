@@ -27,15 +27,16 @@ import numpy as np
 
 from brainxai.constants import NO_TUMOUR
 from brainxai.io import ScanImage
-from brainxai.models.domain import not_assessable_message
+from brainxai.models.domain import not_assessable_message, sequence_verdict
 from brainxai.models.registry import find_model_config
-from brainxai.pipeline import measure, outputs, steps
+from brainxai.pipeline import measure, outputs, segment, steps
 from brainxai.pipeline.options import AnalysisOptions, PatientInfo
 from brainxai.pipeline.result import AnalysisResult
 from brainxai.util.names import safe_stem
 
 if TYPE_CHECKING:
     from brainxai.inference import Classifier
+    from brainxai.pipeline.segment import TumourSegmentation
 
 logger = logging.getLogger(__name__)
 
@@ -83,17 +84,26 @@ class AnalysisService:
     Args:
         checkpoint: Checkpoint path (stem or file); None for the default model shipped with the package.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        segmenter: Tumour segmentation model: a :class:`~brainxai.pipeline.segment.TumourSegmenter`, a
+            checkpoint path, or None for the shipped one when installed; loaded at first use
+            (see ``AnalysisOptions.segment``).
 
     Thread-safe: the model and its explainers are used under a lock (explanations modify the model
-    temporarily), decoding and file writing run outside it.
+    temporarily), the segmenter under its own, decoding and file writing run outside them.
     """
 
-    def __init__(self, checkpoint: str | Path | None = None, device: str = "auto") -> None:
+    def __init__(
+        self,
+        checkpoint: str | Path | None = None,
+        device: str = "auto",
+        segmenter: segment.TumourSegmenter | str | Path | None = None,
+    ) -> None:
         from brainxai.inference import Classifier
 
         self.classifier: Classifier = Classifier.load(checkpoint, device=device)
         self._lock = threading.RLock()
         self._explainers: dict[str, Any] = {}
+        self._segmenter = segment.SegmenterSlot(segmenter, device=device)
 
     # -- model ------------------------------------------------------------------------------------
 
@@ -130,6 +140,23 @@ class AnalysisService:
         if method != "lrp" and (config is None or config.supports_lrp):
             return "lrp"
         return "gradcam" if method != "gradcam" else "gradcam++"
+
+    def assess_prepared(self, prepared: Sequence[steps.PreparedImage]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities ``(N, C)`` and out-of-domain scores (or None) of many prepared images (a series' slices)."""
+        with self._lock:
+            return steps.assess(self.classifier, prepared)
+
+    def explain_prepared(
+        self, prepared: Sequence[steps.PreparedImage], targets: Sequence[int], method: str, batch_size: int = 32
+    ) -> list[np.ndarray]:
+        """Relevance maps (model input grid) of many prepared images for the given classes, in batches."""
+        out: list[np.ndarray] = []
+        with self._lock:
+            explainer = self._explainer(method)
+            for start in range(0, len(prepared), batch_size):
+                chunk, chosen = prepared[start : start + batch_size], targets[start : start + batch_size]
+                out.extend(e.relevance for e in steps.explain(explainer, self.classifier, chunk, list(chosen)))
+        return out
 
     def close(self) -> None:
         """Releases the explainers."""
@@ -179,22 +206,27 @@ class AnalysisService:
         """
         options = options or AnalysisOptions()
         patient_info = PatientInfo.coerce(patient)
+        segmenter = self._segmenter.get(options.segment)  # before any work: segment=True fails here
         scan = self.read(source, filename=filename, slice_index=options.slice_index)
         run = _Run()
         prepared = self._prepare(scan, run)
-        finding = self._classify_and_explain(prepared, options, run)
+        finding = _check_sequence(
+            self._classify_and_explain(prepared, options, run), measure.sequence(scan, options), run
+        )
         regions = measure.locate(finding.relevance, prepared)
         agreement = _agreement(finding, options, prepared, regions)
         spacing = measure.pixel_spacing(scan, options, run.notes)
+        tumour = self._segment(segmenter, prepared, regions, finding, spacing, run)
+        on_tumour = tumour.region() if tumour else None
         params = measure.spatial_parameters(
-            scan, regions, finding.prediction, finding.confidence, agreement, spacing, options
+            scan, regions, finding.prediction, finding.confidence, agreement, spacing, options, on_tumour
         )
         if finding.in_domain is False:
             params = measure.withhold_out_of_domain(params)
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         base = safe_stem(name) if name else f"{safe_stem(scan.source_name)}-{run.id[:8]}"
-        rendered = outputs.render(scan.pixels, regions, finding.prediction)
+        rendered = outputs.render(scan.pixels, regions, finding.prediction, tumour.mask if tumour else None)
         images = outputs.start_writing_images(rendered.arrays, out, base)  # written while the PDF is built
         result = AnalysisResult(
             id=run.id,
@@ -217,6 +249,8 @@ class AnalysisService:
             in_domain=finding.in_domain,
             domain_score=finding.domain_score,
             domain_threshold=self.classifier.domain_threshold,
+            segmentation=tumour.to_dict() if tumour else None,
+            relevance_in_tumour=tumour.relevance_in_tumour if tumour else None,
         )
         try:
             outputs.write_report_and_json(result, rendered)
@@ -233,6 +267,34 @@ class AnalysisService:
             logger.warning("%s: %s", scan.source_name, prepared.crop_warning)
             run.warnings.append(prepared.crop_warning)
         return prepared
+
+    def _segment(
+        self,
+        segmenter: segment.TumourSegmenter | None,
+        prepared: steps.PreparedImage,
+        regions: measure.Regions,
+        finding: Finding,
+        spacing: measure.Spacing,
+        run: _Run,
+    ) -> TumourSegmentation | None:
+        """The segmented tumour; None without a segmenter or for an out-of-domain image (nothing is measured)."""
+        if segmenter is None:
+            return None
+        if finding.in_domain is False:
+            run.notes.append("The tumour was not segmented: the image is outside what the models were trained on.")
+            return None
+        tumour = segment.segment(
+            self._segmenter,
+            segmenter,
+            prepared,
+            regions.relevance,
+            finding.prediction != NO_TUMOUR,
+            spacing.mm,
+            spacing.assumed,
+        )
+        if tumour.warning:
+            run.warnings.append(tumour.warning)
+        return tumour
 
     def _domain(self, scores: np.ndarray | None, run: _Run) -> dict[str, Any]:
         """``domain_score`` and ``in_domain`` of one image; out of domain adds the not-assessable warning first."""
@@ -264,6 +326,18 @@ class AnalysisService:
                 run.notes.append(f"Agreement not computed: {exc}")
                 return finding
         return dataclasses.replace(finding, second_method=second, second_relevance=other.relevance)
+
+
+def _check_sequence(finding: Finding, sequence: str | None, run: _Run) -> Finding:
+    """A slice of a sequence the model never saw is out of domain whatever its score (``sequence_verdict``)."""
+    assessable, message = sequence_verdict(sequence)
+    if message is None:
+        return finding
+    if assessable:
+        run.warnings.append(message)
+        return finding
+    run.warnings.insert(0, message)
+    return dataclasses.replace(finding, in_domain=False)
 
 
 def _agreement(

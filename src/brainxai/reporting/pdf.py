@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-import cv2
 import numpy as np
 from reportlab import rl_config
 from reportlab.lib import colors
@@ -26,11 +25,13 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.lib.utils import ImageReader
-from reportlab.platypus import Flowable, Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import Flowable, Image, KeepTogether, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from brainxai.constants import CLASS_TITLES, DISCLAIMER, NO_TUMOUR
 from brainxai.reporting.guidance import guidance_for
 from brainxai.reporting.labels import date_text, method_title
+from brainxai.reporting.pdf_images import ArrayImage
+from brainxai.reporting.pdf_paragraph import Paragraph  # reportlab's, without repeated line breaking
 from brainxai.util.files import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,18 @@ IMAGES_NOTE_TUMOUR = (
 IMAGES_NOTE_NO_TUMOUR = (
     "Prediction: no tumour, so no tumour region is drawn (heatmap and outline left empty; the mask "
     "view shows the head in green)."
+)
+#: With a segmented tumour: the heatmap and the tumour side by side (the tumour replaces the relevance mask).
+SEGMENTATION_SLOTS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("original",), "Original"),
+    (("heatmap",), "Heatmap ({method})"),
+    (("tumour",), "Segmented tumour (green)"),
+    (("outline", "overlay"), "Overlay with relevance outline"),
+)
+IMAGES_NOTE_SEGMENTED = (
+    "The heatmap is the explanation: warm colours mark the pixels that most supported the model's decision, "
+    "the red outline the region derived from them. The green outline is the tumour as outlined by a separate "
+    "segmentation model (automatic, not an expert delineation)."
 )
 
 
@@ -171,25 +184,19 @@ class ProbabilityBars(Flowable):
             c.drawRightString(self.width, y + 1, f"{float(p):.1%}")
 
 
-def _image_flowable(source: Any, box: float) -> Image | None:
+def _image_flowable(source: Any, box: float) -> Flowable | None:
     if source is None:
         return None
     if isinstance(source, np.ndarray):
-        arr = source if source.ndim == 2 else cv2.cvtColor(source, cv2.COLOR_RGB2BGR)
-        # BMP, not PNG: the same pixels reach the PDF (reportlab decodes and deflates them itself), without
-        # a compression round trip that is thrown away.
-        ok, bmp = cv2.imencode(".bmp", arr)
-        if not ok:
-            return None
-        src: Any = io.BytesIO(bmp.tobytes())
-    else:
-        src = str(source)
-        if not os.path.isfile(src):
-            logger.warning("report image missing: %s", src)
-            return None
+        # Straight from the pixels, deflated in the background (reporting.pdf_images; benchmarks/perf.md).
+        h, w = source.shape[:2]
+        scale = box / max(w, h)
+        return ArrayImage(source, w * scale, h * scale)
+    src = str(source)
+    if not os.path.isfile(src):
+        logger.warning("report image missing: %s", src)
+        return None
     w, h = ImageReader(src).getSize()
-    if isinstance(src, io.BytesIO):
-        src.seek(0)
     scale = box / max(w, h)
     return Image(src, width=w * scale, height=h * scale)
 
@@ -419,7 +426,7 @@ def _images(result: Mapping[str, Any], images: Mapping[str, Any], styles: dict[s
     method = str(result.get("method", ""))
     cell = (CONTENT_W - 3 * 3 * mm) / 4
     pics, captions = [], []
-    for keys, caption in IMAGE_SLOTS:
+    for keys, caption in SEGMENTATION_SLOTS if images.get("tumour") is not None else IMAGE_SLOTS:
         src = next((images[k] for k in keys if images.get(k) is not None), None)
         pics.append(_image_flowable(src, cell) or _p("(not available)", styles["caption"]))
         captions.append(_p(caption.format(method=method_title(method)), styles["caption"]))
@@ -437,7 +444,37 @@ def _images(result: Mapping[str, Any], images: Mapping[str, Any], styles: dict[s
     )
     tumour = str(result.get("prediction", "")) != NO_TUMOUR
     note = IMAGES_NOTE_TUMOUR if tumour else IMAGES_NOTE_NO_TUMOUR
-    return [_p("Images", styles["h2"]), gallery, Spacer(1, 2), _p(note, styles["small"])]
+    if images.get("tumour") is not None:
+        note = IMAGES_NOTE_SEGMENTED
+    block = [_p("Images", styles["h2"]), gallery, Spacer(1, 2), _p(note, styles["small"])]
+    return block + [_p(line, styles["body"]) for line in _segmentation_lines(result.get("segmentation"))]
+
+
+def _segmentation_lines(seg: Mapping[str, Any] | None) -> list[str]:
+    """The segmented tumour's size, the relevance inside it and the model, in two sentences (none without one)."""
+    if not seg:
+        return []
+    model = seg.get("model") or {}
+    who = f"segmentation model {model.get('name', '?')} (SHA-256 {str(model.get('sha256', '?'))[:12]}…, "
+    who += f"tumour probability ≥ {seg.get('threshold', 0.5):g})"
+    if seg.get("status") == "empty":
+        return [f"Segmented tumour: none outlined by the {who}."]
+    unit = seg.get("diameter_unit", "px")
+    area = f"{seg.get('area_px', 0):,} px²"
+    if seg.get("area_mm2") is not None:
+        assumed = ", pixel spacing ASSUMED" if seg.get("pixel_spacing_source") == "assumed" else ""
+        area = f"{seg['area_mm2']:,.1f} mm² ({area}{assumed})"
+    size = f"{seg.get('max_diameter', 0):.1f} x {seg.get('perpendicular_diameter', 0):.1f} {unit}"
+    lines = [f"Segmented tumour ({who}): area {area}, maximum diameter {size}."]
+    inside = seg.get("relevance_in_tumour")
+    if isinstance(inside, (int, float)):
+        lines.append(
+            f"Relevance in tumour: {inside:.0%} of the explanation's positive relevance lies inside the segmented "
+            "tumour (positive relevance inside the outline / all positive relevance)."
+        )
+    if seg.get("used_for_parameters"):
+        lines.append("The lesion parameters below are measured on the segmented tumour (source: segmentation).")
+    return lines
 
 
 def _parameters(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> list[Flowable]:
