@@ -93,8 +93,7 @@ def test_engine_ray_option_dispatches_to_the_ray_runner(monkeypatch: pytest.Monk
     assert (kw["workers"], kw["batch_size"], kw["per_scan_outputs"]) == (3, 4, True)
 
 
-# About 75 s on the shared 2-core host (13 s to start Ray, then actors that each load the model): slow.
-@pytest.mark.slow
+# About 75 s on a loaded 2-core host (13 s to start Ray, then actors that each load the model).
 def test_ray_rows_equal_single_process_and_resume(ray_cluster: None, scans: Path, tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 

@@ -126,3 +126,23 @@ def test_demo_without_default_model_fails_cleanly(
     result = runner.invoke(app, ["demo"])
     assert result.exit_code == 1
     assert "checkpoint" in result.output
+
+
+def test_segment_flag_turns_the_tumour_segmentation_off_and_on(runner: CliRunner, samples_dir: Path, tmp_path: Path):
+    """``--no-segment`` measures on the relevance region; the default uses the shipped segmenter."""
+    import json
+
+    sidecars = {}
+    for flag in ("--no-segment", "--segment"):
+        out = tmp_path / flag.strip("-")
+        result = runner.invoke(
+            app,
+            ["analyze", str(samples_dir / "glioma.jpg"), "--out", str(out), "-m", "gradcam", "--no-report", flag],
+        )
+        assert result.exit_code == 0, result.output
+        (sidecar,) = out.glob("*.json")
+        sidecars[flag] = json.loads(sidecar.read_text())
+    off, on = sidecars["--no-segment"], sidecars["--segment"]
+    assert off.get("segmentation") is None
+    assert not any(p.get("source") == "segmentation" for p in off["spatial_parameters"])
+    assert on["segmentation"]["model"]["name"] == "unet-lite0"

@@ -22,6 +22,8 @@ _COMMAND_MODULES = (
     "serve",
     "bench",
     "domain",
+    "segment",
+    "pacs",
 )
 
 for _name in _COMMAND_MODULES:
