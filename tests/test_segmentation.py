@@ -424,23 +424,24 @@ def test_shipped_segmenter_loads_and_maps_onto_the_slice(samples_dir: Path) -> N
     not (Path(__file__).resolve().parents[1] / "src/brainxai/weights/segmentation.safetensors").is_file(),
     reason="no segmenter shipped",
 )
-def test_shipped_segmenter_outlines_tumours_of_patients_it_never_saw(shared_data: Path) -> None:
-    """The shipped model is CV fold 0: on its validation patients (recorded in its JSON) Dice is far from chance.
+def test_shipped_segmenter_outlines_the_tumours_of_a_fixed_sample(shared_data: Path) -> None:
+    """12 fixed dev slices (4 per class): Dice far from chance.
 
-    On all 798 slices of those 58 patients the CV measured mean Dice 0.744 (benchmarks/segmentation/); here
-    a fixed sample of 12 (4 per class), with a margin for the sample's spread.
+    The shipped model is the CV recipe refitted on every dev patient, so these slices are training data: the
+    held-out figure is the CV's (mean Dice 0.730, benchmarks/segmentation/). A checkpoint that names validation
+    patients (a CV fold) is tested on those instead.
     """
     from brainxai.segmentation import default_segmenter_path
 
     root = shared_data / "figshare-masks-dev"
     meta = json.loads(default_segmenter_path().with_suffix(".json").read_text())
-    unseen = set(meta["split"]["val_patients"])
-    assert unseen.isdisjoint(meta["split"]["train_patients"])
-    rows = [r for r in csv.DictReader((root / "slices.csv").open(newline="")) if r["patient"] in unseen]
+    unseen = set(meta["split"].get("val_patients") or [])
+    assert unseen.isdisjoint(meta["split"].get("train_patients") or [])
+    rows = [r for r in csv.DictReader((root / "slices.csv").open(newline="")) if not unseen or r["patient"] in unseen]
     picked = [
         r for label in ("glioma", "meningioma", "pituitary") for r in [x for x in rows if x["label"] == label][::37][:4]
     ]
     seg = Segmenter.load(device="cpu")
     scores = [dice(seg.segment(read_raster(root / r["file"])), read_raster(root / r["mask"]) > 127) for r in picked]
     assert len(scores) == 12
-    assert float(np.mean(scores)) >= 0.55, scores
+    assert float(np.mean(scores)) >= 0.6, scores
