@@ -31,10 +31,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from brainxai.constants import CLASSES, NO_TUMOUR
+from brainxai.data.preprocess import harmonize
 from brainxai.evaluation.evaluate import evaluate
 from brainxai.evaluation.metrics import classification_metrics
 from brainxai.inference import Classifier
@@ -44,15 +44,6 @@ from brainxai.util.files import atomic_write_text
 logger = logging.getLogger("candidate")
 
 SHIP_RULE = {"raw_accuracy": 0.990, "dedup_macro_f1": 0.95, "glioma_recall": 0.95}
-
-
-def kaggle_like(image: np.ndarray, size: int = 224, quality: int = 75) -> np.ndarray:
-    """``image`` as the Kaggle copy stores its slices: resized to ``size`` x ``size``, JPEG at ``quality``."""
-    small = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
 
 
 def figshare_slices(root: Path) -> tuple[list[np.ndarray], np.ndarray]:
@@ -177,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     images, y = figshare_slices(args.figshare)
-    as_kaggle = [kaggle_like(im) for im in images]
+    as_kaggle = [harmonize(im, "kaggle-224-jpeg75") for im in images]  # the Kaggle copy's export
     extra = json.loads(args.extra_json.read_text()) if args.extra_json else {}
     models: dict[str, Any] = {}
     for spec in args.checkpoint:

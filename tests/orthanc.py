@@ -27,7 +27,8 @@ import pytest
 import requests
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, SecondaryCaptureImageStorage, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from seriesfiles import series_datasets
 
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "brainxai" / "samples"
 #: Where Debian's orthanc-dicomweb puts the plugin (``dpkg -L orthanc-dicomweb``).
@@ -211,59 +212,28 @@ def make_series(
 ) -> SyntheticSeries:
     """An axial MR series of ``slices`` slices made from one sample scan (slightly dimmer away from the centre).
 
-    Known geometry: PixelSpacing ``spacing`` (mm), slices ``thickness`` mm apart along +z,
-    orientation (1,0,0,0,1,0), one frame of reference.
+    Known geometry (``seriesfiles.series_datasets``): PixelSpacing ``spacing`` (mm), slices ``thickness`` mm
+    apart along +z, orientation (1,0,0,0,1,0), one frame of reference.
     """
-    pixels = sample_pixels(sample)
-    study_uid = study_uid or generate_uid()
-    series_uid, frame_uid = generate_uid(), generate_uid()
+    pixels = sample_pixels(sample).astype(np.float32)
     centre = (slices - 1) / 2
-    files, sops = [], []
-    for i in range(slices):
-        scale = 1.0 - 0.1 * abs(i - centre) / max(centre, 1)
-        ds = _slice(pixels * scale, i, study_uid, series_uid, frame_uid, spacing, thickness)
-        ds.StudyDate = study_date.strftime("%Y%m%d")
-        ds.SeriesDescription, ds.PatientID = description, patient_id
+    scaled = [pixels * (1.0 - 0.1 * abs(i - centre) / max(centre, 1)) for i in range(slices)]
+    datasets = series_datasets(
+        [np.clip(im, 0, 255).astype(np.uint8) for im in scaled],
+        spacing=spacing,
+        thickness=thickness,
+        description=description,
+        study_uid=study_uid,
+    )
+    files = []
+    for ds in datasets:
+        ds.StudyDate, ds.PatientID = study_date.strftime("%Y%m%d"), patient_id
         buf = io.BytesIO()
         ds.save_as(buf, enforce_file_format=True)
         files.append(buf.getvalue())
-        sops.append(str(ds.SOPInstanceUID))
-    return SyntheticSeries(study_uid, series_uid, tuple(sops), spacing, thickness, tuple(files))
-
-
-def _slice(
-    pixels: np.ndarray,
-    index: int,
-    study_uid: str,
-    series_uid: str,
-    frame_uid: str,
-    spacing: tuple[float, float],
-    thickness: float,
-) -> Dataset:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
-    ds.Modality, ds.Manufacturer = "MR", "SyntheticScanner"
-    ds.PatientName, ds.PatientBirthDate, ds.PatientSex = "Test^Patient", "19700101", "O"
-    ds.StudyTime, ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "120000", "1", "ACC1", ""
-    ds.SeriesNumber, ds.InstanceNumber = 3, index + 1
-    ds.ImagePositionPatient = [-100.0, -100.0, float(index) * thickness]
-    ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    ds.PixelSpacing = list(spacing)
-    ds.SliceThickness = thickness
-    ds.SpacingBetweenSlices = thickness
-    ds.PositionReferenceIndicator = ""
-    ds.ScanningSequence, ds.SequenceVariant, ds.ScanOptions, ds.MRAcquisitionType = "SE", "NONE", "", "2D"
-    ds.EchoTime, ds.RepetitionTime, ds.EchoTrainLength = 10.0, 500.0, 1
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-    ds.set_pixel_data(np.clip(pixels, 0, 255).astype(np.uint16), "MONOCHROME2", 12)
-    ds.WindowCenter, ds.WindowWidth = 128.0, 256.0
-    return ds
+    first = datasets[0]
+    sops = tuple(str(ds.SOPInstanceUID) for ds in datasets)
+    return SyntheticSeries(first.StudyInstanceUID, first.SeriesInstanceUID, sops, spacing, thickness, tuple(files))
 
 
 # -- a model-free stand-in for analyze_study, for tests about the transport ---------------------------
