@@ -66,7 +66,7 @@ def test_study_shows_the_segmented_tumour(
     classes = list(service.classifier.classes)
     probs = np.full((1, len(classes)), 0.02, np.float32)
     probs[0, classes.index("notumor")] = 1 - 0.02 * (len(classes) - 1)
-    monkeypatch.setattr(service.classifier, "assess_prepared", lambda x, batch_size=32: (probs, None))
+    monkeypatch.setattr(service.classifier, "assess_outputs", lambda logits, features: (probs, None))
     settings = Settings(data_dir=tmp_path / "data", max_upload_mb=2.0)
     with running_app(settings, QuickService(service)) as client:
         headers = login(client, "alice")

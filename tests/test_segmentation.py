@@ -217,8 +217,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, objec
     return root, out, train_segmenter(config)
 
 
-def test_one_epoch_checkpoint_reloads_and_predicts_identically(trained: tuple[Path, Path, object]) -> None:
+def test_one_epoch_checkpoint_reloads_and_predicts_identically(
+    trained: tuple[Path, Path, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from brainxai.segmentation import predict_prepared
+
+    monkeypatch.setenv("BRAINXAI_ONNX_CACHE", str(tmp_path / "onnx"))
 
     root, out, result = trained
     meta = json.loads((out / "best.json").read_text())
@@ -228,11 +232,15 @@ def test_one_epoch_checkpoint_reloads_and_predicts_identically(trained: tuple[Pa
     split = meta["split"]
     assert split["by"] == "patient" and not set(split["train_patients"]) & set(split["val_patients"])
     assert len(split["val_patients"]) == 1 and len(split["train_patients"]) == 2
-    seg = Segmenter.load(out / "best.safetensors", device="cpu")
+    seg = Segmenter.load(out / "best.safetensors", device="cpu", backend="torch")
     data = load_seg_data(root, seg.preprocess)
     ours = seg.probability_prepared(data.images)
     theirs = predict_prepared(result.model, data.images, seg.preprocess, torch.device("cpu"))  # type: ignore[attr-defined]
     np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    # Served by ONNX Runtime (the default on a CPU): the same probabilities, and the export is cached.
+    served = Segmenter.load(out / "best.safetensors", device="cpu")
+    np.testing.assert_allclose(served.probability_prepared(data.images, batch_size=2), theirs, atol=1e-5)
+    assert served.backend == "onnx" and len(list((tmp_path / "onnx").glob("*.probability-*.onnx"))) == 1
     info = seg.info()
     assert info["name"] == "unet-lite0" and info["input_size"] == 64 and len(info["sha256"]) == 64
     # On the original grid: same shape as the slice, RGB accepted, zero outside the head crop.

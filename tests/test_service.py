@@ -164,7 +164,7 @@ def test_no_tumour_prediction(
     fixed = np.full(len(classes), 0.02)
     fixed[classes.index("notumor")] = 1 - 0.02 * (len(classes) - 1)
     monkeypatch.setattr(
-        service.classifier, "predict_proba_prepared", lambda prepared, **kw: np.tile(fixed, (len(prepared), 1))
+        service.classifier, "assess_outputs", lambda logits, features: (np.tile(fixed, (len(logits), 1)), None)
     )
     result = service.analyze(_png(sample), GRADCAM_ONLY, filename="n.png", out_dir=tmp_path)
     assert result.prediction == "notumor" and not result.is_tumour

@@ -9,8 +9,6 @@ temperature: probabilities are ``softmax(logits / T)`` with the checkpoint's cal
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -22,7 +20,7 @@ from torch import nn
 from brainxai.data.preprocess import PreprocessConfig, prepare, to_tensor
 from brainxai.models.checkpoint import CheckpointError, LoadedCheckpoint, load_checkpoint
 from brainxai.models.fusion import fold_batchnorm
-from brainxai.models.onnx import OnnxClassifier, OnnxExportError, load_onnx_classifier
+from brainxai.models.onnx import CLASSIFIER, OnnxClassifier, OnnxSlot
 from brainxai.util.blas import single_threaded_blas
 from brainxai.util.device import resolve_device
 from brainxai.util.heap import keep_freed_heap
@@ -30,8 +28,6 @@ from brainxai.util.heap import keep_freed_heap
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHECKPOINT_NAME = "default"
-BACKENDS = ("auto", "torch", "onnx")
-BACKEND_ENV = "BRAINXAI_BACKEND"
 
 
 def default_checkpoint_path() -> Path:
@@ -85,9 +81,9 @@ class Classifier:
         # Classification runs on a BatchNorm-folded copy (same outputs, ~1.8x faster on a CPU for
         # EfficientNet-Lite0); explainers use ``self.model`` whose real layers they hook.
         self._classify_model: nn.Module = fold_batchnorm(self.model)
-        self.backend, self._backend_forced = resolve_backend(backend, self.device, bool(loaded.sha256))
-        self._onnx: OnnxClassifier | None = None
-        self._onnx_lock = threading.Lock()
+        self._onnx = OnnxSlot(
+            loaded.meta.model, backend, self.device, loaded.sha256, self._export_source, CLASSIFIER, OnnxClassifier
+        )
         self.classes: tuple[str, ...] = tuple(loaded.meta.classes)
         self.preprocess: PreprocessConfig = loaded.meta.preprocess
         # Probabilities are softmax(logits / temperature) (post-hoc temperature scaling, fitted on the
@@ -138,23 +134,18 @@ class Classifier:
             for i in range(0, len(prepared), batch_size)
         ]
 
+    @property
+    def backend(self) -> str:
+        """What serves classification: ``"onnx"`` or ``"torch"`` (after a failed export, torch)."""
+        return self._onnx.backend
+
     def onnx_session(self) -> OnnxClassifier | None:
         """The ONNX Runtime session serving classification (exported or read at first use); None for torch."""
-        if self.backend != "onnx":
-            return None
-        with self._onnx_lock:
-            if self._onnx is None:
-                shape = (self.preprocess.channels, self.preprocess.img_size, self.preprocess.img_size)
-                try:
-                    self._onnx, exported = load_onnx_classifier(self._classify_model, shape, self.checkpoint.sha256)
-                except (ImportError, OnnxExportError, TypeError) as exc:
-                    if self._backend_forced:
-                        raise
-                    logger.warning("%s: classifying with torch, ONNX Runtime is unavailable (%s)", self.name, exc)
-                    self.backend = "torch"
-                    return None
-                logger.info("%s: ONNX model %s", self.name, "exported and cached" if exported else "read from cache")
-        return self._onnx
+        return self._onnx.session()
+
+    def _export_source(self) -> tuple[nn.Module, tuple[int, int, int]]:
+        """The model ONNX Runtime serves (the BatchNorm-folded copy) and the shape of one input."""
+        return self._classify_model, (self.preprocess.channels, self.preprocess.img_size, self.preprocess.img_size)
 
     @torch.inference_mode()
     def logits_and_features_prepared(self, prepared: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -240,6 +231,17 @@ class Classifier:
         if domain is None:
             return self.predict_proba_prepared(prepared, batch_size=batch_size), None
         logits, features = self.logits_and_features_prepared(prepared, batch_size=batch_size)
+        return self.assess_outputs(logits, features)
+
+    def assess_outputs(self, logits: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`assess_prepared` from raw logits ``(N, C)`` and penultimate features ``(N, D)`` computed elsewhere.
+
+        E.g. by an explanation's own forward pass (``brainxai.pipeline.steps.assess_and_explain``), which
+        then needs no classification pass of its own. Scores are None without domain statistics.
+        """
+        domain = self.checkpoint.domain
+        if domain is None:
+            return softmax(logits, self.temperature), None
         with single_threaded_blas():  # small products; no OpenBLAS threads left spinning (util/blas.py)
             scores = domain.score(features, logits)
         return softmax(logits, self.temperature), scores
@@ -249,25 +251,6 @@ class Classifier:
         """Out-of-domain scores above this are outside what the model was trained on; None without statistics."""
         domain = self.checkpoint.domain
         return None if domain is None else domain.threshold
-
-
-def resolve_backend(backend: str, device: torch.device, cacheable: bool = True) -> tuple[str, bool]:
-    """The backend that serves classification (``"onnx"`` or ``"torch"``) and whether it was forced.
-
-    ``backend`` ``"auto"`` defers to ``$BRAINXAI_BACKEND``, then picks ONNX Runtime on a CPU when the
-    export can be cached (``cacheable``: the checkpoint has a weights hash). Raises ``ValueError`` for an
-    unknown name or ONNX forced on a non-CPU device.
-    """
-    choice = backend
-    if choice == "auto":
-        choice = os.environ.get(BACKEND_ENV, "").strip().lower() or "auto"
-    if choice not in BACKENDS:
-        raise ValueError(f"unknown backend {choice!r}; expected one of {', '.join(BACKENDS)}")
-    if choice == "auto":
-        return ("onnx" if device.type == "cpu" and cacheable else "torch"), False
-    if choice == "onnx" and device.type != "cpu":
-        raise ValueError(f"the ONNX backend runs on the CPU, not {device}; use backend='torch'")
-    return choice, True
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

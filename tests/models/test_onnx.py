@@ -14,9 +14,10 @@ from torch import nn
 
 import brainxai.models.onnx as onnx_backend
 from brainxai.data.preprocess import PreprocessConfig
-from brainxai.inference import Classifier, default_checkpoint_path, resolve_backend
+from brainxai.inference import Classifier, default_checkpoint_path
 from brainxai.io.raster import read_raster
 from brainxai.models.checkpoint import CheckpointMeta, LoadedCheckpoint
+from brainxai.models.onnx import resolve_backend
 
 pytest.importorskip("onnxruntime")
 if not default_checkpoint_path().with_suffix(".safetensors").is_file():

@@ -166,6 +166,27 @@ class Explainer(ABC):
             )
         return torch.tensor(values, dtype=torch.long, device=device)
 
+    # -- forward-pass capture -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def capturing(self, layer: nn.Module) -> Iterator[list[torch.Tensor]]:
+        """Collects ``layer``'s outputs (detached) from the forward passes of the explanations made inside the block.
+
+        The hook sits on the module the method actually runs (:meth:`_run_module`) and is removed when the
+        block ends, also on error. A method may run several forward passes per call (shift averaging,
+        guided methods): callers that want the activations of *the* forward pass check there was one.
+        """
+        captured: list[torch.Tensor] = []
+        handle = self._run_module(layer).register_forward_hook(lambda _m, _i, out: captured.append(out.detach()))
+        try:
+            yield captured
+        finally:
+            handle.remove()
+
+    def _run_module(self, layer: nn.Module) -> nn.Module:
+        """The module that plays ``layer``'s part when this method runs (itself; a copy's module for LRP)."""
+        return layer
+
     # -- lifetime -------------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -197,7 +218,10 @@ def _explaining(model: nn.Module) -> Iterator[None]:
     """
     was_training = model.training
     frozen = [p for p in model.parameters() if p.requires_grad]
-    model.eval()
+    # ``eval()`` visits and sets every module: skipped when none is training (the usual case, every call).
+    switched = any(m.training for m in model.modules())
+    if switched:
+        model.eval()
     for p in frozen:
         p.requires_grad_(False)
     has_rnn = any(isinstance(m, nn.RNNBase) for m in model.modules())
@@ -212,7 +236,8 @@ def _explaining(model: nn.Module) -> Iterator[None]:
     finally:
         for p in frozen:
             p.requires_grad_(True)
-        model.train(was_training)
+        if switched:
+            model.train(was_training)
 
 
 # -- registry ------------------------------------------------------------------------------------

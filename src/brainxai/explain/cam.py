@@ -25,6 +25,7 @@ backward pass: d y_c / d A_k(i, j) = W[c, k] / (h * w). :class:`GradCamExplainer
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -312,7 +313,7 @@ class _CamExplainer(Explainer):
 
 
 def _map_size(cam: BaseCAM) -> tuple[int, int]:
-    return tuple(cam.activations_and_grads.activations[0].shape[-2:])
+    return _map_size_of(cam.activations_and_grads.activations[0])
 
 
 def sub_cell_offsets(cell: float, n: int) -> list[int]:
@@ -388,16 +389,44 @@ class GradCamExplainer(_CamExplainer):
     def _cam(self, x: torch.Tensor, targets: torch.Tensor | None) -> tuple[np.ndarray, torch.Tensor, tuple[int, int]]:
         if self.head is None:
             return super()._cam(x, targets)
-        with torch.no_grad(), _LinearHeadGradCAM(self.model, [self.target_layer], self.head.weight) as cam:
-            # The library would pick the arg-max itself; we need the logits first to pass explicit targets.
-            activations = cam.activations_and_grads(x)
-            logits = activations.detach()
-            chosen = self.select_targets(logits, targets)
-            cam_targets = [ClassifierOutputTarget(int(t)) for t in chosen.tolist()]
+        with torch.no_grad(), self.capturing(self.target_layer) as captured:
+            logits = self.model(x).detach()
+        (activations,) = captured
+        chosen = self.select_targets(logits, targets)
+        return self._linear_head_maps(activations, chosen.tolist(), x), logits, _map_size_of(activations)
+
+    @property
+    def reuses_activations(self) -> bool:
+        """Whether :meth:`maps_from_activations` applies: the linear-head shortcut, one shift."""
+        return self.head is not None and self.shifts == 1
+
+    def maps_from_activations(self, activations: torch.Tensor, targets: Sequence[int], x: torch.Tensor) -> np.ndarray:
+        """Grad-CAM maps ``(N, H, W)`` of ``targets`` from target-layer activations of a forward pass made elsewhere.
+
+        E.g. captured from an LRP pass (:meth:`~brainxai.explain.base.Explainer.capturing`): with the linear-head
+        shortcut the channel weights need no backward pass, so the map costs no pass of its own. Equal to
+        :meth:`explain` on ``x`` for the same targets. ``x`` (the input) is read for its shape only.
+
+        Raises:
+            UnsupportedModelError: The model has no global-average-pooled linear head (or ``shifts`` > 1).
+        """
+        if not self.reuses_activations:
+            raise self.unsupported("maps from activations need a linear head after global pooling and shifts=1")
+        return self._linear_head_maps(activations, targets, x)
+
+    def _linear_head_maps(self, activations: torch.Tensor, targets: Sequence[int], x: torch.Tensor) -> np.ndarray:
+        """The library's Grad-CAM (aligned) from given activations, channel weights from the linear head."""
+        if self.head is None:
+            raise self.unsupported("the model has no linear head after global pooling")
+        with _LinearHeadGradCAM(self.model, [self.target_layer], self.head.weight) as cam:
+            cam.activations_and_grads.activations = [activations.detach().float()]
+            cam_targets = [ClassifierOutputTarget(int(t)) for t in targets]
             per_layer = cam.compute_cam_per_layer(x, cam_targets, eigen_smooth=False)
-            map_size = _map_size(cam)
-            maps = self._aligned(cam.aggregate_multi_layers(per_layer), x, cam)
-        return maps, logits, map_size
+            return self._aligned(cam.aggregate_multi_layers(per_layer), x, cam)
+
+
+def _map_size_of(activations: torch.Tensor) -> tuple[int, int]:
+    return (int(activations.shape[-2]), int(activations.shape[-1]))
 
 
 def gap_linear_head(model: nn.Module, target_layer: nn.Module) -> nn.Linear | None:

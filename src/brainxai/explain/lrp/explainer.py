@@ -57,6 +57,7 @@ class LrpExplainer(Explainer):
         self._lrp: tuple[nn.Module, Composite] | None = None
         self._lrp_stamp: tuple[Any, ...] | None = None
         self._hooks: list[Hook] = []
+        self._names: dict[int, str] = {}  # qualified names of layers looked up by _run_module
 
     def _check_model(self, model: nn.Module) -> None:
         """Refuses models that LRP cannot explain (``UnsupportedModelError``)."""
@@ -95,6 +96,15 @@ class LrpExplainer(Explainer):
         )
         self._lrp, self._lrp_stamp = (copy, composite), stamp
         return copy
+
+    def _run_module(self, layer: nn.Module) -> nn.Module:
+        """``layer``'s counterpart in :meth:`prepared_model` (same qualified name; the copy keeps the module tree)."""
+        if id(layer) not in self._names:
+            name = next((n for n, m in self.model.named_modules() if m is layer), None)
+            if name is None:
+                raise ValueError(f"{type(layer).__name__} is not a module of the explained model")
+            self._names[id(layer)] = name
+        return self.prepared_model().get_submodule(self._names[id(layer)])
 
     @property
     def hooks(self) -> list[Hook]:
