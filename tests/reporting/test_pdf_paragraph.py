@@ -67,3 +67,17 @@ def test_second_wrap_at_the_same_width_does_not_break_lines_again(monkeypatch: p
     assert narrow[1] > first[1] and len(calls) == 2  # another width: broken again
     assert para.wrap(200, 1000) == first and len(calls) == 3
     assert para.wrap(0, 1000) == (0, 0x7FFFFFFF)  # reportlab's "does not fit"
+
+
+def test_a_paragraph_split_across_frames_wraps_again() -> None:
+    # reportlab's split drops the lines of the paragraph it breaks; a wrap at the same width must redo them.
+    from reportlab.lib.pagesizes import A6
+    from reportlab.platypus import SimpleDocTemplate, Spacer
+
+    style = ParagraphStyle("s", fontName="Helvetica", fontSize=9, leading=11)
+    doc = SimpleDocTemplate(io.BytesIO(), pagesize=A6)
+    para = Paragraph("a long sentence that wraps " * 40, style)
+    para.wrap(doc.width - 12, doc.height)  # wrapped before the frame places it, as tables and KeepTogether do
+    buf = io.BytesIO()
+    SimpleDocTemplate(buf, pagesize=A6).build([Spacer(1, 200), para])
+    assert len(PdfReader(io.BytesIO(buf.getvalue())).pages) >= 2

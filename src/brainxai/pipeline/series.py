@@ -20,13 +20,19 @@ finding (for "no tumour": the ``k`` most suspicious, highest ``1 - P(no tumour)`
 probabilities are the mean class probabilities over the key slices. Out-of-domain slices take no
 part while any slice is in domain. All slices are explained for the series' finding, so the heatmap
 volume shows one class.
+
+**Segmentation** (with a segmentation model, unless ``AnalysisOptions.segment`` is False; not for a
+series outside the training domain): every analysed slice is segmented, in batches, into the tumour
+mask volume (``<name>-tumour.nii.gz``), per-slice areas and the ``tumour_volume`` record
+(:func:`tumour_volume`); the strongest key slice's lesion parameters are measured on its mask, as for
+a single image (:func:`brainxai.pipeline.segment.segment`).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,13 +40,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from brainxai.analysis.lesion import MIN_LESION_AREA_MODEL_PX
 from brainxai.constants import CLASS_TITLES, DISCLAIMER, NO_TUMOUR
 from brainxai.io import ImageReadError, NotABrainScanError, ScanImage, check_brain_scan
 from brainxai.io.series import DicomSeries, SeriesVolume, group_dicom_series, load_dicom_series, read_volume
 from brainxai.models.domain import not_assessable_message
-from brainxai.pipeline import measure, outputs, steps
+from brainxai.pipeline import measure, outputs, segment, steps
 from brainxai.pipeline.options import AnalysisOptions
-from brainxai.pipeline.result import json_bytes
+from brainxai.pipeline.result import TUMOUR_IMAGE, json_bytes
 from brainxai.util.files import atomic_write_bytes
 from brainxai.util.names import safe_stem
 from brainxai.version import __version__
@@ -116,9 +123,12 @@ def aggregate(
 class SeriesResult:
     """Everything the analysis of one series produced; ``to_dict()`` is what its JSON file holds.
 
-    ``per_slice`` lists every analysed slice (``index``, ``probabilities``, ``prediction``, plus position
-    and out-of-domain score when known); ``skipped`` every slice or instance not analysed (``index``,
-    ``reason``; ``index`` is None for instances left out of the volume, e.g. localisers).
+    ``per_slice`` lists every analysed slice (``index``, ``probabilities``, ``prediction``, plus position,
+    out-of-domain score and, when segmented, ``tumour_area_px``/``tumour_area_mm2``); ``skipped`` every
+    slice or instance not analysed (``index``, ``reason``; ``index`` is None for instances left out of the
+    volume, e.g. localisers). When a segmentation model ran: ``tumour_nifti`` (the mask volume),
+    ``tumour_volume`` (the series record, see :func:`tumour_volume`), ``segmentation`` (the strongest key
+    slice's segmented tumour, as a single image's) and ``relevance_in_tumour`` (on that slice).
     """
 
     prediction: str
@@ -144,6 +154,10 @@ class SeriesResult:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     assessable: bool = True
+    tumour_nifti: Path | None = None
+    tumour_volume: dict[str, Any] | None = None
+    segmentation: dict[str, Any] | None = None
+    relevance_in_tumour: float | None = None
 
     @property
     def confidence(self) -> float:
@@ -153,7 +167,7 @@ class SeriesResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (paths as strings), with the rule, the disclaimer and the version."""
         d = asdict(self)
-        for key in ("report_pdf", "report_json", "heatmap_nifti"):
+        for key in ("report_pdf", "report_json", "heatmap_nifti", "tumour_nifti"):
             d[key] = str(d[key]) if d[key] is not None else None
         d["dicom_files"] = [str(p) for p in self.dicom_files]
         d["key_images"] = {k: {kind: str(p) for kind, p in v.items()} for k, v in self.key_images.items()}
@@ -255,6 +269,7 @@ def analyze_volume(
 
     options = options or AnalysisOptions()
     service = service or get_service()
+    segmenter = service.segmenter_slot.get(options.segment)  # before any work: segment=True fails here
     classes = list(service.classifier.classes)
     result = SeriesResult("", {}, [], [], [], None, Path(), None, method=options.method, source_name=volume.source_name)
     result.model = service.model_info
@@ -270,10 +285,16 @@ def analyze_volume(
     base = safe_stem(name) if name else f"{safe_stem(volume.source_name)}-{result.id[:8]}"
     maps = _maps_on_slices(volume, slices, relevance)
     result.heatmap_nifti = write_heatmap_nifti(volume, maps, out / f"{base}-heatmap.nii.gz", result)
-    keys = _key_slice_outputs(volume, slices, relevance, key_slices, agg.prediction, options, out, base, result)
+    tumour = _segment_slices(volume, slices, service.segmenter_slot, segmenter, result)
+    if tumour is not None:
+        result.tumour_nifti = write_mask_nifti(volume, tumour.masks, out / f"{base}-tumour.nii.gz", tumour.model.name)
+        result.tumour_volume = _tumour_record(volume, slices, tumour)
+    keys = _key_slice_outputs(volume, slices, relevance, key_slices, agg.prediction, options, out, base, result, tumour)
+    if tumour is not None and agg.prediction == NO_TUMOUR:
+        _lesions_beside_no_tumour(slices, tumour, result)
     result.prediction, result.probabilities, result.class_scores = agg.prediction, agg.probabilities, agg.class_scores
     result.key_slices = key_slices
-    result.per_slice = _per_slice(volume, slices, classes, service.classifier.domain_threshold)
+    result.per_slice = _per_slice(volume, slices, classes, service.classifier.domain_threshold, tumour)
     result.series = _series_info(volume)
     result.study_uid, result.series_uid = volume.study_uid, volume.series_uid
     result.report_json = out / f"{base}.json"
@@ -342,24 +363,156 @@ def _maps_on_slices(volume: SeriesVolume, slices: _Slices, relevance: Sequence[n
 
 def write_heatmap_nifti(volume: SeriesVolume, maps: Sequence[np.ndarray], path: Path, result: SeriesResult) -> Path:
     """The relevance volume as NIfTI (gzip) with the source's affine; without geometry, voxel sizes only (code 0)."""
+    if volume.affine is None:
+        result.notes.append("The source records no patient geometry: the NIfTI volumes have voxel sizes only.")
+    data = volume.voxel_array(maps).astype(np.float32)
+    return _write_nifti(volume, data, path, f"brainxai {result.method} relevance, research use only")
+
+
+def write_mask_nifti(volume: SeriesVolume, masks: Sequence[np.ndarray], path: Path, model_name: str) -> Path:
+    """The segmented tumour as a ``uint8`` 0/1 NIfTI volume (gzip), with the same geometry as the heatmap volume."""
+    data = volume.voxel_array([np.asarray(m, dtype=np.uint8) for m in masks])
+    return _write_nifti(volume, data, path, f"brainxai tumour mask ({model_name}), estimate, research use only")
+
+
+def _write_nifti(volume: SeriesVolume, data: np.ndarray, path: Path, description: str) -> Path:
+    """``data`` (the :meth:`SeriesVolume.voxel_array` layout) as gzipped NIfTI with the source's affine, atomically."""
     import gzip
 
     import nibabel as nib
 
-    data = volume.voxel_array(maps).astype(np.float32)
     if volume.affine is not None:
         affine, code = volume.affine, int(volume.meta.get("nifti_code", 1))
     else:
         sizes = [*(volume.pixel_spacing_mm or (1.0, 1.0))[::-1], volume.slice_spacing_mm or 1.0]
         affine, code = np.diag([*sizes, 1.0]), 0
-        result.notes.append("The source records no patient geometry: the heatmap volume has voxel sizes only.")
     image = nib.Nifti1Image(data, affine)
     image.set_qform(affine, code=code)
     image.set_sform(affine, code=code)
     image.header.set_xyzt_units("mm")
-    image.header["descrip"] = f"brainxai {result.method} relevance, research use only"[:79].encode()
+    image.header["descrip"] = description[:79].encode()
     atomic_write_bytes(path, gzip.compress(image.to_bytes(), compresslevel=1))
     return path
+
+
+#: Slices per call to the segmentation model (its batch size, too).
+SEGMENT_BATCH = 16
+
+TUMOUR_VOLUME_METHOD = (
+    "Tumour volume = number of tumour-mask voxels over all analysed slices x voxel volume (row x column pixel "
+    "spacing x distance between slice centres, all read from the source), in mL (1 mL = 1000 mm³). Each slice's "
+    "mask: the pixels where the segmentation model's tumour probability reaches its threshold; skipped slices count "
+    "as tumour-free. The segmentation model's estimate, not an expert outline."
+)
+
+
+@dataclass(frozen=True)
+class _Tumour:
+    """The series' segmentation: one bool mask per volume slice (empty on skipped slices), the model and its slot."""
+
+    masks: list[np.ndarray]
+    model: segment.TumourSegmenter
+    slot: segment.SegmenterSlot
+
+
+def _segment_slices(
+    volume: SeriesVolume,
+    slices: _Slices,
+    slot: segment.SegmenterSlot,
+    segmenter: segment.TumourSegmenter | None,
+    result: SeriesResult,
+) -> _Tumour | None:
+    """Segments every analysed slice (decoded slices, in batches); None without a segmenter or when not assessable."""
+    if segmenter is None:
+        return None
+    if not result.assessable:
+        result.notes.append("The tumour was not segmented: the series is outside what the models were trained on.")
+        return None
+    masks = [np.zeros(s.shape[:2], dtype=bool) for s in volume.slices]
+    originals = [p.original for p in slices.prepared]
+    # No lock: inference does not modify the segmentation model (the slot's lock guards loading and single use).
+    for start in range(0, len(originals), SEGMENT_BATCH):
+        chunk = originals[start : start + SEGMENT_BATCH]
+        probs = segmenter.probability(chunk, batch_size=SEGMENT_BATCH)
+        for i, image, prob in zip(slices.indices[start : start + SEGMENT_BATCH], chunk, probs, strict=True):
+            if prob.shape != image.shape[:2]:
+                raise ValueError(f"segmentation of slice {i}: map {prob.shape} does not match the slice {image.shape}")
+            masks[i] = np.asarray(prob) >= segmenter.threshold
+    return _Tumour(masks, segmenter, slot)
+
+
+def _tumour_record(volume: SeriesVolume, slices: _Slices, tumour: _Tumour) -> dict[str, Any]:
+    """The series' ``tumour_volume`` record: the model, then :func:`tumour_volume` of the analysed slices' masks."""
+    areas = {i: int(np.count_nonzero(tumour.masks[i])) for i in slices.indices}
+    model = {**tumour.model.info(), "name": tumour.model.name, "sha256": tumour.model.sha256}
+    return {
+        **tumour_volume(areas, volume.pixel_spacing_mm, volume.slice_spacing_mm),
+        "model": model,
+        "threshold": float(tumour.model.threshold),
+    }
+
+
+def _lesions_beside_no_tumour(slices: _Slices, tumour: _Tumour, result: SeriesResult) -> None:
+    """The disagreement warning of a "no tumour" series whose sizeable lesions lie off the measured key slice."""
+    if (result.segmentation or {}).get("disagreement"):
+        return  # the key slice already says so
+    sizeable = [
+        i
+        for row, i in enumerate(slices.indices)
+        if np.count_nonzero(tumour.masks[i]) * segment.model_scale(slices.prepared[row]) >= MIN_LESION_AREA_MODEL_PX
+    ]
+    if sizeable:
+        result.warnings.append(
+            "The two models disagree: the series finding is no tumour, but the segmentation model outlines a lesion "
+            f"of at least {MIN_LESION_AREA_MODEL_PX:g} px² on the classifier's input grid on slice(s) "
+            f"{', '.join(map(str, sizeable))}. Review the images."
+        )
+
+
+def tumour_volume(
+    areas_px: Mapping[int, int], pixel_spacing_mm: tuple[float, float] | None, slice_spacing_mm: float | None
+) -> dict[str, Any]:
+    """Slices with tumour, voxel count and volume of a segmented tumour, from each analysed slice's mask area.
+
+    Args:
+        areas_px: Slice index -> tumour pixels on that slice (every analysed slice).
+        pixel_spacing_mm: ``(row, column)`` spacing read from the source, or None.
+        slice_spacing_mm: Distance between slice centres read from the source, or None.
+
+    Returns:
+        ``status``, ``source``, slice counts, ``voxels``, ``voxel_volume_mm3`` and ``volume_ml`` (None, with a
+        ``note`` why, unless both spacings are known) and the ``method``.
+    """
+    voxels = int(sum(areas_px.values()))
+    with_tumour = sorted(i for i, a in areas_px.items() if a > 0)
+    record: dict[str, Any] = {
+        "status": "measured" if voxels else "empty",
+        "source": "segmentation",
+        "n_slices_segmented": len(areas_px),
+        "n_slices_with_tumour": len(with_tumour),
+        "slices_with_tumour": with_tumour,
+        "voxels": voxels,
+        "voxel_volume_mm3": None,
+        "volume_ml": None,
+        "method": TUMOUR_VOLUME_METHOD,
+    }
+    if pixel_spacing_mm is not None and slice_spacing_mm:
+        voxel_mm3 = float(pixel_spacing_mm[0]) * float(pixel_spacing_mm[1]) * float(slice_spacing_mm)
+        record.update(voxel_volume_mm3=round(voxel_mm3, 6), volume_ml=round(voxels * voxel_mm3 / 1000.0, 4))
+    else:
+        missing = [
+            name
+            for name, known in (
+                ("pixel spacing", pixel_spacing_mm is not None),
+                ("slice spacing", bool(slice_spacing_mm)),
+            )
+            if not known
+        ]
+        record["note"] = (
+            f"No tumour volume: the source records no {' and no '.join(missing)}, so the voxel size is unknown; "
+            "the tumour's size is given in voxels only."
+        )
+    return record
 
 
 @dataclass(frozen=True)
@@ -382,15 +535,16 @@ def _key_slice_outputs(
     out: Path,
     base: str,
     result: SeriesResult,
+    tumour: _Tumour | None = None,
 ) -> list[KeySlice]:
-    """Renders the key slices, writes their overlays, and measures the first (the finding's strongest slice)."""
+    """Renders the key slices (with the tumour's outline when segmented), writes their images, measures the first."""
     keys, pending = [], []
     column = list(result.model.get("classes") or []) or None
     for i in key_slices:
         row = slices.indices.index(i)
         regions = measure.locate(relevance[row], slices.prepared[row])
-        rendered = outputs.render(volume.slices[i], regions, prediction)
-        arrays = {k: rendered.arrays[k] for k in ("overlay", "heatmap")}
+        rendered = outputs.render(volume.slices[i], regions, prediction, tumour.masks[i] if tumour else None)
+        arrays = {k: rendered.arrays[k] for k in ("overlay", "heatmap", TUMOUR_IMAGE) if k in rendered.arrays}
         pending.append(outputs.start_writing_images(arrays, out, f"{base}-slice{i:03d}"))
         p = float(slices.probs[row].max()) if column is None else float(slices.probs[row][column.index(prediction)])
         keys.append(KeySlice(i, rendered, regions, p))
@@ -398,7 +552,7 @@ def _key_slice_outputs(
         images.wait()
         result.key_images[str(i)] = images.paths
     if keys:
-        result.spatial_parameters = _parameters(volume, keys[0], slices, prediction, options, result)
+        result.spatial_parameters = _parameters(volume, keys[0], slices, prediction, options, result, tumour)
     return keys
 
 
@@ -409,8 +563,9 @@ def _parameters(
     prediction: str,
     options: AnalysisOptions,
     result: SeriesResult,
+    tumour: _Tumour | None = None,
 ) -> list[dict[str, Any]]:
-    """The spatial parameters of the strongest key slice (measured on that slice, as for a single image)."""
+    """The spatial parameters of the strongest key slice, on its segmented tumour when there is one."""
     scan = ScanImage(
         pixels=volume.slices[key.index],
         pixel_spacing_mm=volume.pixel_spacing_mm,
@@ -420,15 +575,47 @@ def _parameters(
         meta={k: v for k, v in volume.meta.items() if k in ("modality", "sequence", "plane", "series_description")},
     )
     spacing = measure.pixel_spacing(scan, options, result.notes)
-    params = measure.spatial_parameters(scan, key.regions, prediction, key.probability, None, spacing, options)
+    on_tumour = None
+    if tumour is not None:
+        segmented = _segment_key_slice(tumour, key, slices, prediction, spacing)
+        result.segmentation = {**segmented.to_dict(), "slice_index": key.index}
+        result.relevance_in_tumour = segmented.relevance_in_tumour
+        if segmented.warning:
+            result.warnings.append(f"Key slice {key.index}: {segmented.warning}")
+        on_tumour = segmented.region()
+    params = measure.spatial_parameters(
+        scan, key.regions, prediction, key.probability, None, spacing, options, on_tumour
+    )
     result.notes.append(f"Spatial parameters measured on key slice {key.index}, the finding's strongest slice.")
     return measure.withhold_out_of_domain(params) if not result.assessable else params
 
 
+def _segment_key_slice(
+    tumour: _Tumour, key: KeySlice, slices: _Slices, prediction: str, spacing: measure.Spacing
+) -> segment.TumourSegmentation:
+    """The key slice's segmented tumour, measured as a single image's (relevance inside, disagreement)."""
+    row = slices.indices.index(key.index)
+    return segment.segment(
+        tumour.slot,
+        tumour.model,
+        slices.prepared[row],
+        key.regions.relevance,
+        prediction != NO_TUMOUR,
+        spacing.mm,
+        spacing.assumed,
+        mask=tumour.masks[key.index],  # segmented with the other slices: not run again
+    )
+
+
 def _per_slice(
-    volume: SeriesVolume, slices: _Slices, classes: list[str], threshold: float | None
+    volume: SeriesVolume,
+    slices: _Slices,
+    classes: list[str],
+    threshold: float | None,
+    tumour: _Tumour | None = None,
 ) -> list[dict[str, Any]]:
     out = []
+    spacing = volume.pixel_spacing_mm
     for row, i in enumerate(slices.indices):
         probs = {c: round(float(p), 5) for c, p in zip(classes, slices.probs[row], strict=True)}
         item: dict[str, Any] = {"index": i, "probabilities": probs, "prediction": max(probs, key=lambda c: probs[c])}
@@ -437,6 +624,10 @@ def _per_slice(
         if slices.domain is not None:
             item["domain_score"] = round(float(slices.domain[row]), 4)
             item["in_domain"] = threshold is None or bool(slices.domain[row] <= threshold)
+        if tumour is not None:
+            item["tumour_area_px"] = int(np.count_nonzero(tumour.masks[i]))
+            if spacing is not None:
+                item["tumour_area_mm2"] = round(item["tumour_area_px"] * spacing[0] * spacing[1], 2)
         if slices.prepared[row].crop_warning:
             item["warning"] = slices.prepared[row].crop_warning
         out.append(item)

@@ -17,7 +17,8 @@ class Paragraph(_Paragraph):
     """``reportlab.platypus.Paragraph`` whose :meth:`wrap` skips the line breaking it has just done."""
 
     def wrap(self, availWidth: float, availHeight: float) -> tuple[float, float]:
-        if availWidth >= _FUZZ and self.__dict__.get("_wrapped_at") == availWidth:
+        # ``split`` deletes the lines (``blPara``) of a paragraph it breaks across frames: break them again then.
+        if availWidth >= _FUZZ and self.__dict__.get("_wrapped_at") == availWidth and "blPara" in self.__dict__:
             return self.width, self.height
         size = super().wrap(availWidth, availHeight)
         self._wrapped_at = availWidth

@@ -20,6 +20,8 @@ from brainxai.util.files import atomic_write_bytes
 
 #: Images shown per key slice, with their captions.
 KEY_IMAGES: tuple[tuple[str, str], ...] = (("original", "Slice"), ("heatmap", "Heatmap"), ("outline", "Overlay"))
+#: The key image that replaces the bare slice when the series was segmented (the slice with the tumour outlined).
+TUMOUR_KIND = "tumour"
 
 
 def build_series_report(result: Mapping[str, Any], key_images: Mapping[int, Mapping[str, Any]]) -> bytes:
@@ -29,6 +31,7 @@ def build_series_report(result: Mapping[str, Any], key_images: Mapping[int, Mapp
         *_header(result, styles),
         *_series_block(result, styles),
         *_finding(result, styles),
+        *_tumour(result, styles),
         *_key_slices(result, key_images, styles),
         *_slice_table(result, styles),
         *_parameters(result, styles),
@@ -122,6 +125,42 @@ def _finding(result: Mapping[str, Any], styles: dict[str, Any]) -> list[Flowable
     return story
 
 
+def _tumour(result: Mapping[str, Any], styles: dict[str, Any]) -> list[Flowable]:
+    """The segmented tumour's volume (or why none), with its method; nothing when the series was not segmented."""
+    record = result.get("tumour_volume")
+    if not record:
+        return []
+    model = record.get("model") or {}
+    if record.get("volume_ml") is not None:
+        volume = f"{record['volume_ml']:.2f} mL (estimate; voxel {record['voxel_volume_mm3']:.3g} mm³)"
+    else:
+        volume = f"not computed. {record.get('note', '')}"
+    rows = [
+        ("Tumour volume", volume),
+        (
+            "Tumour voxels",
+            f"{record['voxels']:,} on {record['n_slices_with_tumour']} of {record['n_slices_segmented']} "
+            "analysed slices",
+        ),
+        ("Model", f"{model.get('name', '?')} (segmentation), threshold {record.get('threshold', '?')}"),
+    ]
+    seg = result.get("segmentation") or {}
+    if seg.get("relevance_in_tumour") is not None:
+        rows.append(
+            (
+                "Relevance in tumour",
+                f"{seg['relevance_in_tumour']:.0%} of the explanation's positive relevance on key slice "
+                f"{seg.get('slice_index')} lies inside the segmented tumour",
+            )
+        )
+    block = [
+        pdf._p("Segmented tumour (segmentation model's estimate)", styles["h2"]),
+        pdf._kv_table(rows, styles, pdf.CONTENT_W),
+        pdf._p(f"Method: {record.get('method', '')}", styles["small"]),
+    ]
+    return [KeepTogether(block)]
+
+
 def _key_slices(
     result: Mapping[str, Any], key_images: Mapping[int, Mapping[str, Any]], styles: dict[str, Any]
 ) -> list[Flowable]:
@@ -133,14 +172,19 @@ def _key_slices(
         images = key_images.get(int(index), {})
         p = (per_slice.get(index) or {}).get("probabilities", {}).get(prediction)
         label = f"Slice {index}" + (f"<br/>P({CLASS_TITLES.get(prediction, prediction)}) = {p:.1%}" if p else "")
-        pics = [pdf._image_flowable(images.get(k), cell) or pdf._p("-", styles["caption"]) for k, _ in KEY_IMAGES]
+        # A segmented slice shows the tumour's outline on the slice in place of the bare slice.
+        kinds = [TUMOUR_KIND if k == "original" and images.get(TUMOUR_KIND) is not None else k for k, _ in KEY_IMAGES]
+        pics = [pdf._image_flowable(images.get(k), cell) or pdf._p("-", styles["caption"]) for k in kinds]
         rows.append([Paragraph(label, styles["cell"]), *pics])
     if not rows:
         return []
     table = Table(rows, colWidths=[40 * mm] + [cell] * 3)
     table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "MIDDLE"), ("ALIGN", (1, 0), (-1, -1), "CENTER")]))
     caption = "Columns: " + ", ".join(c for _, c in KEY_IMAGES) + f" ({method_title(str(result.get('method', '')))})."
-    return [pdf._p("Key slices", styles["h2"]), table, pdf._p(caption, styles["small"])]
+    if result.get("tumour_volume"):
+        caption += " Green on the slice: the segmented tumour's outline."
+    # Kept together: the heading and the caption stay with the table of images.
+    return [KeepTogether([pdf._p("Key slices", styles["h2"]), table, pdf._p(caption, styles["small"])])]
 
 
 def _slice_table(result: Mapping[str, Any], styles: dict[str, Any]) -> list[Flowable]:

@@ -26,6 +26,8 @@ MM3 = codes.UCUM.CubicMillimeter
 #: UCUM annotation for counts of pixels (a length or an area measured on the pixel grid, not in mm).
 PIXELS = Code("{pixels}", "UCUM", "pixels")
 NO_UNITS = codes.UCUM.NoUnits
+#: UCUM ``{ratio}``: a share of one quantity in another (the relevance inside the segmented tumour).
+RATIO = codes.UCUM.Ratio
 
 PROBABILITY = codes.DCM.Probability
 AREA = codes.SCT.Area
@@ -54,6 +56,12 @@ RELEVANCE_REGION = Code("relevance-region", SCHEME, "Relevance region of the exp
 RESEARCH_USE = Code("research-use", SCHEME, "Research use statement")
 NOT_ASSESSABLE = Code("not-assessable", SCHEME, "Not assessable (outside the model's training domain)")
 INPUT_NOTE = Code("input", SCHEME, "Analysed input")
+#: The segmented tumour's figures: a segmentation model's estimate, named so (not the relevance region's sizes).
+TUMOUR_AREA = Code("seg-tumour-area", SCHEME, "Area of the segmented tumour (model estimate)")
+TUMOUR_MAX_DIAMETER = Code("seg-tumour-long", SCHEME, "Maximum diameter of the segmented tumour (estimate)")
+TUMOUR_PERPENDICULAR = Code("seg-tumour-perp", SCHEME, "Perpendicular diameter of segmented tumour (estimate)")
+RELEVANCE_IN_TUMOUR = Code("relevance-in-tum", SCHEME, "Share of positive relevance inside the segmented tumour")
+TUMOUR_METHOD = Code("seg-method", SCHEME, "Tumour segmentation method")
 
 
 def coding_scheme() -> Any:

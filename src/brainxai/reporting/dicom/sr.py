@@ -11,6 +11,10 @@ Content: one Measurements and Qualitative Evaluations group (TID 1501) for the a
   volume is then left out: a volume in pixel units says nothing). When the user *assumed* a spacing,
   sizes are not coded as numbers at all: the text items carry them, marked as computed with an
   assumed spacing;
+- with a segmented tumour (the result's ``segmentation``): its area, maximum and perpendicular
+  diameters (same unit rule as the sizes: ``mm2``/``mm``, ``{pixels}``, or text only when assumed) and
+  the share of the explanation's positive relevance inside it (``{ratio}``), under concepts that name
+  them as the segmentation model's estimate, and a text item naming the model and the method;
 - every spatial parameter as text (its value as written for people) with its method note;
 - comments: the research-use statement, what the input was (a new study for non-DICOM input), and
   the analysis's warnings and notes.
@@ -114,7 +118,60 @@ def measurements(
             out.append(hd.sr.Measurement(codes.TEXTURE_CV, cv, codes.NO_UNITS, referenced_images=refs))
         if param["key"] == "rcbv" and _number(param.get("value")) is not None:
             out.append(hd.sr.Measurement(codes.RCBV, float(param["value"]), codes.NO_UNITS, referenced_images=refs))
-    return out
+    return out + tumour_measurements(result, refs)
+
+
+def tumour_measurements(result: Mapping[str, Any], refs: Sequence[Any]) -> list[Any]:
+    """The segmented tumour's numbers: area, maximum and perpendicular diameters, share of relevance inside it.
+
+    Sizes follow the segmentation's own spacing source: ``mm2``/``mm`` with a spacing read from the file,
+    ``{pixels}`` without one, and no numbers with a spacing assumed by the user (the text item carries them).
+    An empty segmentation has nothing to measure.
+    """
+    import highdicom as hd
+
+    seg = result.get("segmentation") or {}
+    if seg.get("status") != "measured":
+        return []
+    # The analysis's spacing, the segmentation's and its unit must all agree before a size gets a unit.
+    spacing, unit = (spacing_source(result), seg.get("pixel_spacing_source") or "none"), seg.get("diameter_unit")
+    sizes: list[tuple[Code, Any, Code]] = []
+    if (*spacing, unit) in (("file", "file", "mm"), ("none", "none", "px")):
+        length, area = (codes.MM, codes.MM2) if unit == "mm" else (codes.PIXELS, codes.PIXELS)
+        sizes = [
+            (codes.TUMOUR_AREA, seg.get("area_mm2") if unit == "mm" else seg.get("area_px"), area),
+            (codes.TUMOUR_MAX_DIAMETER, seg.get("max_diameter"), length),
+            (codes.TUMOUR_PERPENDICULAR, seg.get("perpendicular_diameter"), length),
+        ]
+    sizes.append((codes.RELEVANCE_IN_TUMOUR, seg.get("relevance_in_tumour"), codes.RATIO))
+    return [
+        hd.sr.Measurement(concept, float(value), unit_code, referenced_images=refs)
+        for concept, value, unit_code in sizes
+        if _number(value) is not None
+    ]
+
+
+def tumour_method_text(result: Mapping[str, Any]) -> str | None:
+    """What the segmented tumour's figures are: the model, an estimate, how computed (None: no segmentation)."""
+    seg = result.get("segmentation")
+    if not seg:
+        return None
+    model = seg.get("model") or {}
+    where = f" of slice {seg['slice_index']}" if seg.get("slice_index") is not None else ""
+    text = (
+        f"Segmentation model {model.get('name', '?')} (sha256 {model.get('sha256', '?')}), estimate: the tumour{where} "
+        f"as outlined automatically at probability threshold {seg.get('threshold')}, not an expert delineation. "
+        f"{seg.get('method', '')}"
+    )
+    if seg.get("status") == "empty":
+        return text + " The model outlined no tumour on this image."
+    if seg.get("pixel_spacing_source") == "assumed":
+        text += (
+            " Sizes computed with a pixel spacing ASSUMED by the user, not read from the file: area "
+            f"{seg.get('area_mm2')} mm², maximum diameter {seg.get('max_diameter')} mm, perpendicular "
+            f"{seg.get('perpendicular_diameter')} mm."
+        )
+    return text
 
 
 def _frames(source: DicomSource) -> list[int] | None:
@@ -136,6 +193,9 @@ def text_items(result: Mapping[str, Any], source: DicomSource) -> list[Any]:
             value = f"computed with a pixel spacing ASSUMED by the user, not read from the file: {value}"
         items.append(text(codes.parameter_code(p["key"], p["name"]), value))
         items.append(text(codes.parameter_method_code(p["key"], p["name"]), str(p.get("method", ""))))
+    tumour = tumour_method_text(result)
+    if tumour is not None:
+        items.append(text(codes.TUMOUR_METHOD, tumour))
     items.append(text(codes.RESEARCH_USE, f"{DISCLAIMER} These results are unverified."))
     items.append(text(codes.INPUT_NOTE, input_note(result, source)))
     for line in [*(f"Warning: {w}" for w in result.get("warnings") or []), *(result.get("notes") or [])]:
