@@ -257,6 +257,26 @@ def test_no_tumour_series_with_a_lesion_off_the_key_slices_warns(service, stub, 
     assert {p["source"] for p in result.spatial_parameters} == {"relevance", "slice", "classifier"}
 
 
+def test_out_of_domain_slices_are_not_segmented(service, stub, volume, monkeypatch, tmp_path) -> None:
+    stub.plant(volume, SQUARES)
+    stub.batches.clear()
+    classes = list(service.classifier.classes)
+    rows = np.full((4, len(classes)), 0.1 / (len(classes) - 1), np.float32)
+    rows[:, classes.index("glioma")] = 0.9
+    # The fourth analysed slice (volume slice 4) lies outside the training domain.
+    monkeypatch.setattr(
+        service.classifier, "assess_prepared", lambda x, batch_size=32: (rows, np.array([0, 0, 0, 5.0]))
+    )
+    monkeypatch.setattr(type(service.classifier), "domain_threshold", property(lambda self: 1.0))
+    result = analyze_volume(volume, AnalysisOptions(method="gradcam", report=False), out_dir=tmp_path, service=service)
+    assert stub.batches == [(3, 16)]
+    record = result.tumour_volume
+    assert record["n_slices_segmented"] == 3 and record["slices_with_tumour"] == [1, 3]
+    assert record["voxels"] == 40**2 + 20**2
+    assert [s.get("tumour_area_px") for s in result.per_slice] == [0, 1600, 400, None]
+    assert any("1 slice(s) outside the model's training domain were not segmented" in n for n in result.notes)
+
+
 def test_tumour_volume_needs_both_spacings() -> None:
     areas = {0: 10, 1: 0, 2: 30}
     full = tumour_volume(areas, (0.4, 0.5), 2.0)

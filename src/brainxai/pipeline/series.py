@@ -285,10 +285,11 @@ def analyze_volume(
     base = safe_stem(name) if name else f"{safe_stem(volume.source_name)}-{result.id[:8]}"
     maps = _maps_on_slices(volume, slices, relevance)
     result.heatmap_nifti = write_heatmap_nifti(volume, maps, out / f"{base}-heatmap.nii.gz", result)
-    tumour = _segment_slices(volume, slices, service.segmenter_slot, segmenter, result)
+    threshold = service.classifier.domain_threshold
+    tumour = _segment_slices(volume, slices, service.segmenter_slot, segmenter, threshold, result)
     if tumour is not None:
         result.tumour_nifti = write_mask_nifti(volume, tumour.masks, out / f"{base}-tumour.nii.gz", tumour.model.name)
-        result.tumour_volume = _tumour_record(volume, slices, tumour)
+        result.tumour_volume = _tumour_record(volume, tumour)
     keys = _key_slice_outputs(volume, slices, relevance, key_slices, agg.prediction, options, out, base, result, tumour)
     if tumour is not None and agg.prediction == NO_TUMOUR:
         _lesions_beside_no_tumour(slices, tumour, result)
@@ -408,11 +409,12 @@ TUMOUR_VOLUME_METHOD = (
 
 @dataclass(frozen=True)
 class _Tumour:
-    """The series' segmentation: one bool mask per volume slice (empty on skipped slices), the model and its slot."""
+    """The series' segmentation: one bool mask per volume slice (empty where not segmented), the model, its slot."""
 
     masks: list[np.ndarray]
     model: segment.TumourSegmenter
     slot: segment.SegmenterSlot
+    segmented: list[int]  # the slice indices segmented (in domain)
 
 
 def _segment_slices(
@@ -420,30 +422,41 @@ def _segment_slices(
     slices: _Slices,
     slot: segment.SegmenterSlot,
     segmenter: segment.TumourSegmenter | None,
+    domain_threshold: float | None,
     result: SeriesResult,
 ) -> _Tumour | None:
-    """Segments every analysed slice (decoded slices, in batches); None without a segmenter or when not assessable."""
+    """Segments every analysed in-domain slice (decoded slices, in batches); None without a segmenter or when
+    the series is not assessable. Out-of-domain slices stay unsegmented (tumour-free in the volume, with a note)."""
     if segmenter is None:
         return None
     if not result.assessable:
         result.notes.append("The tumour was not segmented: the series is outside what the models were trained on.")
         return None
+    rows = list(range(len(slices.indices)))
+    if slices.domain is not None and domain_threshold is not None:
+        rows = [r for r in rows if slices.domain[r] <= domain_threshold]
+        if len(rows) < len(slices.indices):
+            result.notes.append(
+                f"{len(slices.indices) - len(rows)} slice(s) outside the model's training domain were not segmented: "
+                "they count as tumour-free in the tumour volume."
+            )
     masks = [np.zeros(s.shape[:2], dtype=bool) for s in volume.slices]
-    originals = [p.original for p in slices.prepared]
     # No lock: inference does not modify the segmentation model (the slot's lock guards loading and single use).
-    for start in range(0, len(originals), SEGMENT_BATCH):
-        chunk = originals[start : start + SEGMENT_BATCH]
-        probs = segmenter.probability(chunk, batch_size=SEGMENT_BATCH)
-        for i, image, prob in zip(slices.indices[start : start + SEGMENT_BATCH], chunk, probs, strict=True):
+    for start in range(0, len(rows), SEGMENT_BATCH):
+        chunk = rows[start : start + SEGMENT_BATCH]
+        images = [slices.prepared[r].original for r in chunk]
+        probs = segmenter.probability(images, batch_size=SEGMENT_BATCH)
+        for r, image, prob in zip(chunk, images, probs, strict=True):
+            i = slices.indices[r]
             if prob.shape != image.shape[:2]:
                 raise ValueError(f"segmentation of slice {i}: map {prob.shape} does not match the slice {image.shape}")
             masks[i] = np.asarray(prob) >= segmenter.threshold
-    return _Tumour(masks, segmenter, slot)
+    return _Tumour(masks, segmenter, slot, [slices.indices[r] for r in rows])
 
 
-def _tumour_record(volume: SeriesVolume, slices: _Slices, tumour: _Tumour) -> dict[str, Any]:
-    """The series' ``tumour_volume`` record: the model, then :func:`tumour_volume` of the analysed slices' masks."""
-    areas = {i: int(np.count_nonzero(tumour.masks[i])) for i in slices.indices}
+def _tumour_record(volume: SeriesVolume, tumour: _Tumour) -> dict[str, Any]:
+    """The series' ``tumour_volume`` record: the model, then :func:`tumour_volume` of the segmented slices' masks."""
+    areas = {i: int(np.count_nonzero(tumour.masks[i])) for i in tumour.segmented}
     model = {**tumour.model.info(), "name": tumour.model.name, "sha256": tumour.model.sha256}
     return {
         **tumour_volume(areas, volume.pixel_spacing_mm, volume.slice_spacing_mm),
@@ -624,7 +637,7 @@ def _per_slice(
         if slices.domain is not None:
             item["domain_score"] = round(float(slices.domain[row]), 4)
             item["in_domain"] = threshold is None or bool(slices.domain[row] <= threshold)
-        if tumour is not None:
+        if tumour is not None and i in tumour.segmented:
             item["tumour_area_px"] = int(np.count_nonzero(tumour.masks[i]))
             if spacing is not None:
                 item["tumour_area_mm2"] = round(item["tumour_area_px"] * spacing[0] * spacing[1], 2)
