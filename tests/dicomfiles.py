@@ -47,3 +47,28 @@ def make_dicom(
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
+
+
+def content_items(ds: Dataset) -> list[Dataset]:
+    """Every content item of an SR tree, depth first."""
+    out = []
+    for item in ds.get("ContentSequence", []):
+        out.append(item)
+        out.extend(content_items(item))
+    return out
+
+
+def sr_numbers(sr: Dataset) -> dict[str, tuple[float, str]]:
+    """``{concept meaning: (value, UCUM unit code)}`` of the NUM items under an SR's Imaging Measurements.
+
+    (The Image Library describes the source with NUM items of its own: its spacing, orientation...)
+    """
+    (measurements,) = [i for i in content_items(sr) if i.ConceptNameCodeSequence[0].get("CodeValue") == "126010"]
+    return {
+        item.ConceptNameCodeSequence[0].CodeMeaning: (
+            float(item.MeasuredValueSequence[0].NumericValue),
+            item.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue,
+        )
+        for item in content_items(measurements)
+        if item.ValueType == "NUM"
+    }

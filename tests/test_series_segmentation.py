@@ -22,7 +22,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from dicomfiles import IDENTITY_WINDOW, make_dicom
+from dicomfiles import IDENTITY_WINDOW, content_items, make_dicom, sr_numbers
 from pydicom.uid import generate_uid
 from pypdf import PdfReader
 from seriesfiles import write_series
@@ -190,7 +190,7 @@ def test_key_slice_is_measured_on_its_segmented_tumour(run, volume: SeriesVolume
 def test_series_sr_carries_the_segmented_tumour_and_passes_dciodvfy(run) -> None:
     result, _ = run
     sr = pydicom.dcmread(next(p for p in result.dicom_files if p.name.endswith("-sr.dcm")))
-    got = numbers(sr)
+    got = sr_numbers(sr)
     assert got["Area of the segmented tumour (model estimate)"] == (pytest.approx(400.0), "mm2")
     assert got["Share of positive relevance inside the segmented tumour"] == (
         pytest.approx(result.relevance_in_tumour, abs=1e-4),
@@ -289,27 +289,6 @@ def test_tumour_volume_needs_both_spacings() -> None:
 # -- the single-image DICOM SR ---------------------------------------------------------------------------
 
 
-def content_items(ds: pydicom.Dataset) -> list[pydicom.Dataset]:
-    out = []
-    for item in ds.get("ContentSequence", []):
-        out.append(item)
-        out.extend(content_items(item))
-    return out
-
-
-def numbers(sr: pydicom.Dataset) -> dict[str, tuple[float, str]]:
-    """``{concept meaning: (value, UCUM unit)}`` of the NUM items under Imaging Measurements."""
-    (group,) = [i for i in content_items(sr) if i.ConceptNameCodeSequence[0].get("CodeValue") == "126010"]
-    return {
-        i.ConceptNameCodeSequence[0].CodeMeaning: (
-            float(i.MeasuredValueSequence[0].NumericValue),
-            i.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue,
-        )
-        for i in content_items(group)
-        if i.ValueType == "NUM"
-    }
-
-
 def texts(sr: pydicom.Dataset) -> list[str]:
     return [str(i.TextValue) for i in content_items(sr) if i.ValueType == "TEXT"]
 
@@ -342,7 +321,7 @@ def test_single_image_sr_has_the_tumour_measurements_with_units(
     seg = result.segmentation
     assert seg["area_px"] == 900 and seg["pixel_spacing_source"] == "file"
     sr_path = tmp_path / "dicom" / "one-sr.dcm"
-    got = numbers(pydicom.dcmread(sr_path))
+    got = sr_numbers(pydicom.dcmread(sr_path))
     assert got["Area of the segmented tumour (model estimate)"] == (pytest.approx(900 * 0.5 * 0.7), "mm2")
     assert got["Maximum diameter of the segmented tumour (estimate)"] == (pytest.approx(seg["max_diameter"]), "mm")
     assert got["Perpendicular diameter of segmented tumour (estimate)"] == (

@@ -19,7 +19,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from dicomfiles import IDENTITY_WINDOW, make_dicom
+from dicomfiles import IDENTITY_WINDOW, content_items, make_dicom, sr_numbers
 from PIL import Image
 from pydicom.uid import (
     ComprehensiveSRStorage,
@@ -107,32 +107,6 @@ def relevance_on_scan(service: AnalysisService, path: Path) -> np.ndarray:
     return steps.map_back(exp.relevance, prepared)
 
 
-def content_items(ds: pydicom.Dataset) -> list[pydicom.Dataset]:
-    """Every content item of an SR tree, depth first."""
-    out = []
-    for item in ds.get("ContentSequence", []):
-        out.append(item)
-        out.extend(content_items(item))
-    return out
-
-
-def numbers(sr: pydicom.Dataset) -> dict[str, tuple[float, str]]:
-    """``{concept meaning: (value, UCUM unit code)}`` of the NUM items under Imaging Measurements.
-
-    (The Image Library describes the source with NUM items of its own: its spacing, orientation...)
-    """
-    out = {}
-    (measurements,) = [i for i in content_items(sr) if i.ConceptNameCodeSequence[0].get("CodeValue") == "126010"]
-    for item in content_items(measurements):
-        if item.ValueType == "NUM":
-            mv = item.MeasuredValueSequence[0]
-            out[item.ConceptNameCodeSequence[0].CodeMeaning] = (
-                float(mv.NumericValue),
-                mv.MeasurementUnitsCodeSequence[0].CodeValue,
-            )
-    return out
-
-
 def test_private_code_values_fit_short_strings(dicom_run) -> None:
     codes = [i.ConceptNameCodeSequence[0] for i in content_items(pydicom.dcmread(dicom_run[3]["sr.dcm"]))]
     assert all("CodeValue" in c and len(c.CodeValue) <= 16 for c in codes)
@@ -188,7 +162,7 @@ def test_sr_holds_the_finding_probabilities_and_sizes_in_mm(dicom_run) -> None:
     assert ref.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
     (group,) = hd.sr.srread(files["sr.dcm"]).content.get_image_measurement_groups()
     assert group.finding_type.value == result.prediction
-    got = numbers(sr)
+    got = sr_numbers(sr)
     for cls, p in result.probabilities.items():
         title = {"notumor": "No tumour", "pituitary": "Pituitary tumour"}.get(cls, cls.title())
         assert got[f"Probability of {title}"] == pytest.approx((p, "1"))
@@ -256,10 +230,10 @@ def test_jpeg_input_opens_a_new_study_without_mm_units(jpeg_run) -> None:
     for ds in datasets.values():
         assert (str(ds.PatientName), ds.PatientID, ds.PatientSex) == ("Jane Roe^", "J-1", "F")
     sr = datasets["sr.dcm"]
-    units = {unit for _, unit in numbers(sr).values()}
+    units = {unit for _, unit in sr_numbers(sr).values()}
     assert not units & UNIT_MM
-    assert numbers(sr)["Area"][1] == "{pixels}"  # the seeded model predicts a tumour class: the region has an area
-    assert not any("volume" in k for k in numbers(sr))  # a volume in pixel units would mean nothing
+    assert sr_numbers(sr)["Area"][1] == "{pixels}"  # the seeded model predicts a tumour class: the region has an area
+    assert not any("volume" in k for k in sr_numbers(sr))  # a volume in pixel units would mean nothing
     assert any("not DICOM" in t and "new study" in t for t in texts(sr))
     evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
     assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == capture.SOPInstanceUID
@@ -306,7 +280,7 @@ def test_assumed_spacing_is_never_coded_as_mm(plain) -> None:
     result, images, source = plain
     scan = {**result["scan"], "pixel_spacing_mm": None, "assumed_pixel_spacing_mm": [0.5, 0.5]}
     objects, _ = build_dicom_outputs({**result, "scan": scan}, images, None, source)
-    got = numbers(objects["sr"])
+    got = sr_numbers(objects["sr"])
     assert not {unit for _, unit in got.values()} & (UNIT_MM | {"{pixels}"})
     assert {"Area", "Estimated volume (ellipsoid from one slice)", "Long axis"}.isdisjoint(got)
     assert any("ASSUMED by the user" in t for t in texts(objects["sr"]))
@@ -368,7 +342,7 @@ def test_out_of_domain_finding_is_not_assessable(plain) -> None:
     objects, _ = build_dicom_outputs({**result, "assessable": False}, images, None, source)
     (group,) = hd.sr.ComprehensiveSR.from_dataset(objects["sr"]).content.get_image_measurement_groups()
     assert group.finding_type.value == "not-assessable"
-    assert len([m for m in numbers(objects["sr"]) if m.startswith("Probability of")]) == len(result["probabilities"])
+    assert len([m for m in sr_numbers(objects["sr"]) if m.startswith("Probability of")]) == len(result["probabilities"])
 
 
 def test_no_pdf_no_encapsulated_pdf_and_a_non_pdf_is_refused(plain) -> None:

@@ -222,45 +222,46 @@ class AnalysisService:
             self._classify_and_explain(prepared, options, run), measure.sequence(scan, options), run
         )
         regions = measure.locate(finding.relevance, prepared)
-        agreement = _agreement(finding, options, prepared, regions)
         spacing = measure.pixel_spacing(scan, options, run.notes)
         tumour = self._segment(segmenter, prepared, regions, finding, spacing, run, pending)
-        on_tumour = tumour.region() if tumour else None
-        params = measure.spatial_parameters(
-            scan, regions, finding.prediction, finding.confidence, agreement, spacing, options, on_tumour
-        )
-        if finding.in_domain is False:
-            params = measure.withhold_out_of_domain(params)
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         base = safe_stem(name) if name else f"{safe_stem(scan.source_name)}-{run.id[:8]}"
         rendered = outputs.render(scan.pixels, regions, finding.prediction, tumour.mask if tumour else None)
-        images = outputs.start_writing_images(rendered.arrays, out, base)  # written while the PDF is built
-        result = AnalysisResult(
-            id=run.id,
-            created=run.created,
-            source_name=scan.source_name,
-            prediction=finding.prediction,
-            probabilities=finding.probabilities,
-            confidence=finding.confidence,
-            method=options.method,
-            spatial_parameters=params,
-            scan=_scan_info(scan, prepared, spacing, options),
-            model=self.model_info,
-            images=images.paths,
-            report_pdf=_report_pdf(out, base, options, report_path),
-            report_json=out / f"{base}.json",
-            patient=patient_info.to_dict() if patient_info else None,
-            agreement=agreement,
-            notes=run.notes,
-            warnings=run.warnings,
-            in_domain=finding.in_domain,
-            domain_score=finding.domain_score,
-            domain_threshold=self.classifier.domain_threshold,
-            segmentation=tumour.to_dict() if tumour else None,
-            relevance_in_tumour=tumour.relevance_in_tumour if tumour else None,
-        )
+        # Written in the background while the figures below and the PDF are computed.
+        images = outputs.start_writing_images(rendered.arrays, out, base)
         try:
+            agreement = _agreement(finding, options, prepared, regions)
+            on_tumour = tumour.region() if tumour else None
+            params = measure.spatial_parameters(
+                scan, regions, finding.prediction, finding.confidence, agreement, spacing, options, on_tumour
+            )
+            if finding.in_domain is False:
+                params = measure.withhold_out_of_domain(params)
+            result = AnalysisResult(
+                id=run.id,
+                created=run.created,
+                source_name=scan.source_name,
+                prediction=finding.prediction,
+                probabilities=finding.probabilities,
+                confidence=finding.confidence,
+                method=options.method,
+                spatial_parameters=params,
+                scan=_scan_info(scan, prepared, spacing, options),
+                model=self.model_info,
+                images=images.paths,
+                report_pdf=_report_pdf(out, base, options, report_path),
+                report_json=out / f"{base}.json",
+                patient=patient_info.to_dict() if patient_info else None,
+                agreement=agreement,
+                notes=run.notes,
+                warnings=run.warnings,
+                in_domain=finding.in_domain,
+                domain_score=finding.domain_score,
+                domain_threshold=self.classifier.domain_threshold,
+                segmentation=tumour.to_dict() if tumour else None,
+                relevance_in_tumour=tumour.relevance_in_tumour if tumour else None,
+            )
             outputs.write_report_and_json(result, rendered)
         finally:
             images.wait()
