@@ -34,7 +34,6 @@ LESION_KEYS = (
     "maximum_dimensions",
     "texture",
     "peritumoral_oedema",
-    "rcbv",
 )
 
 
@@ -101,11 +100,12 @@ def test_parameters_are_measured_on_the_segmented_tumour(
     pixels = int(mask.sum())
     assert result.prediction == "glioma" and not result.warnings
     assert service._segmenter.get(None).last_shape == mask.shape  # the decoded slice as it is
-    assert {p["key"]: p["source"] for p in result.spatial_parameters} == {
-        **dict.fromkeys(LESION_KEYS, "segmentation"),
-        "midline_shift": "slice",
-        "confidence": "classifier",
-    }
+    expected = {**dict.fromkeys(LESION_KEYS, "segmentation"), "midline_shift": "slice", "confidence": "classifier"}
+    for p in result.spatial_parameters:
+        # What was not measured (e.g. rCBV without a perfusion map) names no source.
+        measured = p["status"] not in ("not_applicable", "not_assessable")
+        assert p["source"] == (expected.get(p["key"], "segmentation") if measured else None), p["key"]
+    assert param(result, "area_volume")["source"] == "segmentation"
     # A JPEG has no pixel spacing: the area is the mask's pixel count, the diameters its Feret diameters.
     area = param(result, "area_volume")
     assert area["value"]["area"] == pixels and area["details"]["pixels"] == pixels
@@ -165,7 +165,7 @@ def test_no_tumour_prediction_with_a_sizeable_lesion_warns(
     assert result.segmentation["area_model_grid_px"] >= MIN_LESION_AREA_MODEL_PX
     # No tumour predicted: the lesion parameters stay not applicable, the lesion is shown and sized.
     assert param(result, "area_volume")["status"] == "not_applicable"
-    assert param(result, "area_volume")["source"] == "relevance"
+    assert param(result, "area_volume")["source"] is None  # nothing measured
     assert result.relevance_in_tumour is None and "tumour" in result.images
     text = "".join(page.extract_text() for page in PdfReader(str(result.report_pdf)).pages)
     assert "two models disagree" in " ".join(text.split())
@@ -226,7 +226,8 @@ def test_without_a_segmenter_the_outputs_are_the_old_ones(
     for result in (off, none):
         assert result.segmentation is None and result.relevance_in_tumour is None
         assert "tumour" not in result.images and not result.warnings
-        assert {p["source"] for p in result.spatial_parameters} == {"relevance", "slice", "classifier"}
+        assert {p["source"] for p in result.spatial_parameters} <= {"relevance", "slice", "classifier", None}
+        assert param(result, "area_volume")["source"] == "relevance"
     # The same parameters as before segmentation existed: only ``source`` was added.
     strip = [{k: v for k, v in p.items() if k != "source"} for p in off.spatial_parameters]
     assert strip == [{k: v for k, v in p.items() if k != "source"} for p in none.spatial_parameters]

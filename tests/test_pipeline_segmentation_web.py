@@ -80,7 +80,7 @@ def test_study_shows_the_segmented_tumour(
     result = study["result"]
     assert any("two models disagree" in w for w in result["warnings"])
     assert result["segmentation"]["area_px"] == int(mask.sum())
-    assert {p["key"]: p["source"] for p in result["spatial_parameters"]}["area_volume"] == "relevance"
+    assert {p["key"]: p["source"] for p in result["spatial_parameters"]}["area_volume"] is None  # not applicable
     page = Path(__file__).parents[1] / "src" / "brainxai" / "web" / "static"
     assert 'id="img-tumour"' in (page / "index.html").read_text()
     assert '"tumour"' in (page / "app.js").read_text()

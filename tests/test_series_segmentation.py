@@ -221,7 +221,7 @@ def test_no_segment_gives_the_outputs_of_before(
         assert result.relevance_in_tumour is None and not result.warnings
         assert not any("tumour_area_px" in s for s in result.per_slice)
         assert all("tumour" not in kinds for kinds in result.key_images.values())
-        assert {p["source"] for p in result.spatial_parameters} == {"relevance", "slice", "classifier"}
+        assert {p["source"] for p in result.spatial_parameters} == {"relevance", "slice", "classifier", None}
     assert not list((tmp_path / "off").glob("*-tumour.nii.gz"))
     assert off.spatial_parameters == none.spatial_parameters and off.per_slice == none.per_slice
     with pytest.raises(SegmenterUnavailableError):
@@ -254,7 +254,8 @@ def test_no_tumour_series_with_a_lesion_off_the_key_slices_warns(service, stub, 
     assert result.segmentation["disagreement"] is False and result.tumour_volume["slices_with_tumour"] == [0]
     (warning,) = result.warnings
     assert warning.startswith("The two models disagree: the series finding is no tumour") and "slice(s) 0." in warning
-    assert {p["source"] for p in result.spatial_parameters} == {"relevance", "slice", "classifier"}
+    # No tumour: the lesion parameters are not applicable, measured on nothing.
+    assert {p["source"] for p in result.spatial_parameters} == {None, "slice", "classifier"}
 
 
 def test_out_of_domain_slices_are_not_segmented(service, stub, volume, monkeypatch, tmp_path) -> None:

@@ -140,6 +140,8 @@ SEGMENTED_REGION_NOTE = "Region = the segmented tumour (see the segmentation). "
 
 #: Parameters that do not describe the lesion, and what they are computed from instead.
 _OTHER_SOURCES = {"midline_shift": "slice", "confidence": "classifier"}
+#: Statuses of parameters that were not measured (no source to name).
+_NOT_MEASURED = ("not_applicable", "not_assessable")
 
 
 def with_sources(params: list[dict[str, Any]], tumour: np.ndarray | None) -> list[dict[str, Any]]:
@@ -147,11 +149,14 @@ def with_sources(params: list[dict[str, Any]], tumour: np.ndarray | None) -> lis
 
     The midline shift is a property of the slice (``slice``; the lesion is left out of its symmetry search)
     and the confidence the classifier's (``classifier``). On the segmentation, the method note says so first.
+    A parameter not measured at all (``not_applicable``, e.g. no tumour; ``not_assessable``, e.g. no perfusion
+    map) has source None.
     """
     region_source = "segmentation" if tumour is not None else "relevance"
     out = []
     for p in params:
-        source = _OTHER_SOURCES.get(p["key"], region_source)
+        measured = p.get("status") not in _NOT_MEASURED
+        source = _OTHER_SOURCES.get(p["key"], region_source) if measured else None
         method = p["method"]
         if tumour is not None and source == "segmentation":
             # Short on purpose: the model and its threshold are in the result's segmentation block, and a
@@ -181,6 +186,7 @@ def withhold_out_of_domain(params: list[dict[str, Any]]) -> list[dict[str, Any]]
             "status": "not_assessable",
             "text": OUT_OF_DOMAIN_TEXT,
             "details": {},
+            "source": None,  # nothing was measured
         }
         for p in params
     ]
