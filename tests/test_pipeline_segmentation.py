@@ -248,10 +248,9 @@ def test_out_of_domain_image_is_not_segmented(
     probs, _ = service.classifier.assess_outputs(None, None)
     monkeypatch.setattr(service.classifier, "assess_outputs", lambda logits, features: (probs, np.array([9.0])))
     monkeypatch.setattr(type(service.classifier), "domain_threshold", property(lambda self: 1.0))
+    calls = stub.calls
     result = service.analyze(path, QUICK, out_dir=tmp_path)
-    # The segmentation runs beside the classification (started before the domain score is known); its mask
-    # is then discarded: nothing is reported or measured on it.
-    assert result.in_domain is False
+    assert result.in_domain is False and stub.calls == calls
     assert result.segmentation is None and "tumour" not in result.images
     assert all(p["status"] == "not_assessable" for p in result.spatial_parameters)
 

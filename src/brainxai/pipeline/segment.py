@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -91,7 +90,6 @@ class SegmenterSlot:
         self._device = device
         self._loaded: TumourSegmenter | None = self._given
         self._lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
 
     @property
     def configured(self) -> bool:
@@ -130,19 +128,6 @@ class SegmenterSlot:
         if mask.shape != image.shape[:2]:
             raise ValueError(f"segmentation mask {mask.shape} does not match the slice {image.shape[:2]}")
         return mask
-
-    def start(self, segmenter: TumourSegmenter, image: np.ndarray) -> Future[np.ndarray]:
-        """:meth:`segment` in a background thread, so it overlaps the classifier's work.
-
-        The segmentation needs only the decoded slice: started before classification and explanation, it
-        runs while their passes leave a core idle (``benchmarks/perf.md``), and :func:`segment` takes the
-        mask from the returned future. Its errors are raised there.
-        """
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="brainxai-segment")
-            executor = self._executor
-        return executor.submit(self.segment, segmenter, image)
 
 
 def _default_path_text() -> str:
@@ -227,7 +212,7 @@ def segment(
     tumour_predicted: bool,
     spacing_mm: tuple[float, float] | None,
     spacing_assumed: bool = False,
-    mask: np.ndarray | Future[np.ndarray] | None = None,
+    mask: np.ndarray | None = None,
 ) -> TumourSegmentation:
     """Segments the decoded slice and measures the tumour.
 
@@ -239,12 +224,10 @@ def segment(
         tumour_predicted: Whether the classifier predicted a tumour class.
         spacing_mm: Pixel spacing (file or assumed), or None.
         spacing_assumed: The spacing was assumed by the user, not read from the file.
-        mask: The slice's mask when already computed, or being computed (:meth:`SegmenterSlot.start`); None
-            segments the slice here.
+        mask: The slice's mask when already computed (a series segments its slices in batches); None segments
+            the slice here.
     """
-    if isinstance(mask, Future):
-        mask = mask.result()
-    elif mask is None:
+    if mask is None:
         mask = slot.segment(segmenter, prepared.original)
     lesion = measure_lesion(mask, spacing_mm, model_scale(prepared))
     inside = relevance_in_tumour(relevance, mask) if tumour_predicted else None

@@ -18,7 +18,6 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -216,14 +215,12 @@ class AnalysisService:
         scan = self.read(source, filename=filename, slice_index=options.slice_index)
         run = _Run()
         prepared = self._prepare(scan, run)
-        # Started now, it overlaps classification and explanation; an out-of-domain finding discards it.
-        pending = self._segmenter.start(segmenter, prepared.original) if segmenter is not None else None
         finding = _check_sequence(
             self._classify_and_explain(prepared, options, run), measure.sequence(scan, options), run
         )
         regions = measure.locate(finding.relevance, prepared)
         spacing = measure.pixel_spacing(scan, options, run.notes)
-        tumour = self._segment(segmenter, prepared, regions, finding, spacing, run, pending)
+        tumour = self._segment(segmenter, prepared, regions, finding, spacing, run)
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         base = safe_stem(name) if name else f"{safe_stem(scan.source_name)}-{run.id[:8]}"
@@ -285,13 +282,12 @@ class AnalysisService:
         finding: Finding,
         spacing: measure.Spacing,
         run: _Run,
-        pending: Future[np.ndarray] | None = None,
     ) -> TumourSegmentation | None:
         """The segmented tumour; None without a segmenter or for an out-of-domain image (nothing is measured)."""
         if segmenter is None:
             return None
         if finding.in_domain is False:
-            run.notes.append("No tumour is reported: the image is outside what the models were trained on.")
+            run.notes.append("The tumour was not segmented: the image is outside what the models were trained on.")
             return None
         tumour = segment.segment(
             self._segmenter,
@@ -301,7 +297,6 @@ class AnalysisService:
             finding.prediction != NO_TUMOUR,
             spacing.mm,
             spacing.assumed,
-            mask=pending,
         )
         if tumour.warning:
             run.warnings.append(tumour.warning)
