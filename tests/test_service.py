@@ -179,8 +179,8 @@ def test_no_tumour_prediction(
 def test_failed_crop_is_retried_or_reported(
     service: AnalysisService, dark_scan: np.ndarray, failed_crop_scan: np.ndarray, tmp_path: Path
 ) -> None:
-    recovered = service.analyze(
-        _png(dark_scan), replace(GRADCAM_ONLY, report=False), filename="dark.png", out_dir=tmp_path
+    recovered = service.analyze(  # no segmentation: its disagreement warning on a synthetic slice is not tested here
+        _png(dark_scan), replace(GRADCAM_ONLY, report=False, segment=False), filename="dark.png", out_dir=tmp_path
     )
     assert recovered.warnings == [] and recovered.scan["model_input_crop"]["area_fraction"] > 0.5
     # Without the segmentation model: its disagreement warning on this synthetic slice is not what is tested here.

@@ -7,8 +7,17 @@ did not see its patient) into ``cv.json`` and ``report.md``, with 95% intervals 
 patients. ``--sweep RUN ...`` adds the input-size table: the short-run validation Dice from each run's
 history and the segmenter's time per slice at that size, measured here.
 
+``--extra-data DIR`` (repeatable, with ``--extra-labels``) adds folders to training and evaluation, e.g. the
+BRISC no-tumour slices: their groups are dealt over the folds apart from the patients (the patient folds stay
+as without them), and each fold's report adds the false-positive rate on its validation no-tumour slices (a
+segmentation the pipeline's disagreement rule calls a sizeable lesion). ``--baseline-runs DIR`` evaluates
+another CV's fold checkpoints (``DIR/fold{i}``) on the same validation patients and groups, for a comparison.
+
     python benchmarks/segmentation/cv.py --data ../shared/data/figshare-masks-dev --folds 2 --epochs 4 \
         --runs runs/seg/cv --out benchmarks/segmentation -- --amp bf16 --threads 1
+    python benchmarks/segmentation/cv.py --data ../shared/data/figshare-masks-dev --extra-data \
+        ../shared/data/brisc-masks-dev --extra-labels notumor --folds 2 --epochs 6 --img-size 160 \
+        --runs runs/seg/cvneg --baseline-runs runs/seg/cv6 --out benchmarks/segmentation -- --amp bf16 --threads 1
 
 ``--skip-train`` only evaluates and aggregates existing runs; ``--skip-eval`` only aggregates.
 """
@@ -28,6 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from brainxai.analysis.lesion import MIN_LESION_AREA_MODEL_PX
+from brainxai.constants import NO_TUMOUR
 from brainxai.evaluation.segmentation import patient_bootstrap, summarise
 from brainxai.util.files import atomic_write_text
 
@@ -43,8 +54,11 @@ def _rows(path: Path) -> list[dict[str, Any]]:
     with open(path, newline="") as fh:
         rows: list[dict[str, Any]] = list(csv.DictReader(fh))
     for r in rows:
-        for key in ("dice", "iou", "hd95_px", "area_rel_error"):
-            r[key] = float(r[key])
+        for key in ("dice", "iou", "hd95_px", "area_rel_error", "area_model_grid_px"):
+            if key in r:
+                r[key] = float(r[key])
+        if "sizeable_lesion" in r:
+            r["sizeable_lesion"] = r["sizeable_lesion"] == "True"
     return rows
 
 
@@ -103,11 +117,16 @@ def main() -> None:
     ap.add_argument("--sweep", type=Path, nargs="*", default=[], help="train-seg runs of the input-size sweep")
     # One thread: on a loaded 2-core machine two OpenMP threads spin against each other (seconds per call).
     ap.add_argument("--threads", type=int, default=1, help="torch threads for the ms/slice timing")
+    ap.add_argument("--extra-data", type=Path, action="append", default=[], help="train-seg --extra-data")
+    ap.add_argument("--extra-labels", default=None, help="train-seg --extra-labels")
+    ap.add_argument("--baseline-runs", type=Path, default=None, help="another CV's runs, compared on the same folds")
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--skip-eval", action="store_true")
     ap.add_argument("extra", nargs="*", help="after --: more train-seg options")
     args = ap.parse_args()
     command = shlex.join(["python", *sys.argv])
+    extra = [x for d in args.extra_data for x in ("--extra-data", str(d))]
+    extra += ["--extra-labels", args.extra_labels] if args.extra_labels else []
     for i in range(args.folds):
         run = args.runs / f"fold{i}"
         if not args.skip_train:
@@ -127,6 +146,7 @@ def main() -> None:
                     "--epochs",
                     str(args.epochs),
                     *size,
+                    *extra,
                     *args.extra,
                 ]
             )
@@ -144,8 +164,27 @@ def main() -> None:
                     "--only-validation",
                     "--threads",
                     "1",
+                    *extra,
                 ]
             )
+            if args.baseline_runs is not None:
+                _run(
+                    [
+                        BRAINXAI,
+                        "evaluate-seg",
+                        "--data",
+                        str(args.data),
+                        "--checkpoint",
+                        str(args.baseline_runs / f"fold{i}" / "best.safetensors"),
+                        "--out",
+                        str(run / "eval-baseline"),
+                        "--validation-of",
+                        str(run / "best.json"),
+                        "--threads",
+                        "1",
+                        *extra,
+                    ]
+                )
     write_report(args, command)
 
 
@@ -164,17 +203,29 @@ def write_report(args: argparse.Namespace, command: str) -> None:
                 "fold": i,
                 "seg": seg,
                 "recipe": meta["recipe"],
-                "history": meta["history"],
+                # every epoch run (best.json holds the history up to the kept epoch)
+                "history": json.loads((run / "history.json").read_text())
+                if (run / "history.json").is_file()
+                else meta["history"],
                 "best_epoch": meta["metrics"].get("epoch"),
             }
         )
-    cv = summarise(pooled) | {"patients": len({r["patient"] for r in pooled}), "ci95": patient_bootstrap(pooled)}
+    cv = _pooled(pooled)
     result = {"command": command, "folds": folds, "pooled": cv}
+    if args.baseline_runs is not None:
+        base = [r for i in range(args.folds) for r in _rows(args.runs / f"fold{i}" / "eval-baseline" / "per_slice.csv")]
+        result["baseline"] = {"runs": str(args.baseline_runs), "pooled": _pooled(base)}
     if args.sweep:
         result["sweep"] = sweep_table(args.sweep, args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "cv.json", json.dumps(result, indent=2))
     atomic_write_text(args.out / "report.md", report_markdown(result))
+
+
+def _pooled(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Summary of the pooled per-slice rows of all folds (tumour figures over tumour slices; false positives)."""
+    patients = len({r["patient"] for r in rows if r["label"] != NO_TUMOUR})
+    return summarise(rows) | {"patients": patients, "ci95": patient_bootstrap(rows)}
 
 
 def _num(x: float | None) -> str:
@@ -186,9 +237,57 @@ def _ci(ci: dict[str, list[float]], key: str) -> str:
     return f"{lo:.3f}-{hi:.3f}"
 
 
+def _recipe_line(recipe: dict[str, Any]) -> str:
+    extra = "".join(
+        f" Extra training data: `{x['folder']}` ({x['slices']} slices, labels {', '.join(x['labels'] or ['all'])}, "
+        f"{x['groups']} groups, fingerprint {x['fingerprint']}), groups dealt over the folds apart from the patients."
+        for x in recipe.get("extra_data") or []
+    )
+    return (
+        f"Recipe of every fold: `{recipe['model']}`, input {recipe['img_size']} px, {recipe['epochs']} epochs "
+        f"(early stopping patience {recipe['patience']}, epochs selected on a seeded {recipe.get('val_limit')} "
+        f"validation slices), batch {recipe['batch_size']}, AdamW lr {recipe['lr']}, "
+        f"soft Dice + BCE, augmentation `{recipe['augment']}` (hflip {recipe['hflip']}), "
+        f"amp {recipe.get('amp', 'off')}, seed {recipe['seed']}, {recipe['folds']} folds by patient.{extra}"
+    )
+
+
+def _fp(cv: dict[str, Any]) -> str:
+    if cv.get("false_positive_rate") is None:
+        return "-"
+    return f"{cv['false_positive_rate']:.3f} ({_ci(cv['ci95'], 'false_positive_rate')})"
+
+
+def _comparison_lines(result: dict[str, Any]) -> list[str]:
+    base = result["baseline"]
+    lines = [
+        "",
+        "## Against the previous recipe (no no-tumour slices in training)",
+        "",
+        f"`{base['runs']}/fold{{0,1}}`: the same recipe trained on the figshare slices alone, evaluated here on the "
+        "same validation patients and the same validation no-tumour slices as the folds above (it never saw any "
+        "no-tumour slice). False-positive rate: share of no-tumour slices whose segmentation is at least "
+        f"{MIN_LESION_AREA_MODEL_PX:g} px² on the classifier's input grid (the pipeline's disagreement rule), 95% CI "
+        "from a bootstrap over the slices (each its own group).",
+        "",
+        "| model | tumour slices | mean Dice (95% CI) | glioma | meningioma | pituitary | no-tumour slices | "
+        "false-positive rate (95% CI) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, cv in (("previous (figshare only)", base["pooled"]), ("this recipe (+ no-tumour)", result["pooled"])):
+        pc = cv["per_class"]
+        per = " | ".join(f"{pc[c]['dice_mean']:.3f}" if c in pc else "-" for c in ("glioma", "meningioma", "pituitary"))
+        lines.append(
+            f"| {name} | {cv['n']} | {cv['dice_mean']:.3f} ({_ci(cv['ci95'], 'dice_mean')}) | {per} | "
+            f"{cv.get('n_no_tumour', 0)} | {_fp(cv)} |"
+        )
+    return lines
+
+
 def report_markdown(result: dict[str, Any]) -> str:
     cv = result["pooled"]
     recipe = result["folds"][0]["recipe"]
+    negatives = cv.get("n_no_tumour") or 0
     lines = [
         "# Tumour segmentation: patient-wise cross-validation on figshare-masks-dev",
         "",
@@ -196,15 +295,11 @@ def report_markdown(result: dict[str, Any]) -> str:
         "",
         f"Command: `{result['command']}`",
         "",
-        f"Recipe of every fold: `{recipe['model']}`, input {recipe['img_size']} px, {recipe['epochs']} epochs "
-        f"(early stopping patience {recipe['patience']}), batch {recipe['batch_size']}, AdamW lr {recipe['lr']}, "
-        f"soft Dice + BCE, augmentation `{recipe['augment']}` (hflip {recipe['hflip']}), "
-        f"amp {recipe.get('amp', 'off')}, "
-        f"seed {recipe['seed']}, {recipe['folds']} folds by patient.",
+        _recipe_line(recipe),
         "",
-        f"Pooled over the {len(result['folds'])} validation folds: {cv['n']} slices of {cv['patients']} patients, each "
-        "evaluated once by the model that never saw its patient; metrics on the original 512-px grid; 95% intervals "
-        "from a bootstrap over patients.",
+        f"Pooled over the {len(result['folds'])} validation folds: {cv['n']} tumour slices of {cv['patients']} "
+        "patients, each evaluated once by the model that never saw its patient; metrics on the original 512-px grid; "
+        "95% intervals from a bootstrap over patients.",
         "",
         "| figure | value | 95% CI |",
         "|---|---|---|",
@@ -215,29 +310,34 @@ def report_markdown(result: dict[str, Any]) -> str:
         f"| detected (Dice >= 0.5) | {cv['detected']:.3f} | {_ci(cv['ci95'], 'detected')} |",
         f"| median relative area error | {cv['area_rel_error_median']:.3f} "
         f"| {_ci(cv['ci95'], 'area_rel_error_median')} |",
-        "",
-        "| class | slices | mean Dice | 95% CI | detected |",
-        "|---|---|---|---|---|",
     ]
+    if negatives:
+        lines.append(f"| false-positive rate on {negatives} no-tumour slices | {_fp(cv)} | |")
+    lines += ["", "| class | slices | mean Dice | 95% CI | detected |", "|---|---|---|---|---|"]
     for label, pc in cv["per_class"].items():
-        lines.append(
-            f"| {label} | {pc['n']} | {pc['dice_mean']:.3f} | {_ci(cv['ci95'], f'dice_mean[{label}]')} | "
-            f"{pc['detected']:.3f} |"
-        )
+        if label != NO_TUMOUR:
+            lines.append(
+                f"| {label} | {pc['n']} | {pc['dice_mean']:.3f} | {_ci(cv['ci95'], f'dice_mean[{label}]')} | "
+                f"{pc['detected']:.3f} |"
+            )
     lines += [
         "",
         "Per fold (validation patients of that fold):",
         "",
-        "| fold | slices | patients | mean Dice | glioma | meningioma | pituitary | epochs run | kept epoch |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| fold | slices | patients | mean Dice | glioma | meningioma | pituitary | no-tumour slices | FP rate | "
+        "epochs run | kept epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in result["folds"]:
         s, pc = f["seg"], f["seg"]["per_class"]
         per = " | ".join(f"{pc[c]['dice_mean']:.3f}" if c in pc else "-" for c in ("glioma", "meningioma", "pituitary"))
+        fp = "-" if s.get("false_positive_rate") is None else f"{s['false_positive_rate']:.3f}"
         lines.append(
-            f"| {f['fold']} | {s['n']} | {s['patients']} | {s['dice_mean']:.3f} | {per} | "
-            f"{len(f['history'])} | {f['best_epoch']} |"
+            f"| {f['fold']} | {s['n']} | {s['patients']} | {s['dice_mean']:.3f} | {per} | {s.get('n_no_tumour', 0)} | "
+            f"{fp} | {len(f['history'])} | {f['best_epoch']} |"
         )
+    if "baseline" in result:
+        lines += _comparison_lines(result)
     if "sweep" in result:
         lines += _sweep_lines(result["sweep"])
     return "\n".join(lines) + "\n"

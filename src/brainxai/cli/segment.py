@@ -17,7 +17,15 @@ _HELP = {
     "augment": "Joint image/mask augmentation preset: none | default | mr.",
     "threads": "Torch CPU threads (default: torch's choice).",
     "only_validation": "Evaluate only the checkpoint's validation patients (recorded in its JSON): a CV fold.",
+    "extra_data": "Another folder in the same layout (patient column optional: without it each slice is its own "
+    "group), e.g. no-tumour slices with empty masks; repeatable. Its groups are split apart from --data's patients.",
+    "extra_labels": "Keep only these labels of the --extra-data folders (comma-separated, e.g. notumor).",
+    "validation_of": "Evaluate only the validation patients recorded by this checkpoint (another run's fold).",
 }
+
+
+def _labels(text: str | None) -> list[str] | None:
+    return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
 
 def _threads(threads: int | None) -> None:
@@ -34,6 +42,8 @@ def train_seg(
     out: Annotated[Path, typer.Option(help="Output folder (best.safetensors/json, last.pt, history.json).")] = Path(
         "runs/seg"
     ),
+    extra_data: Annotated[list[Path] | None, typer.Option(help=_HELP["extra_data"])] = None,
+    extra_labels: Annotated[str | None, typer.Option(help=_HELP["extra_labels"])] = None,
     model: Annotated[str, typer.Option(help="Registered segmentation model.")] = "unet-lite0",
     img_size: Annotated[int | None, typer.Option(help="Input side; default: the model's.")] = None,
     epochs: Annotated[int, typer.Option()] = 20,
@@ -62,7 +72,8 @@ def train_seg(
     _threads(threads)
     try:
         config = SegTrainConfig(
-            data=str(data), out=str(out), model=model, img_size=img_size, epochs=epochs, batch_size=batch_size,
+            data=str(data), extra_data=[str(p) for p in extra_data or []], extra_labels=_labels(extra_labels),
+            out=str(out), model=model, img_size=img_size, epochs=epochs, batch_size=batch_size,
             lr=lr, patience=patience, val_fraction=val_fraction, folds=folds, fold=fold, augment=augment,
             hflip=hflip, amp=amp, threshold=threshold, seed=seed, device=device, limit=limit, val_limit=val_limit,
             cache_dir=str(cache_dir),
@@ -84,6 +95,9 @@ def evaluate_seg(
         "runs/seg-eval"
     ),
     only_validation: Annotated[bool, typer.Option("--only-validation", help=_HELP["only_validation"])] = False,
+    validation_of: Annotated[Path | None, typer.Option(help=_HELP["validation_of"])] = None,
+    extra_data: Annotated[list[Path] | None, typer.Option(help=_HELP["extra_data"])] = None,
+    extra_labels: Annotated[str | None, typer.Option(help=_HELP["extra_labels"])] = None,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples (over patients) for 95% intervals.")] = 1000,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     threads: Annotated[int | None, typer.Option(help=_HELP["threads"])] = None,
@@ -96,13 +110,23 @@ def evaluate_seg(
     try:
         result = evaluate_segmenter(
             data, out, checkpoint=checkpoint, only_validation=only_validation, n_boot=n_boot, device=device,
-            command=invocation(ctx),
+            command=invocation(ctx), validation_of=validation_of, extra_data=extra_data or [],
+            extra_labels=_labels(extra_labels),
         )  # fmt: skip
     except (SegDataError, ValueError, FileNotFoundError) as exc:
         fail(str(exc))
         return
-    ci = result["ci95"]["dice_mean"]
-    typer.echo(
-        f"n={result['n']} slices, {result['patients']} patients: Dice {result['dice_mean']:.3f} "
-        f"(95% CI {ci[0]:.3f}-{ci[1]:.3f}), IoU {result['iou_mean']:.3f}, detected {result['detected']:.3f}; {out}"
-    )
+    parts = []
+    if result["n"]:
+        ci = result["ci95"]["dice_mean"]
+        parts.append(
+            f"n={result['n']} tumour slices, {result['patients']} patients: Dice {result['dice_mean']:.3f} "
+            f"(95% CI {ci[0]:.3f}-{ci[1]:.3f}), IoU {result['iou_mean']:.3f}, detected {result['detected']:.3f}"
+        )
+    if result["false_positive_rate"] is not None:
+        lo, hi = result["ci95"]["false_positive_rate"]
+        parts.append(
+            f"{result['n_no_tumour']} no-tumour slices: false-positive rate {result['false_positive_rate']:.3f} "
+            f"(95% CI {lo:.3f}-{hi:.3f})"
+        )
+    typer.echo("; ".join(parts) + f"; {out}")

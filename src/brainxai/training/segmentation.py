@@ -2,7 +2,9 @@
 
 AdamW, cosine learning rate, soft Dice + binary cross-entropy, seeded joint augmentation of slice and mask
 (:mod:`brainxai.data.augment`), a patient-wise split (:mod:`brainxai.data.seg_dataset`), early stopping on
-validation Dice, resume from ``last.pt``.
+validation Dice, resume from ``last.pt``. ``extra_data`` adds folders (e.g. no-tumour slices with empty
+masks, so that the model learns what "no tumour" looks like); their groups are split apart from the main
+folder's patients (:func:`brainxai.data.seg_dataset.source_folds`), so the main folds stay as without them.
 
 Outputs in ``out``:
   ``best.safetensors`` + ``best.json``   best-validation-Dice checkpoint; without validation (a refit on all
@@ -28,9 +30,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from brainxai.analysis.lesion import disagreement, measure_lesion
+from brainxai.constants import NO_TUMOUR
 from brainxai.data.augment import AUGMENT_PRESETS, Compose, augmentation
 from brainxai.data.preprocess import PreprocessConfig, to_tensor
-from brainxai.data.seg_dataset import SegData, data_fingerprint, load_seg_data, patient_folds, patient_split
+from brainxai.data.seg_dataset import SegData, data_fingerprint, load_seg_data, source_folds, source_split
 from brainxai.models import create_model
 from brainxai.models.checkpoint import CheckpointMeta, save_checkpoint
 from brainxai.models.registry import model_config
@@ -46,10 +50,13 @@ class SegTrainConfig:
     """Everything that defines a segmentation training run (stored in the checkpoint as its recipe).
 
     ``folds``/``fold``: validate on patient fold ``fold`` of ``folds`` (cross-validation); otherwise
-    ``val_fraction`` of the patients (0: train on all, keep the last epoch).
+    ``val_fraction`` of the patients (0: train on all, keep the last epoch). ``extra_data``: more folders in the
+    same layout (``patient`` optional), filtered to ``extra_labels`` when given.
     """
 
     data: str
+    extra_data: list[str] = field(default_factory=list)
+    extra_labels: list[str] | None = None
     out: str = "runs/seg"
     model: str = "unet-lite0"
     img_size: int | None = None
@@ -125,9 +132,9 @@ def seg_loss(
 
 def _split(data: SegData, config: SegTrainConfig) -> tuple[np.ndarray, np.ndarray]:
     if config.folds is not None:
-        folds = patient_folds(data.patients, data.labels, config.folds, config.seed)
+        folds = source_folds(data.slices, config.folds, config.seed)
         return np.flatnonzero(folds != config.fold), np.flatnonzero(folds == config.fold)
-    return patient_split(data.patients, data.labels, config.val_fraction, config.seed)
+    return source_split(data.slices, config.val_fraction, config.seed)
 
 
 def _batch(
@@ -194,15 +201,44 @@ class _State:
             setattr(self, key, state[key])
 
 
-def _validate(state: _State, data: SegData, idx: np.ndarray, config: SegTrainConfig, device: torch.device) -> float:
-    """Mean Dice on the model grid of the validation slices at the threshold."""
+#: The classifier's input side (px), the grid of the pipeline's lesion-size rule (the shipped classifier's).
+CLASSIFIER_GRID = PreprocessConfig().img_size
+
+
+def _sizeable(mask: np.ndarray, scale: float) -> bool:
+    """Whether the pipeline's disagreement rule would call this mask a sizeable lesion ("no tumour" finding)."""
+    return disagreement(False, measure_lesion(mask, None, scale)) is not None
+
+
+def _validate(
+    state: _State, data: SegData, idx: np.ndarray, config: SegTrainConfig, device: torch.device
+) -> dict[str, float]:
+    """Validation figures on the model grid at the threshold.
+
+    ``val_dice``, which selects the epoch: mean over the slices of the Dice of a tumour slice and, for a
+    no-tumour slice, 1 unless the pipeline's disagreement rule would flag the mask (its area on the classifier's
+    input grid, the same crop resized to :data:`CLASSIFIER_GRID`, reaches the rule's threshold), else 0. With
+    no-tumour slices also ``val_dice_tumour`` (tumour slices only), ``val_false_positive_rate`` (share flagged)
+    and ``val_nonempty_no_tumour`` (share with any segmented pixel).
+    """
     preprocess = model_config(state.model).preprocess
     probs = predict_prepared(state.model, data.images[idx], preprocess, device)
     pred = probs >= config.threshold
     truth = data.masks[idx]
     inter = (pred & truth).sum(axis=(1, 2))
     total = pred.sum(axis=(1, 2)) + truth.sum(axis=(1, 2))
-    return float(np.mean(np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)))
+    dice = np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)
+    negative = data.labels[idx] == NO_TUMOUR
+    scale = (CLASSIFIER_GRID / preprocess.img_size) ** 2
+    flagged = np.array([_sizeable(m, scale) for m in pred[negative]], bool)
+    dice[negative] = 1.0 - flagged
+    out = {"val_dice": float(np.mean(dice))}
+    if negative.any():
+        if (~negative).any():
+            out["val_dice_tumour"] = float(np.mean(dice[~negative]))
+        out["val_false_positive_rate"] = float(flagged.mean())
+        out["val_nonempty_no_tumour"] = float(np.mean(pred[negative].any(axis=(1, 2))))
+    return out
 
 
 def _train_epoch(
@@ -252,13 +288,16 @@ def train_segmenter(config: SegTrainConfig, resume: bool = False) -> SegTrainRes
         config = replace(config, progress=False)
     preprocess = _preprocess(config)
     with distributed.main_first(ctx):  # rank 0 fills the decode cache, the others then read it
-        data = load_seg_data(config.data, preprocess, config.cache_dir, progress=config.progress)
-    fingerprint = data_fingerprint(data.slices, Path(config.data))
+        data = load_seg_data(
+            config.data, preprocess, config.cache_dir, config.progress, config.extra_data, config.extra_labels
+        )
+    fingerprint = data_fingerprint([s for s in data.slices if not s.extra], Path(config.data))
     train_idx, val_idx = _split(data, config)
     if config.limit is not None:  # short runs: a seeded random subset of the training slices
         train_idx = np.sort(np.random.default_rng(config.seed).permutation(train_idx)[: config.limit])
     # The split records the whole validation side (what evaluate-seg --only-validation evaluates).
     split = _split_record(data, train_idx, val_idx)
+    sources = _extra_record(data, config)
     if config.val_limit is not None:  # epochs are selected on a seeded subset of it
         val_idx = np.sort(np.random.default_rng(config.seed + 1).permutation(val_idx)[: config.val_limit])
         split["selection_slices"] = len(val_idx)
@@ -280,8 +319,9 @@ def train_segmenter(config: SegTrainConfig, resume: bool = False) -> SegTrainRes
         improved = True
         if len(val_idx):
             # Every rank validates; rank 0's Dice drives every rank's early stopping.
-            (dice,) = distributed.from_main([_validate(state, data, val_idx, config, device)], ctx)
-            row["val_dice"] = dice
+            metrics = _validate(state, data, val_idx, config, device)
+            row |= dict(zip(metrics, distributed.from_main(list(metrics.values()), ctx)))
+            dice = row["val_dice"]
             improved = state.best_dice is None or dice > state.best_dice
             state.stale = 0 if improved else state.stale + 1
         row["seconds"] = round(time.perf_counter() - t0, 1)
@@ -290,7 +330,7 @@ def train_segmenter(config: SegTrainConfig, resume: bool = False) -> SegTrainRes
         if improved:
             state.best_dice, state.best_epoch = row.get("val_dice"), state.epoch
             if ctx.is_main:
-                _save_best(out / "best", state, config, fingerprint, split)
+                _save_best(out / "best", state, config, fingerprint, split, sources)
         if ctx.is_main:
             atomic_write(last, lambda tmp: torch.save(state.state_dict(), tmp))
             atomic_write_text(out / "history.json", json.dumps(state.history, indent=2))
@@ -318,13 +358,43 @@ def _split_record(data: SegData, train_idx: np.ndarray, val_idx: np.ndarray) -> 
     }
 
 
-def _save_best(path: Path, state: _State, config: SegTrainConfig, fingerprint: str, split: dict[str, Any]) -> None:
+def _extra_record(data: SegData, config: SegTrainConfig) -> list[dict[str, Any]]:
+    """Per extra folder: its path, the label filter, slices and groups per label, and its fingerprint."""
+    records = []
+    for folder in config.extra_data:
+        root = Path(folder)
+        chosen = [s for s in data.slices if s.extra and s.image.is_relative_to(root)]
+        labels = sorted({s.label for s in chosen})
+        records.append(
+            {
+                "folder": str(folder),
+                "labels": config.extra_labels,
+                "slices": len(chosen),
+                "groups": len({s.patient for s in chosen}),
+                "per_label": {lab: sum(s.label == lab for s in chosen) for lab in labels},
+                "fingerprint": data_fingerprint(chosen, root),
+            }
+        )
+    return records
+
+
+def _save_best(
+    path: Path,
+    state: _State,
+    config: SegTrainConfig,
+    fingerprint: str,
+    split: dict[str, Any],
+    sources: list[dict[str, Any]] | None = None,
+) -> None:
     cfg = model_config(state.model)
+    recipe = config.to_dict() | {"loss": "soft Dice + binary cross-entropy", "optimizer": "AdamW, cosine"}
+    if sources:
+        recipe["extra_data"] = sources  # the folders as given, with what was taken from each
     meta = SegCheckpointMeta(
         model=config.model,
         classes=list(cfg.classes),
         preprocess=cfg.preprocess,
-        recipe=config.to_dict() | {"loss": "soft Dice + binary cross-entropy", "optimizer": "AdamW, cosine"},
+        recipe=recipe,
         metrics={"val_dice_model_grid": state.best_dice, "epoch": state.epoch},
         history=list(state.history),
         dataset_fingerprint=fingerprint,
