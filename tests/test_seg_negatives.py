@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from segfiles import head, write_csv, write_seg_folder
 
 from brainxai.analysis.lesion import MIN_LESION_AREA_MODEL_PX
 from brainxai.data.preprocess import PreprocessConfig
@@ -35,50 +36,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "src/brainxai/weights/segmentation.safetensors"
 
 
-def _head(size: int = 80) -> np.ndarray:
-    img = np.zeros((size, size), np.uint8)
-    cv2.circle(img, (size // 2, size // 2), size // 2 - 4, 90, -1)
-    return img
-
-
-def _write_csv(root: Path, header: tuple[str, ...], rows: list[list[str]]) -> None:
-    with open(root / "slices.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        w.writerows(rows)
-
-
-def _tumour_folder(root: Path, n_patients: int = 4, per_patient: int = 2) -> Path:
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    rng = np.random.default_rng(0)
-    rows = []
-    for p in range(n_patients):
-        for k in range(per_patient):
-            img, mask = _head(), np.zeros((80, 80), np.uint8)
-            cx, cy = (int(v) for v in rng.integers(28, 52, 2))
-            cv2.circle(mask, (cx, cy), 8, 255, -1)
-            img[mask > 0] = 230
-            name = f"glioma_{p}_{k}"
-            cv2.imwrite(str(root / "images" / f"{name}.png"), img)
-            cv2.imwrite(str(root / "masks" / f"{name}.png"), mask)
-            rows.append([f"images/{name}.png", f"masks/{name}.png", "glioma", f"PAT{p}"])
-    _write_csv(root, ("file", "mask", "label", "patient"), rows)
-    return root
-
-
 def _negatives_folder(root: Path, n: int = 6) -> Path:
     """BRISC-like: no patient column, no-tumour rows without a mask file (one with an empty mask file), one glioma."""
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
     rows = []
     for i in range(n):
-        cv2.imwrite(str(root / "images" / f"no_{i}.png"), _head())
+        cv2.imwrite(str(root / "images" / f"no_{i}.png"), head())
         rows.append([f"images/no_{i}.png", "", "notumor"])
     cv2.imwrite(str(root / "masks" / "no_0.png"), np.zeros((80, 80), np.uint8))
     rows[0][1] = "masks/no_0.png"
     rows.append(["images/gl.png", "", "glioma"])  # no mask: an error unless filtered out (--extra-labels notumor)
-    _write_csv(root, ("file", "mask", "label"), rows)
+    write_csv(root, rows, ("file", "mask", "label"))
     return root
 
 
@@ -86,7 +55,7 @@ def _negatives_folder(root: Path, n: int = 6) -> Path:
 
 
 def test_loader_accepts_empty_no_tumour_masks_and_groups_extra_slices(tmp_path: Path) -> None:
-    main = _tumour_folder(tmp_path / "main")
+    main = write_seg_folder(tmp_path / "main", n_patients=4)
     extra = _negatives_folder(tmp_path / "neg")
     data = load_seg_data(main, PreprocessConfig(img_size=32), extra=[extra], extra_labels=["notumor"], progress=False)
     assert len(data.slices) == 8 + 6
@@ -100,7 +69,7 @@ def test_loader_accepts_empty_no_tumour_masks_and_groups_extra_slices(tmp_path: 
 
 
 def test_loader_rejects_an_empty_tumour_mask_and_a_non_empty_no_tumour_mask(tmp_path: Path) -> None:
-    main = _tumour_folder(tmp_path / "main")
+    main = write_seg_folder(tmp_path / "main", n_patients=4)
     extra = _negatives_folder(tmp_path / "neg")
     # The glioma row of the extra folder has an empty mask cell: an error for a tumour label.
     with pytest.raises(SegDataError, match=r"line 8: empty mask"):
@@ -125,7 +94,7 @@ def test_extra_labels_filter_and_patient_column_required_only_in_the_main_folder
 
 
 def test_extra_groups_respect_the_split_and_leave_the_patient_folds_unchanged(tmp_path: Path) -> None:
-    main = _tumour_folder(tmp_path / "main", n_patients=6, per_patient=3)
+    main = write_seg_folder(tmp_path / "main", n_patients=6, per_patient=3)
     extra = _negatives_folder(tmp_path / "neg", n=9)
     slices = read_sources(main, [extra], ["notumor"])
     folds = source_folds(slices, 2, seed=3)
@@ -146,7 +115,7 @@ def test_train_seg_cli_with_extra_data_records_it_and_splits_by_group(tmp_path: 
 
     from brainxai.cli import app
 
-    main = _tumour_folder(tmp_path / "main")
+    main = write_seg_folder(tmp_path / "main", n_patients=4)
     extra = _negatives_folder(tmp_path / "neg")
     out = tmp_path / "run"
     torch.set_num_threads(1)
@@ -236,7 +205,7 @@ def test_evaluate_seg_reports_the_false_positive_rate(tmp_path: Path) -> None:
     from brainxai.cli import app
     from brainxai.training.segmentation import SegTrainConfig, train_segmenter
 
-    main = _tumour_folder(tmp_path / "main")
+    main = write_seg_folder(tmp_path / "main", n_patients=4)
     extra = _negatives_folder(tmp_path / "neg")
     torch.set_num_threads(1)
     run = tmp_path / "run"

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from segfiles import write_csv, write_seg_folder
 
 from brainxai.data.augment import (
     Compose,
@@ -172,42 +173,11 @@ def test_patient_never_on_both_sides_dev_half() -> None:
 # --- a tiny synthetic folder -----------------------------------------------------------------------------
 
 
-def _write_folder(root: Path, n_patients: int = 3, per_patient: int = 2, size: int = 80) -> Path:
-    """Slices of a grey 'head' with a bright disk (the tumour) and its mask, one patient per pair."""
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    rows = []
-    rng = np.random.default_rng(0)
-    for p in range(n_patients):
-        for k in range(per_patient):
-            img = np.zeros((size, size), np.uint8)
-            cv2.circle(img, (size // 2, size // 2), size // 2 - 4, 90, -1)
-            cx, cy = (int(v) for v in rng.integers(size // 3, 2 * size // 3, 2))
-            mask = np.zeros_like(img)
-            cv2.circle(mask, (cx, cy), 8, 255, -1)
-            img[mask > 0] = 230
-            name = f"glioma_{p}_{k}"
-            cv2.imwrite(str(root / "images" / f"{name}.png"), img)
-            cv2.imwrite(str(root / "masks" / f"{name}.png"), mask)
-            rows.append([f"images/{name}.png", f"masks/{name}.png", "glioma", f"PAT{p}"])
-    _write_csv(root, rows)
-    return root
-
-
-def _write_csv(
-    root: Path, rows: list[list[str]], header: tuple[str, ...] = ("file", "mask", "label", "patient")
-) -> None:
-    with open(root / "slices.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        w.writerows(rows)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]:
     from brainxai.training.segmentation import SegTrainConfig, train_segmenter
 
-    root = _write_folder(tmp_path_factory.mktemp("segdata"))
+    root = write_seg_folder(tmp_path_factory.mktemp("segdata"))
     out = tmp_path_factory.mktemp("segrun")
     torch.set_num_threads(1)
     config = SegTrainConfig(
@@ -299,8 +269,8 @@ def test_evaluate_seg_writes_outputs(trained: tuple[Path, Path, object], tmp_pat
 
 
 def test_missing_columns_named(tmp_path: Path) -> None:
-    root = _write_folder(tmp_path / "d")
-    _write_csv(root, [["images/glioma_0_0.png", "glioma"]], header=("file", "label"))
+    root = write_seg_folder(tmp_path / "d")
+    write_csv(root, [["images/glioma_0_0.png", "glioma"]], header=("file", "label"))
     with pytest.raises(SegDataError, match=r"slices\.csv lacks the column\(s\) mask, patient"):
         read_slices(root)
 
@@ -311,7 +281,7 @@ def test_bad_files_named_and_nothing_written(tmp_path: Path, fault: str) -> None
 
     from brainxai.cli import app
 
-    root = _write_folder(tmp_path / "d")
+    root = write_seg_folder(tmp_path / "d")
     bad_image, bad_mask = root / "images" / "glioma_1_0.png", root / "masks" / "glioma_1_0.png"
     if fault == "size":
         cv2.imwrite(str(bad_mask), np.full((40, 40), 255, np.uint8))
@@ -382,7 +352,7 @@ def test_registered_beside_the_classifiers_with_its_own_config() -> None:
 def test_val_limit_selects_on_a_subset_but_records_the_whole_validation_side(tmp_path: Path) -> None:
     from brainxai.training.segmentation import SegTrainConfig, train_segmenter
 
-    root = _write_folder(tmp_path / "d", n_patients=4, per_patient=3)
+    root = write_seg_folder(tmp_path / "d", n_patients=4, per_patient=3)
     config = SegTrainConfig(
         data=str(root), out=str(tmp_path / "run"), img_size=32, epochs=1, batch_size=4, folds=2, fold=1,
         val_limit=2, limit=3, device="cpu", cache_dir=None, progress=False,

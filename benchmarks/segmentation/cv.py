@@ -151,41 +151,18 @@ def main() -> None:
                 ]
             )
         if not args.skip_eval:
-            _run(
-                [
-                    BRAINXAI,
-                    "evaluate-seg",
-                    "--data",
-                    str(args.data),
-                    "--checkpoint",
-                    str(run / "best.safetensors"),
-                    "--out",
-                    str(run / "eval"),
-                    "--only-validation",
-                    "--threads",
-                    "1",
-                    *extra,
-                ]
-            )
+            _evaluate(args.data, run / "best.safetensors", run / "eval", ["--only-validation"], extra)
             if args.baseline_runs is not None:
-                _run(
-                    [
-                        BRAINXAI,
-                        "evaluate-seg",
-                        "--data",
-                        str(args.data),
-                        "--checkpoint",
-                        str(args.baseline_runs / f"fold{i}" / "best.safetensors"),
-                        "--out",
-                        str(run / "eval-baseline"),
-                        "--validation-of",
-                        str(run / "best.json"),
-                        "--threads",
-                        "1",
-                        *extra,
-                    ]
-                )
+                baseline = args.baseline_runs / f"fold{i}" / "best.safetensors"
+                same_slices = ["--validation-of", str(run / "best.json")]
+                _evaluate(args.data, baseline, run / "eval-baseline", same_slices, extra)
     write_report(args, command)
+
+
+def _evaluate(data: Path, checkpoint: Path, out: Path, which: list[str], extra: list[str]) -> None:
+    """``brainxai evaluate-seg`` of ``checkpoint`` on the validation slices that ``which`` selects."""
+    _run([BRAINXAI, "evaluate-seg", "--data", str(data), "--checkpoint", str(checkpoint), "--out", str(out)]
+         + [*which, "--threads", "1", *extra])  # fmt: skip
 
 
 def write_report(args: argparse.Namespace, command: str) -> None:

@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from brainxai.constants import NO_TUMOUR
 from brainxai.data.seg_dataset import SegSlice, load_pair, read_slices
+from brainxai.evaluation.segmentation import group_bootstrap
 from brainxai.io import ImageReadError
 from brainxai.pipeline import AnalysisOptions
 from brainxai.pipeline.service import AnalysisService
@@ -170,22 +171,12 @@ def run_folds(folds: Sequence[Path], slices: Sequence[SegSlice], tmp: Path) -> t
 def patient_bootstrap_median(
     values: np.ndarray, patients: Sequence[str], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
 ) -> list[float] | None:
-    """Percentile interval of the median of per-slice ``values``, drawing patients (all their slices) with replacement.
-
-    ``brainxai.evaluation.metrics``' bootstrap helpers resample items (slices), and
-    ``brainxai.evaluation.segmentation.patient_bootstrap`` is bound to its own Dice figures, hence this one.
-    """
+    """Percentile interval of the median of per-slice ``values``, resampling patients (all their slices)."""
     if not len(values) or n_boot < 1:
         return None
-    names = sorted(set(patients))
-    index = {p: np.flatnonzero(np.asarray(patients) == p) for p in names}
-    rng = np.random.default_rng(seed)
-    medians = np.empty(n_boot)
-    for b in range(n_boot):
-        pick = rng.integers(0, len(names), len(names))
-        medians[b] = np.median(values[np.concatenate([index[names[p]] for p in pick])])
-    lo, hi = np.percentile(medians, (100 * alpha / 2, 100 * (1 - alpha / 2)))
-    return [round(float(lo), 4), round(float(hi), 4)]
+    rows = [{"patient": p} for p in patients]
+    (ci,) = group_bootstrap(rows, {"median": lambda i: float(np.median(values[i]))}, n_boot, seed, alpha).values()
+    return [round(float(v), 4) for v in ci]
 
 
 def error_summary(rows: Sequence[dict[str, Any]], key: str, n_boot: int) -> dict[str, Any]:

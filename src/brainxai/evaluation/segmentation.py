@@ -188,14 +188,17 @@ def _class_mean(values: np.ndarray, labels: np.ndarray, label: str) -> Callable[
     return mean
 
 
-def _bootstrap(
+def group_bootstrap(
     rows: Sequence[dict[str, Any]],
     stats: dict[str, Callable[[np.ndarray], float]],
     n_boot: int,
     seed: int,
     alpha: float,
 ) -> dict[str, list[float]]:
-    """Percentile intervals of ``stats`` (functions of row indices), resampling patients with all their rows."""
+    """Percentile intervals of ``stats`` (functions of row indices), resampling patients with all their rows.
+
+    Each resample draws ``row["patient"]`` groups with replacement and takes all rows of each drawn group.
+    """
     patients = sorted({r["patient"] for r in rows})
     by_patient: dict[str, list[int]] = {p: [] for p in patients}
     for i, r in enumerate(rows):
@@ -233,11 +236,11 @@ def patient_bootstrap(
         labels = np.array([r["label"] for r in tumour])
         for label in sorted(set(labels.tolist())):
             stats[f"dice_mean[{label}]"] = _class_mean(d, labels, label)
-        out |= _bootstrap(tumour, stats, n_boot, seed, alpha)
+        out |= group_bootstrap(tumour, stats, n_boot, seed, alpha)
     negatives = [r for r in rows if is_no_tumour(r)]
     if negatives:
         fp = np.array([_flag(r["sizeable_lesion"]) for r in negatives], float)
-        out |= _bootstrap(negatives, {"false_positive_rate": lambda i: float(fp[i].mean())}, n_boot, seed, alpha)
+        out |= group_bootstrap(negatives, {"false_positive_rate": lambda i: float(fp[i].mean())}, n_boot, seed, alpha)
     return out
 
 
