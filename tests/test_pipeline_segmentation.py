@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -202,9 +203,12 @@ def test_small_lesion_below_the_threshold_does_not_warn(
     small = np.zeros_like(mask)
     small[250:254, 250:254] = True  # 16 px on a 512 slice: a few pixels on the 224 grid
     monkeypatch.setattr(stub, "mask", small)
-    result = service.analyze(path, QUICK, out_dir=tmp_path)
+    result = service.analyze(path, replace(QUICK, report=True), out_dir=tmp_path)
     assert not result.warnings
     assert result.segmentation["area_px"] == 16 and result.segmentation["disagreement"] is False
+    # The report says why a small outline beside a "no tumour" finding is neither measured nor flagged.
+    text = " ".join(" ".join(page.extract_text() for page in PdfReader(str(result.report_pdf)).pages).split())
+    assert "is below the 100 px² at which the two models are reported to disagree" in text
 
 
 def test_without_a_segmenter_the_outputs_are_the_old_ones(

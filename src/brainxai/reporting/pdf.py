@@ -474,6 +474,13 @@ def _segmentation_lines(seg: Mapping[str, Any] | None) -> list[str]:
         )
     if seg.get("used_for_parameters"):
         lines.append("The lesion parameters below are measured on the segmented tumour (source: segmentation).")
+    elif not seg.get("disagreement"):
+        # A "no tumour" finding with a small outline: say why it is neither measured nor flagged.
+        lines.append(
+            f"The classifier found no tumour and this outline ({seg.get('area_model_grid_px', 0):,.0f} px² on the "
+            f"classifier's input grid) is below the {seg.get('disagreement_min_area_model_grid_px', 100):g} px² at "
+            "which the two models are reported to disagree: it is not measured as a lesion."
+        )
     return lines
 
 
