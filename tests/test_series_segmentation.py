@@ -8,6 +8,8 @@ figshare development slices stacked as a NIfTI volume (skipped without the data 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import io
 import json
@@ -197,8 +199,86 @@ def test_series_sr_carries_the_segmented_tumour_and_passes_dciodvfy(run) -> None
         "{ratio}",
     )
     assert any("Segmentation model square-stub" in t and "slice 1" in t for t in texts(sr))
-    assert not any(p.name.endswith("-seg.dcm") for p in result.dicom_files)  # series outputs otherwise unchanged
+    kinds = sorted(p.name.removeprefix("s-").removesuffix(".dcm") for p in result.dicom_files)
+    assert kinds == ["overlay-sc-001", "overlay-sc-003", "overlay-sc-004", "pdf", "pm", "seg", "sr"]
     assert_valid(result.dicom_files)
+
+
+# -- the series' segmented tumour as a DICOM Segmentation -----------------------------------------------
+
+
+def _seg_path(result: Any) -> Path:
+    (path,) = [p for p in result.dicom_files if p.name.endswith("-seg.dcm")]
+    return path
+
+
+def test_series_seg_holds_the_planted_squares_on_their_source_instances(
+    run, service, volume: SeriesVolume, tmp_path: Path
+) -> None:
+    import highdicom as hd
+
+    result, _ = run
+    path = _seg_path(result)
+    assert path == tmp_path / "dicom" / "s-seg.dcm"
+    assert_valid([path])
+    seg = pydicom.dcmread(path)
+    uid_of = {str(volume.headers[h].SOPInstanceUID): i for i, (h, _) in enumerate(volume.refs)}
+    assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4" and seg.SegmentationType == "BINARY"
+    assert seg.StudyInstanceUID == volume.study_uid and seg.SeriesInstanceUID != volume.series_uid
+    assert seg.PatientID == "PAT-S1" and seg.FrameOfReferenceUID == volume.headers[0].FrameOfReferenceUID
+    assert seg.SeriesDescription.startswith("brainxai tumour segmentation - RESEARCH USE ONLY")
+    (segment,) = seg.SegmentSequence
+    assert segment.SegmentNumber == 1 and segment.SegmentLabel == "tumour (automatic segmentation)"
+    assert segment.SegmentedPropertyTypeCodeSequence[0].CodeMeaning == "Neoplasm"
+    assert segment.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName == "brainxai square-stub"
+    # One frame per segmented slice with tumour pixels (slice 0 has none, slice 2 was skipped) ...
+    frames = {
+        uid_of[str(g.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)]: k
+        for k, g in enumerate(seg.PerFrameFunctionalGroupsSequence)
+    }
+    assert sorted(frames) == sorted(SQUARES) and int(seg.NumberOfFrames) == 3
+    pixels = seg.pixel_array
+    for i, k in frames.items():
+        assert np.array_equal(pixels[k].astype(bool), square_mask(volume.slices[i].shape, SQUARES[i])), i
+    # ... and every segmented instance referenced, the skipped one not.
+    referenced = {str(r.ReferencedSOPInstanceUID) for r in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert sorted(uid_of[u] for u in referenced) == [0, 1, 3, 4]
+    read = hd.seg.segread(path)
+    for i in SQUARES:
+        uid = str(volume.headers[volume.refs[i][0]].SOPInstanceUID)
+        got = read.get_pixels_by_source_instance([uid], segment_numbers=[1])
+        assert np.array_equal(got[0, ..., 0].astype(bool), square_mask(volume.slices[i].shape, SQUARES[i]))
+    # Deterministic UIDs: the same analysis again gives the same Segmentation instance.
+    options = AnalysisOptions(method="gradcam", report=False, dicom_out=tmp_path / "again")
+    again = analyze_volume(volume, options, out_dir=tmp_path / "again-out", service=service, name="s")
+    assert pydicom.dcmread(_seg_path(again)).SOPInstanceUID == seg.SOPInstanceUID
+
+
+def test_series_seg_that_cannot_be_built_is_a_note(service, stub, volume: SeriesVolume, monkeypatch, tmp_path) -> None:
+    # Without a frame of reference highdicom cannot place several frames: the analysis goes on, with a note.
+    headers = [copy.deepcopy(h) for h in volume.headers]
+    for h in headers:
+        del h.FrameOfReferenceUID
+    stub.plant(volume, SQUARES)
+    force(monkeypatch, service, [0.1, 0.9, 0.6, 0.55])
+    options = AnalysisOptions(method="gradcam", report=False, dicom_out=tmp_path / "dicom")
+    bare = dataclasses.replace(volume, headers=headers)
+    result = analyze_volume(bare, options, out_dir=tmp_path / "out", service=service, name="s")
+    assert result.tumour_volume["voxels"] == 40**2 + 20**2 + 10**2
+    assert not list((tmp_path / "dicom").glob("*-seg.dcm")) and (tmp_path / "dicom" / "s-sr.dcm").is_file()
+    (note,) = [n for n in result.notes if "DICOM Segmentation" in n]
+    assert note.startswith("The segmented tumour was not written as a DICOM Segmentation (") and "NIfTI" in note
+    assert note in json.loads(result.report_json.read_text())["notes"]
+
+
+def test_series_without_tumour_pixels_gets_no_seg_but_a_note(service, stub, volume, monkeypatch, tmp_path) -> None:
+    stub.plant(volume, {})
+    force(monkeypatch, service, [0.1, 0.9, 0.6, 0.55])
+    options = AnalysisOptions(method="gradcam", report=False, dicom_out=tmp_path / "dicom")
+    result = analyze_volume(volume, options, out_dir=tmp_path / "out", service=service, name="s")
+    assert result.tumour_volume["voxels"] == 0 and (tmp_path / "dicom" / "s-pm.dcm").is_file()
+    assert not list((tmp_path / "dicom").glob("*-seg.dcm"))
+    assert any("outlined no tumour on the 4 segmented slice(s)." in n for n in result.notes)
 
 
 def test_no_segment_gives_the_outputs_of_before(
@@ -210,7 +290,7 @@ def test_no_segment_gives_the_outputs_of_before(
         force(monkeypatch, s, [0.1, 0.9, 0.6, 0.55])
     stub.plant(volume, SQUARES)
     stub.batches.clear()
-    options = AnalysisOptions(method="gradcam", report=False, segment=False)
+    options = AnalysisOptions(method="gradcam", report=False, segment=False, dicom_out=tmp_path / "off-dicom")
     off = analyze_volume(volume, options, out_dir=tmp_path / "off", service=service, name="s")
     none = analyze_volume(
         volume, AnalysisOptions(method="gradcam", report=False), out_dir=tmp_path / "none", service=plain
@@ -223,6 +303,7 @@ def test_no_segment_gives_the_outputs_of_before(
         assert all("tumour" not in kinds for kinds in result.key_images.values())
         assert {p["source"] for p in result.spatial_parameters} == {"relevance", "slice", "classifier", None}
     assert not list((tmp_path / "off").glob("*-tumour.nii.gz"))
+    assert (tmp_path / "off-dicom" / "s-pm.dcm").is_file() and not list((tmp_path / "off-dicom").glob("*-seg.dcm"))
     assert off.spatial_parameters == none.spatial_parameters and off.per_slice == none.per_slice
     with pytest.raises(SegmenterUnavailableError):
         analyze_volume(volume, AnalysisOptions(segment=True), out_dir=tmp_path / "req", service=plain)
@@ -402,3 +483,33 @@ def test_shipped_segmenter_on_a_dev_volume_matches_the_expert_masks(random_check
     assert float(np.mean(dice)) > 0.5, dice
     assert [s["tumour_area_px"] for s in result.per_slice] == [int(np.take(masks, k, axis).sum()) for k in range(3)]
     assert result.tumour_volume["volume_ml"] == pytest.approx(masks.sum() * 0.5 * 0.5 * 6.0 / 1000, abs=1e-4)
+
+
+def test_series_seg_of_a_multiframe_source_refers_to_its_frames(
+    service, stub, samples_dir: Path, monkeypatch, tmp_path: Path
+) -> None:
+    import highdicom as hd
+    from seriesfiles import series_datasets
+
+    slices = [read_raster(samples_dir / f"{c}.jpg") for c in ("notumor", "glioma", "meningioma")]
+    legacy = series_datasets(slices, spacing=SPACING, thickness=THICKNESS)
+    enhanced = hd.legacy.LegacyConvertedEnhancedMRImage(legacy, generate_uid(), 4, generate_uid(), 1)
+    enhanced.save_as(tmp_path / "mf.dcm", enforce_file_format=True)
+    volume = read_volume(tmp_path / "mf.dcm")
+    assert volume.format == "dicom-multiframe" and len(volume.headers) == 1
+    squares = {1: (70, 80, 40), 2: (90, 60, 20)}
+    stub.plant(volume, squares)
+    force(monkeypatch, service, [0.1, 0.9, 0.6])
+    options = AnalysisOptions(method="gradcam", report=False, dicom_out=tmp_path / "dicom")
+    result = analyze_volume(volume, options, out_dir=tmp_path / "out", service=service, name="s")
+    path = _seg_path(result)
+    assert_valid([path])
+    seg = pydicom.dcmread(path)
+    frame_of = {i: frame for i, (_, frame) in enumerate(volume.refs)}
+    refs = [g.DerivationImageSequence[0].SourceImageSequence[0] for g in seg.PerFrameFunctionalGroupsSequence]
+    assert {str(r.ReferencedSOPInstanceUID) for r in refs} == {str(enhanced.SOPInstanceUID)}
+    by_frame = {int(r.ReferencedFrameNumber): k for k, r in enumerate(refs)}
+    assert sorted(by_frame) == sorted(frame_of[i] for i in squares)
+    for i, square in squares.items():
+        got = seg.pixel_array[by_frame[frame_of[i]]].astype(bool)
+        assert np.array_equal(got, square_mask(volume.slices[i].shape, square)), i

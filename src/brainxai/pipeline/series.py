@@ -302,7 +302,7 @@ def analyze_volume(
     result.report_pdf = out / f"{base}.pdf" if options.report else None
     _write_report_and_json(result, keys)
     if options.dicom_out is not None:
-        result.dicom_files = _write_dicom(result, volume, slices, maps, keys, options.dicom_out, base)
+        result.dicom_files = _write_dicom(result, volume, slices, maps, keys, options.dicom_out, base, tumour)
         atomic_write_bytes(result.report_json, json_bytes(result.to_dict()))
     return result
 
@@ -684,8 +684,10 @@ def _write_dicom(
     keys: Sequence[KeySlice],
     out_dir: str | Path,
     base: str,
+    tumour: _Tumour | None = None,
 ) -> list[Path]:
-    """The series' DICOM outputs (DICOM sources only; a NIfTI volume has no instances to refer to)."""
+    """The series' DICOM outputs (DICOM sources only; a NIfTI volume has no instances to refer to), with the
+    segmented tumour of the slices the model segmented when ``tumour`` is given."""
     if not volume.headers:
         result.notes.append(
             "No DICOM outputs: the input is not DICOM, so there are no instances for them to refer to; "
@@ -702,6 +704,7 @@ def _write_dicom(
         relevance=np.stack(maps),
         overlays={k.index: k.rendered.arrays["overlay"] for k in keys},
         originals={k.index: k.rendered.arrays["original"] for k in keys},
+        tumour_masks={i: tumour.masks[i] for i in tumour.segmented} if tumour is not None else {},
     )
     written = write_series_dicom(result.to_dict(), images, out_dir=out_dir, base=base, pdf=pdf)
     result.notes.extend(written.notes)

@@ -53,7 +53,7 @@ def relevance_segmentation(
     )
     segments, planes = [segment], [mask]
     if tumour is not None and np.any(tumour):
-        segments.append(_tumour_segment(source, result))
+        segments.append(tumour_segment(source, result))
         planes.append(np.asarray(tumour, dtype=bool))
     seg = hd.seg.Segmentation(
         source_images=[source.image],
@@ -72,24 +72,38 @@ def relevance_segmentation(
         coding_schemes=[codes.coding_scheme()],
         **equipment_kwargs(result),
     )
-    finish_derived(seg, source)
-    if "PatientOrientation" not in seg and "ImageOrientationPatient" not in source.image:
-        seg.PatientOrientation = source.image.get("PatientOrientation", "")  # Type 2C without a patient geometry
+    finish_segmentation(seg, source)
     return seg
 
 
-def _tumour_segment(source: DicomSource, result: Mapping[str, Any]) -> Any:
-    """Segment 2: the tumour as outlined by the segmentation model named in ``result["segmentation"]``."""
+def finish_segmentation(seg: Any, source: DicomSource) -> None:
+    """What every Segmentation of ours needs after highdicom: the analysed frame, a Patient Orientation."""
+    finish_derived(seg, source)
+    if "PatientOrientation" not in seg and "ImageOrientationPatient" not in source.image:
+        seg.PatientOrientation = source.image.get("PatientOrientation", "")  # Type 2C without a patient geometry
+
+
+def tumour_segment(
+    source: DicomSource, result: Mapping[str, Any], *, number: int = 2, model: Mapping[str, Any] | None = None
+) -> Any:
+    """The segment of the tumour as outlined by the segmentation model.
+
+    Args:
+        source: The object context (its UIDs seed the segment's tracking UID).
+        result: The analysis result (brainxai version; the model from ``result["segmentation"]["model"]``).
+        number: The segment number (2 beside the relevance region; 1 in a series' tumour Segmentation).
+        model: The segmentation model's record, when not in ``result["segmentation"]``.
+    """
     import highdicom as hd
 
-    model = (result.get("segmentation") or {}).get("model") or {}
+    model = model if model is not None else (result.get("segmentation") or {}).get("model") or {}
     algorithm = hd.AlgorithmIdentificationSequence(
         name=f"brainxai {model.get('name', 'segmentation')}"[:64],
         family=std.cid7162.ArtificialIntelligence,
         version=str(model.get("version") or result.get("brainxai_version") or "unknown")[:64],
     )
     return hd.seg.SegmentDescription(
-        segment_number=2,
+        segment_number=number,
         segment_label="tumour (automatic segmentation)",
         segmented_property_category=std.SCT.MorphologicallyAbnormalStructure,
         segmented_property_type=std.SCT.Neoplasm,

@@ -6,6 +6,12 @@
   analysed instance, the image library the key slices;
 - ``<base>-pm.dcm``: the relevance volume as a multi-frame Parametric Map, one frame per source slice
   (zero on skipped slices), derived from every source instance (each frame's position from its source);
+- ``<base>-seg.dcm`` (when the series was segmented): the segmentation model's tumour as a binary
+  Segmentation with one segment, one frame per segmented source slice where the tumour mask has pixels
+  (highdicom's ``omit_empty_frames``: a slice without a frame holds no tumour; every segmented instance is
+  still referenced). No frame is written for slices left unsegmented (skipped, out of domain), so none is
+  claimed tumour-free; when no slice has tumour pixels, or the source lacks what highdicom needs (a patient
+  geometry for several frames), no Segmentation is written and a note says why;
 - ``<base>-overlay-sc-<slice>.dcm``: an RGB Secondary Capture of each key slice's overlay, one series;
 - ``<base>-pdf.dcm``: the series report as Encapsulated PDF, referring to every analysed instance.
 
@@ -43,6 +49,8 @@ class SeriesImages:
         relevance: ``(slices, H, W)`` relevance of the finding (zero on skipped slices).
         overlays: Key slice index -> ``(H, W, 3)`` RGB overlay.
         originals: Key slice index -> ``(H, W)`` display image.
+        tumour_masks: Segmented slice index -> ``(H, W)`` bool tumour mask (only slices the model segmented;
+            empty: no tumour Segmentation).
     """
 
     headers: Sequence[Dataset]
@@ -51,6 +59,7 @@ class SeriesImages:
     relevance: np.ndarray
     overlays: Mapping[int, np.ndarray]
     originals: Mapping[int, np.ndarray] = field(default_factory=dict)
+    tumour_masks: Mapping[int, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,14 +102,83 @@ def _once(headers: Sequence[Dataset], images: SeriesImages, slices: Sequence[int
     return list(seen.values())
 
 
-def _pm_sources(headers: list[Dataset], images: SeriesImages) -> tuple[list[Dataset], np.ndarray]:
-    """The Parametric Map's source images and its frames in their order (file frame order for multi-frame)."""
+def _frame_sources(
+    headers: list[Dataset], images: SeriesImages, values: np.ndarray, keep: Sequence[int] | None = None
+) -> tuple[list[Dataset], np.ndarray]:
+    """The source images of a derived multi-frame object and ``values`` (one per slice) in their frame order.
+
+    A multi-frame source is one image: the values go in its file frame order, all of them (highdicom pairs
+    them with its frames). Single-frame sources: one per slice, only the slices in ``keep`` when given.
+    """
     if len(headers) == 1 and images.refs and images.refs[0][1] is not None:
-        frames = np.zeros_like(images.relevance)
+        frames = np.zeros_like(values)
         for i, (_, frame) in enumerate(images.refs):
-            frames[int(frame or 1) - 1] = images.relevance[i]
+            frames[int(frame or 1) - 1] = values[i]
         return headers, frames
-    return [headers[h] for h, _ in images.refs], images.relevance
+    rows = list(range(len(images.refs))) if keep is None else list(keep)
+    return [headers[images.refs[i][0]] for i in rows], values[rows]
+
+
+def _tumour_segmentation(
+    result: Mapping[str, Any], images: SeriesImages, headers: list[Dataset], series: src.DicomSource
+) -> Any:
+    """The segmented tumour as a binary Segmentation (one segment), frames only where the tumour is."""
+    import highdicom as hd
+
+    from brainxai.reporting.dicom import codes
+    from brainxai.reporting.dicom.common import equipment_kwargs
+    from brainxai.reporting.dicom.segmentation import SEG_SERIES, finish_segmentation, tumour_segment
+
+    model = (result.get("tumour_volume") or {}).get("model") or {}
+    volume = np.zeros(images.relevance.shape, dtype=np.uint8)
+    for i, mask in images.tumour_masks.items():
+        volume[i] = np.asarray(mask, dtype=bool)  # a mask off the slice's grid fails here: a note, not a SEG
+    sources, frames = _frame_sources(headers, images, volume, keep=sorted(images.tumour_masks))
+    seg = hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=frames,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[tumour_segment(series, result, number=1, model=model)],
+        series_instance_uid=series.uid("tumour-seg-series"),
+        series_number=SEG_SERIES,
+        sop_instance_uid=series.uid("tumour-seg"),
+        instance_number=1,
+        omit_empty_frames=True,
+        content_label="TUMOUR",
+        content_description=f"tumour outlined by {model.get('name', 'a segmentation model')} (estimate)"[:64],
+        contributing_equipment=[src.model_equipment(result)],
+        series_description=src.series_description("tumour segmentation"),
+        coding_schemes=[codes.coding_scheme()],
+        **equipment_kwargs(result),
+    )
+    finish_segmentation(seg, series)
+    return seg
+
+
+def _add_tumour_segmentation(
+    objects: dict[str, Dataset],
+    result: Mapping[str, Any],
+    images: SeriesImages,
+    headers: list[Dataset],
+    series: src.DicomSource,
+) -> None:
+    """Adds the tumour Segmentation as ``objects["seg"]`` when the series was segmented, or a note why not."""
+    if not images.tumour_masks:
+        return
+    if not any(np.any(m) for m in images.tumour_masks.values()):
+        # An all-empty SEG would need empty frames (or, for a multi-frame source, frames never segmented).
+        n = len(images.tumour_masks)
+        series.notes.append(
+            f"No DICOM Segmentation: the segmentation model outlined no tumour on the {n} segmented slice(s)."
+        )
+        return
+    try:
+        objects["seg"] = _tumour_segmentation(result, images, headers, series)
+    except (ValueError, TypeError, AttributeError, KeyError, RuntimeError) as exc:
+        logger.warning("series tumour segmentation not possible: %s", exc)
+        series.notes.append(
+            f"The segmented tumour was not written as a DICOM Segmentation ({exc}); see the NIfTI file."
+        )
 
 
 def build_series_dicom(
@@ -122,11 +200,12 @@ def build_series_dicom(
     objects: dict[str, Dataset] = {}
     summary = SeriesDicomOutputs(study_uid=series.study_uid, notes=series.notes)
     try:
-        pm_sources, frames = _pm_sources(headers, images)
+        pm_sources, frames = _frame_sources(headers, images, images.relevance)
         objects["pm"] = parametric_map(frames, dataclasses.replace(series, frame=None), result, pm_sources)
     except (ValueError, TypeError, AttributeError, KeyError, RuntimeError) as exc:
         logger.warning("series parametric map not possible: %s", exc)
         series.notes.append(f"The relevance volume was not written as a Parametric Map ({exc}); see the NIfTI file.")
+    _add_tumour_segmentation(objects, result, images, headers, dataclasses.replace(series, frame=None))
     sr_context = dataclasses.replace(key_context, notes=series.notes)
     objects["sr"] = measurement_report(key_result, sr_context, used, _once(headers, images, keys))
     overlay_series = series.uid("overlay-series")
