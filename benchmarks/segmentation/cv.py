@@ -191,7 +191,8 @@ def write_report(args: argparse.Namespace, command: str) -> None:
     result = {"command": command, "folds": folds, "pooled": cv}
     if args.baseline_runs is not None:
         base = [r for i in range(args.folds) for r in _rows(args.runs / f"fold{i}" / "eval-baseline" / "per_slice.csv")]
-        result["baseline"] = {"runs": str(args.baseline_runs), "pooled": _pooled(base)}
+        recipe = json.loads((args.baseline_runs / "fold0" / "best.json").read_text()).get("recipe") or {}
+        result["baseline"] = {"runs": str(args.baseline_runs), "pooled": _pooled(base), "recipe": recipe}
     if args.sweep:
         result["sweep"] = sweep_table(args.sweep, args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -237,21 +238,26 @@ def _fp(cv: dict[str, Any]) -> str:
 
 def _comparison_lines(result: dict[str, Any]) -> list[str]:
     base = result["baseline"]
+    recipe = base.get("recipe") or {}
+    if recipe:
+        extra = ", ".join(f"`{x['folder']}` ({x['slices']} slices)" for x in recipe.get("extra_data") or [])
+        what = f"{recipe.get('epochs')} epochs, {'extra training data ' + extra if extra else 'no extra training data'}"
+    else:  # runs recorded before the recipe named its extra data: the figshare slices alone
+        what = "the figshare slices alone"
     lines = [
         "",
-        "## Against the previous recipe (no no-tumour slices in training)",
+        "## Against the baseline runs",
         "",
-        f"`{base['runs']}/fold{{0,1}}`: the same recipe trained on the figshare slices alone, evaluated here on the "
-        "same validation patients and the same validation no-tumour slices as the folds above (it never saw any "
-        "no-tumour slice). False-positive rate: share of no-tumour slices whose segmentation is at least "
-        f"{MIN_LESION_AREA_MODEL_PX:g} px² on the classifier's input grid (the pipeline's disagreement rule), 95% CI "
-        "from a bootstrap over the slices (each its own group).",
+        f"`{base['runs']}/fold{{0,1}}` ({what}), evaluated here on the same validation patients and the same "
+        "validation no-tumour slices as the folds above. False-positive rate: share of no-tumour slices whose "
+        f"segmentation is at least {MIN_LESION_AREA_MODEL_PX:g} px² on the classifier's input grid (the pipeline's "
+        "disagreement rule), 95% CI from a bootstrap over the slices (each its own group).",
         "",
         "| model | tumour slices | mean Dice (95% CI) | glioma | meningioma | pituitary | no-tumour slices | "
         "false-positive rate (95% CI) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, cv in (("previous (figshare only)", base["pooled"]), ("this recipe (+ no-tumour)", result["pooled"])):
+    for name, cv in (("baseline", base["pooled"]), ("this CV", result["pooled"])):
         pc = cv["per_class"]
         per = " | ".join(f"{pc[c]['dice_mean']:.3f}" if c in pc else "-" for c in ("glioma", "meningioma", "pituitary"))
         lines.append(
