@@ -190,3 +190,19 @@ def test_export_rejects_outputs_that_differ_from_torch() -> None:
         loaded.model[-1].bias.add_(1.0)  # the export no longer reproduces the model
     with pytest.raises(onnx_backend.OnnxExportError, match="differ"):
         onnx_backend.check_equivalence(session, loaded.model, shape)
+
+
+def test_a_confident_segmenter_passes_the_check_on_absolute_probabilities() -> None:
+    # Probabilities near zero everywhere (logits about -12) on the check's random input: relative to their
+    # largest value, float rounding would look like a mismatch; a probability is compared in absolute terms.
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 1)).eval()
+    with torch.no_grad():
+        net[2].bias.fill_(-12.0)
+    shape = (3, 32, 32)
+    session = onnx_backend.OnnxModel(onnx_backend.export_onnx(net, shape, onnx_backend.SEGMENTER))
+    assert onnx_backend.check_equivalence(session, net, shape, onnx_backend.SEGMENTER) < 1e-6
+    with torch.no_grad():
+        net[2].bias.fill_(0.0)  # the export no longer reproduces the model: probabilities differ by ~0.5
+    with pytest.raises(onnx_backend.OnnxExportError, match="absolute"):
+        onnx_backend.check_equivalence(session, net, shape, onnx_backend.SEGMENTER)
