@@ -55,24 +55,55 @@ def relevance_segmentation(
     if tumour is not None and np.any(tumour):
         segments.append(tumour_segment(source, result))
         planes.append(np.asarray(tumour, dtype=bool))
+    return binary_segmentation(
+        [source.image],
+        np.stack(planes, axis=-1)[None].astype(np.uint8),
+        segments,
+        source,
+        result,
+        key="seg",
+        label="RELEVANCE",
+        description=f"{method_title(str(result.get('method', '?')))} relevance region",
+        series_kind="relevance region",
+        omit_empty_frames=False,
+    )
+
+
+def binary_segmentation(
+    source_images: list[Any],
+    pixel_array: np.ndarray,
+    segments: list[Any],
+    context: DicomSource,
+    result: Mapping[str, Any],
+    *,
+    key: str,
+    label: str,
+    description: str,
+    series_kind: str,
+    omit_empty_frames: bool,
+) -> Any:
+    """A binary highdicom Segmentation of ours: deterministic UIDs from ``context`` (``key``, ``key-series``),
+    our series number, equipment and coding scheme, finished by :func:`finish_segmentation`."""
+    import highdicom as hd
+
     seg = hd.seg.Segmentation(
-        source_images=[source.image],
-        pixel_array=np.stack(planes, axis=-1)[None].astype(np.uint8),
+        source_images=source_images,
+        pixel_array=pixel_array,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=segments,
-        series_instance_uid=source.uid("seg-series"),
+        series_instance_uid=context.uid(f"{key}-series"),
         series_number=SEG_SERIES,
-        sop_instance_uid=source.uid("seg"),
+        sop_instance_uid=context.uid(key),
         instance_number=1,
-        omit_empty_frames=False,
-        content_label="RELEVANCE",
-        content_description=f"{method_title(str(result.get('method', '?')))} relevance region"[:64],
+        omit_empty_frames=omit_empty_frames,
+        content_label=label,
+        content_description=description[:64],
         contributing_equipment=[src.model_equipment(result)],
-        series_description=src.series_description("relevance region"),
+        series_description=src.series_description(series_kind),
         coding_schemes=[codes.coding_scheme()],
         **equipment_kwargs(result),
     )
-    finish_segmentation(seg, source)
+    finish_segmentation(seg, context)
     return seg
 
 

@@ -123,36 +123,25 @@ def _tumour_segmentation(
     result: Mapping[str, Any], images: SeriesImages, headers: list[Dataset], series: src.DicomSource
 ) -> Any:
     """The segmented tumour as a binary Segmentation (one segment), frames only where the tumour is."""
-    import highdicom as hd
-
-    from brainxai.reporting.dicom import codes
-    from brainxai.reporting.dicom.common import equipment_kwargs
-    from brainxai.reporting.dicom.segmentation import SEG_SERIES, finish_segmentation, tumour_segment
+    from brainxai.reporting.dicom.segmentation import binary_segmentation, tumour_segment
 
     model = (result.get("tumour_volume") or {}).get("model") or {}
     volume = np.zeros(images.relevance.shape, dtype=np.uint8)
     for i, mask in images.tumour_masks.items():
         volume[i] = np.asarray(mask, dtype=bool)  # a mask off the slice's grid fails here: a note, not a SEG
     sources, frames = _frame_sources(headers, images, volume, keep=sorted(images.tumour_masks))
-    seg = hd.seg.Segmentation(
-        source_images=sources,
-        pixel_array=frames,
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[tumour_segment(series, result, number=1, model=model)],
-        series_instance_uid=series.uid("tumour-seg-series"),
-        series_number=SEG_SERIES,
-        sop_instance_uid=series.uid("tumour-seg"),
-        instance_number=1,
+    return binary_segmentation(
+        sources,
+        frames,
+        [tumour_segment(series, result, number=1, model=model)],
+        series,
+        result,
+        key="tumour-seg",
+        label="TUMOUR",
+        description=f"tumour outlined by {model.get('name', 'a segmentation model')} (estimate)",
+        series_kind="tumour segmentation",
         omit_empty_frames=True,
-        content_label="TUMOUR",
-        content_description=f"tumour outlined by {model.get('name', 'a segmentation model')} (estimate)"[:64],
-        contributing_equipment=[src.model_equipment(result)],
-        series_description=src.series_description("tumour segmentation"),
-        coding_schemes=[codes.coding_scheme()],
-        **equipment_kwargs(result),
     )
-    finish_segmentation(seg, series)
-    return seg
 
 
 def _add_tumour_segmentation(
