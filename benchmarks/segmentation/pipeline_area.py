@@ -20,8 +20,11 @@ the original 512-px grid. Relative error = ``|area - expert| / expert``; medians
 bootstrap over patients (all slices of a drawn patient).
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/segmentation/pipeline_area.py \
-        --data /work/shared/data/figshare-masks-dev --folds runs/seg/cv6/fold0 runs/seg/cv6/fold1 \
-        --out benchmarks/segmentation
+        --data /work/shared/data/figshare-masks-dev --folds runs/seg/cvneg12/fold0 runs/seg/cvneg12/fold1 \
+        --mask-from src/brainxai/weights/segmentation.json --out benchmarks/segmentation
+
+Each fold segmenter thresholds at its own checkpoint's threshold (the one it was trained with) unless
+``--mask-from`` names a checkpoint JSON whose ``threshold`` and ``postprocess`` it uses instead.
 
 Research use only, not a diagnostic device.
 """
@@ -52,6 +55,8 @@ from brainxai.evaluation.segmentation import group_bootstrap
 from brainxai.io import ImageReadError
 from brainxai.pipeline import AnalysisOptions
 from brainxai.pipeline.service import AnalysisService
+from brainxai.segmentation import Segmenter
+from brainxai.segmentation.postprocess import PostProcess
 from brainxai.util.files import atomic_write_text
 
 logger = logging.getLogger("pipeline_area")
@@ -151,14 +156,30 @@ def fold_validation(fold_dir: Path) -> tuple[Path, set[str]]:
     return fold_dir / "best.safetensors", patients
 
 
-def run_folds(folds: Sequence[Path], slices: Sequence[SegSlice], tmp: Path) -> tuple[list[dict[str, Any]], dict]:
+def fold_segmenter(checkpoint: Path, mask_from: Path | None) -> Segmenter:
+    """The fold's segmenter; with ``mask_from`` (a checkpoint JSON, e.g. the shipped one) its mask rule instead.
+
+    The fold checkpoints record the threshold they were trained with; the recipe's threshold and
+    post-processing are chosen afterwards on the CV folds and recorded in the shipped JSON only.
+    """
+    segmenter = Segmenter.load(checkpoint, device="cpu")
+    if mask_from is not None:
+        meta = json.loads(mask_from.read_text())
+        segmenter.threshold = float(meta["threshold"])
+        segmenter.postprocess = PostProcess.from_dict(meta.get("postprocess"))
+    return segmenter
+
+
+def run_folds(
+    folds: Sequence[Path], slices: Sequence[SegSlice], tmp: Path, mask_from: Path | None = None
+) -> tuple[list[dict[str, Any]], dict]:
     """Analyses each fold's validation slices with that fold's segmenter; rows and the models used."""
     rows: list[dict[str, Any]] = []
     models: dict[str, Any] = {}
     for i, fold_dir in enumerate(folds):
         checkpoint, patients = fold_validation(fold_dir)
         chosen = [s for s in slices if s.patient in patients]
-        service = AnalysisService(None, device="cpu", segmenter=checkpoint)
+        service = AnalysisService(None, device="cpu", segmenter=fold_segmenter(checkpoint, mask_from))
         segmenter = service.segmenter_slot.get(True)
         assert segmenter is not None
         models[str(i)] = {"classifier": service.model_info, "segmenter": segmenter.info(), "fold_dir": str(fold_dir)}
@@ -320,7 +341,9 @@ def reading(result: dict[str, Any]) -> str:
 METHOD = (
     "Each slice of a fold's validation patients (patients that fold's segmenter never saw) is analysed by "
     "`AnalysisService(None, device='cpu', segmenter=<fold>/best.safetensors).analyze(file, "
-    "AnalysisOptions(report=False, agreement=False))`: the shipped classifier, LRP, the fold's segmenter. "
+    "AnalysisOptions(report=False, agreement=False))`: the shipped classifier, LRP, the fold's segmenter, its mask "
+    "made at its checkpoint's threshold and post-processing or, with `--mask-from`, at those of that checkpoint "
+    "JSON (recorded under `models`). "
     "**pipeline** = the `area_volume` parameter's `area` (px²): on the segmented tumour (`source: segmentation`) "
     "for a tumour prediction with a non-empty mask, on the relevance region (`source: relevance`) for a tumour "
     "prediction with an empty mask; none for a 'no tumour' prediction (`not_applicable`) or an out-of-domain "
@@ -394,6 +417,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    ap.add_argument(
+        "--mask-from",
+        type=Path,
+        default=None,
+        help="checkpoint JSON whose threshold and postprocess replace the fold checkpoints' (e.g. the shipped one)",
+    )
     ap.add_argument("--render-only", action="store_true", help="rewrite the report from OUT/pipeline_area.json")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -407,7 +436,7 @@ def main() -> None:
     slices = select_slices(read_slices(args.data), args.limit, args.seed)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pipeline-area-") as tmp:
-        rows, models = run_folds(args.folds, slices, Path(tmp))
+        rows, models = run_folds(args.folds, slices, Path(tmp), args.mask_from)
     seconds = time.perf_counter() - start
     result = {
         "command": _command(),

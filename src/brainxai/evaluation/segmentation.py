@@ -268,7 +268,7 @@ def _predict_all(
         pairs = [load_pair(s) for s in part]
         probs = seg.probability([img for img, _ in pairs])
         for s, (image, truth), prob in zip(part, pairs, probs):
-            pred = prob >= seg.threshold
+            pred = seg.mask(prob)
             scale = classifier_grid_scale(image, classifier_preprocess)
             rows.append(
                 {

@@ -52,6 +52,13 @@ class TumourSegmenter(Protocol):
         ...
 
 
+def probability_to_mask(segmenter: TumourSegmenter, prob: np.ndarray) -> np.ndarray:
+    """The segmenter's mask of its probability map: its own ``mask`` (threshold, then the checkpoint's
+    post-processing) when it has one, else ``prob >= threshold`` (a segmenter without post-processing)."""
+    make = getattr(segmenter, "mask", None)
+    return np.asarray(make(prob) if callable(make) else np.asarray(prob) >= segmenter.threshold, dtype=bool)
+
+
 class SegmenterUnavailableError(RuntimeError):
     """Segmentation was required (``AnalysisOptions.segment=True``) but no segmentation model is available."""
 
@@ -190,7 +197,9 @@ class TumourSegmentation:
 #: How the segmentation block's figures are obtained (the method note of the JSON and the reports).
 SEGMENTATION_METHOD = (
     "Tumour mask: pixels where the segmentation model's tumour probability reaches its threshold, on the "
-    "scan's own pixel grid. Area = pixel count (x pixel area in mm² when the spacing is known); diameters = "
+    "scan's own pixel grid, then the post-processing its checkpoint names (model.postprocess; e.g. hysteresis: "
+    "grown into connected pixels down to a lower probability, then only the largest connected component kept). "
+    "Area = pixel count (x pixel area in mm² when the spacing is known); diameters = "
     "maximum Feret diameter and the width perpendicular to it. Relevance in tumour = the explanation's "
     "positive relevance inside the mask divided by all of its positive relevance (mapped onto the scan). "
     "An automatic segmentation, not an expert delineation."

@@ -402,7 +402,8 @@ SEGMENT_BATCH = 16
 TUMOUR_VOLUME_METHOD = (
     "Tumour volume = number of tumour-mask voxels over all analysed slices x voxel volume (row x column pixel "
     "spacing x distance between slice centres, all read from the source), in mL (1 mL = 1000 mm³). Each slice's "
-    "mask: the pixels where the segmentation model's tumour probability reaches its threshold; skipped slices count "
+    "mask: the pixels where the segmentation model's tumour probability reaches its threshold, then the "
+    "post-processing its checkpoint names (model.postprocess); skipped slices count "
     "as tumour-free. The segmentation model's estimate, not an expert outline."
 )
 
@@ -450,7 +451,7 @@ def _segment_slices(
             i = slices.indices[r]
             if prob.shape != image.shape[:2]:
                 raise ValueError(f"segmentation of slice {i}: map {prob.shape} does not match the slice {image.shape}")
-            masks[i] = np.asarray(prob) >= segmenter.threshold
+            masks[i] = segment.probability_to_mask(segmenter, prob)
     return _Tumour(masks, segmenter, slot, [slices.indices[r] for r in rows])
 
 

@@ -20,6 +20,7 @@ from brainxai.data.preprocess import PreprocessConfig, prepare_with_box, to_tens
 from brainxai.models.checkpoint import LoadedCheckpoint, checkpoint_paths, load_checkpoint
 from brainxai.models.fusion import fold_batchnorm
 from brainxai.models.onnx import SEGMENTER, OnnxModel, OnnxSlot
+from brainxai.segmentation.postprocess import PostProcess, probability_mask
 from brainxai.util.device import resolve_device
 from brainxai.version import __version__
 
@@ -101,6 +102,8 @@ class Segmenter:
         self.name: str = checkpoint.meta.model
         self.sha256: str = checkpoint.sha256
         self.threshold: float = float(meta.get("threshold", DEFAULT_THRESHOLD))
+        #: The checkpoint's post-processing of the thresholded map (None: plain threshold).
+        self.postprocess: PostProcess | None = PostProcess.from_dict(meta.get("postprocess"))
         self._meta = meta
         self._onnx = OnnxSlot(self.name, backend, self.device, self.sha256, self._export_source, SEGMENTER, OnnxModel)
 
@@ -136,7 +139,7 @@ class Segmenter:
         return self.checkpoint.preprocess
 
     def info(self) -> dict[str, Any]:
-        """Identity of the model for reports: name, checkpoint file, version, created, sha256, input size, threshold."""
+        """Identity for reports: name, checkpoint file, version, created, sha256, input size, threshold, postprocess."""
         return {
             "name": self.name,
             "checkpoint": self.checkpoint.weights_path.name,
@@ -145,6 +148,7 @@ class Segmenter:
             "sha256": self.sha256,
             "input_size": self.preprocess.img_size,
             "threshold": self.threshold,
+            **({} if self.postprocess is None else {"postprocess": self.postprocess.to_dict()}),
         }
 
     def prepare(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
@@ -172,9 +176,13 @@ class Segmenter:
         probs = self.probability_prepared(np.stack([p for p, _ in prepared]), batch_size)
         return [map_back(prob, box, g.shape) for prob, (_, box), g in zip(probs, prepared, grays)]
 
+    def mask(self, prob: np.ndarray) -> np.ndarray:
+        """The tumour mask, bool ``(H, W)``, of a probability map (threshold, then the checkpoint's post-processing)."""
+        return probability_mask(prob, self.threshold, self.postprocess)
+
     def segment(self, image: np.ndarray) -> np.ndarray:
-        """The tumour mask, bool ``(H, W)``: probability at or above :attr:`threshold`."""
-        return self.probability([image])[0] >= self.threshold
+        """The tumour mask, bool ``(H, W)``, of one slice (:meth:`mask` of its probability map)."""
+        return self.mask(self.probability([image])[0])
 
 
 __all__ = [
@@ -184,4 +192,5 @@ __all__ = [
     "default_segmenter_path",
     "map_back",
     "predict_prepared",
+    "probability_mask",
 ]
