@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ import numpy as np
 from brainxai.pipeline.measure import Regions
 from brainxai.pipeline.result import IMAGE_KINDS, TUMOUR_IMAGE, AnalysisResult, json_bytes
 from brainxai.util.files import atomic_write_bytes
+from brainxai.util.pools import shared_pool
 
 if TYPE_CHECKING:  # highdicom is imported only when DICOM outputs are asked for
     from brainxai.reporting.dicom import DicomOutputs
@@ -98,26 +98,13 @@ def start_writing_images(arrays: dict[str, np.ndarray], out_dir: Path, base: str
     ``benchmarks/perf.md``).
     """
     paths = {kind: out_dir / f"{base}-{kind}.png" for kind in arrays}
-    pool = _writers()
+    pool = shared_pool("write", len(IMAGE_KINDS))
     futures = [pool.submit(_write_png, paths[kind], arr) for kind, arr in arrays.items()]
     return PendingImages(paths, futures)
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
     atomic_write_bytes(path, png_bytes(image))
-
-
-_WRITERS: ThreadPoolExecutor | None = None
-_WRITERS_LOCK = threading.Lock()
-
-
-def _writers() -> ThreadPoolExecutor:
-    """A small shared pool for file writes (created at first use)."""
-    global _WRITERS
-    with _WRITERS_LOCK:
-        if _WRITERS is None:
-            _WRITERS = ThreadPoolExecutor(max_workers=len(IMAGE_KINDS), thread_name_prefix="brainxai-write")
-        return _WRITERS
 
 
 def png_bytes(image: np.ndarray) -> bytes:

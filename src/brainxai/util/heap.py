@@ -8,6 +8,10 @@ call, until some larger job (a batch of 32) happens to raise the thresholds (``b
 :func:`keep_freed_heap` sets the thresholds glibc would reach by itself after such a job, once, at
 model load; memory is still handed back explicitly by ``malloc_trim`` (the web server does so after
 each analysis).
+
+The trim threshold is set above the one glibc pairs with its mmap ceiling (64 MiB): one ``analyze`` frees
+some 70 MiB at the top of the heap after its LRP pass, and with 64 MiB every LRP pass faulted ~18,000 pages
+back in (92 -> 108-123 ms per pass; ``benchmarks/perf.md``).
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ logger = logging.getLogger(__name__)
 # mallopt parameters (glibc malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-# glibc's own ceiling for the dynamic mmap threshold on 64-bit hosts, and the trim threshold it pairs with.
+# glibc's own ceiling for the dynamic mmap threshold on 64-bit hosts.
 MMAP_THRESHOLD = 32 * 2**20
-TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
+# Free memory kept at the heap's top: above what one analysis frees at once (glibc would pair 64 MiB).
+TRIM_THRESHOLD = 256 * 2**20
 # Users tuning glibc themselves keep their settings.
 _USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 
