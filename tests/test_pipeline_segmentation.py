@@ -46,19 +46,22 @@ class StubSegmenter:
     threshold = 0.5
 
     def __init__(self, mask: np.ndarray) -> None:
-        self.mask = mask
+        self.planted = mask
         self.calls = 0
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "checkpoint": "stub.safetensors", "sha256": self.sha256, "threshold": 0.5}
 
     def probability(self, images: Sequence[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
-        return [self.mask.astype(np.float32) for _ in images]
+        return [self.planted.astype(np.float32) for _ in images]
+
+    def mask(self, prob: np.ndarray) -> np.ndarray:
+        return prob >= self.threshold
 
     def segment(self, image: np.ndarray) -> np.ndarray:
         self.calls += 1
         self.last_shape = image.shape
-        return self.mask.copy()
+        return self.planted.copy()
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +184,7 @@ def test_tumour_prediction_with_an_empty_segmentation_warns(
 ) -> None:
     path, mask = dev_slice
     force(monkeypatch, service, "pituitary")
-    monkeypatch.setattr(stub, "mask", np.zeros_like(mask))
+    monkeypatch.setattr(stub, "planted", np.zeros_like(mask))
     result = service.analyze(path, QUICK, out_dir=tmp_path)
     assert len(result.warnings) == 1 and "outlines no tumour" in result.warnings[0]
     assert result.segmentation["status"] == "empty" and result.segmentation["used_for_parameters"] is False
@@ -202,7 +205,7 @@ def test_small_lesion_below_the_threshold_does_not_warn(
     force(monkeypatch, service, "notumor")
     small = np.zeros_like(mask)
     small[250:254, 250:254] = True  # 16 px on a 512 slice: a few pixels on the 224 grid
-    monkeypatch.setattr(stub, "mask", small)
+    monkeypatch.setattr(stub, "planted", small)
     result = service.analyze(path, replace(QUICK, report=True), out_dir=tmp_path)
     assert not result.warnings
     assert result.segmentation["area_px"] == 16 and result.segmentation["disagreement"] is False

@@ -39,16 +39,19 @@ class MaskSegmenter:
     name, sha256, threshold = "stub-seg", "1" * 64, 0.5
 
     def __init__(self, mask: np.ndarray) -> None:
-        self.mask = mask
+        self.planted = mask
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "sha256": self.sha256, "threshold": self.threshold}
 
     def probability(self, images: Any, batch_size: int = 16) -> list[np.ndarray]:
-        return [self.mask.astype(np.float32) for _ in images]
+        return [self.planted.astype(np.float32) for _ in images]
+
+    def mask(self, prob: np.ndarray) -> np.ndarray:
+        return prob >= self.threshold
 
     def segment(self, image: np.ndarray) -> np.ndarray:
-        return self.mask.copy()
+        return self.planted.copy()
 
 
 def test_study_shows_the_segmented_tumour(

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from brainxai.io import read_raster
-from brainxai.pipeline.segment import probability_to_mask
 from brainxai.segmentation.postprocess import PostProcess, probability_mask
 
 SHIPPED = Path(__file__).resolve().parents[1] / "src/brainxai/weights/segmentation.safetensors"
@@ -80,32 +77,6 @@ def test_postprocess_json_round_trip_and_errors() -> None:
         PostProcess.from_dict({"method": "dilate"})
     with pytest.raises(ValueError, match="unknown key"):
         PostProcess.from_dict({"method": "threshold", "open": 2})
-
-
-class _Stub:
-    """A segmenter without ``mask`` (as the pipeline's test stubs): the series falls back to the threshold."""
-
-    name, sha256, threshold = "stub", "0" * 64, 0.5
-
-    def info(self) -> dict[str, Any]:
-        return {}
-
-    def probability(self, images: Sequence[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
-        return []
-
-    def segment(self, image: np.ndarray) -> np.ndarray:
-        return np.zeros(image.shape[:2], bool)
-
-
-def test_pipeline_mask_uses_the_segmenters_rule() -> None:
-    prob = _two_rims()
-    assert np.array_equal(probability_to_mask(_Stub(), prob), prob >= 0.5)
-
-    class WithMask(_Stub):
-        def mask(self, p: np.ndarray) -> np.ndarray:
-            return probability_mask(p, 0.8, PostProcess("hysteresis", 0.4))
-
-    assert probability_to_mask(WithMask(), prob).sum() == 160
 
 
 @needs_shipped

@@ -61,6 +61,7 @@ class SquareSegmenter:
         self.squares: dict[str, tuple[int, int, int]] = {}
         self.batches: list[tuple[int, int]] = []
         self.single_calls = 0
+        self.mask_calls = 0
 
     def plant(self, volume: SeriesVolume, squares: dict[int, tuple[int, int, int]]) -> None:
         self.squares = {_key(volume.slices[i]): sq for i, sq in squares.items()}
@@ -80,9 +81,13 @@ class SquareSegmenter:
             out.append(prob)
         return out
 
+    def mask(self, prob: np.ndarray) -> np.ndarray:
+        self.mask_calls += 1
+        return prob >= self.threshold
+
     def segment(self, image: np.ndarray) -> np.ndarray:
         self.single_calls += 1
-        return self.probability([image])[0] >= self.threshold
+        return self.mask(self.probability([image])[0])
 
 
 def square_mask(shape: tuple[int, ...], square: tuple[int, int, int] | None) -> np.ndarray:
@@ -131,7 +136,7 @@ def run(service, stub, volume, monkeypatch, tmp_path):
     """The series with the planted squares, P(glioma) highest on slice 1, with the PDF and DICOM outputs."""
     stub.plant(volume, SQUARES)
     stub.batches.clear()
-    stub.single_calls = 0
+    stub.single_calls = stub.mask_calls = 0
     force(monkeypatch, service, [0.1, 0.9, 0.6, 0.55])
     options = AnalysisOptions(method="gradcam", dicom_out=tmp_path / "dicom")
     return analyze_volume(volume, options, out_dir=tmp_path / "out", service=service, name="s"), tmp_path
@@ -139,8 +144,8 @@ def run(service, stub, volume, monkeypatch, tmp_path):
 
 def test_mask_volume_areas_and_volume_are_the_planted_squares(run, volume: SeriesVolume, stub) -> None:
     result, tmp_path = run
-    # Every analysed slice in one batch, none segmented a second time for the key slice.
-    assert stub.batches == [(4, 16)] and stub.single_calls == 0
+    # Every analysed slice in one batch, each mask by the segmenter's own rule, none segmented a second time.
+    assert stub.batches == [(4, 16)] and stub.mask_calls == 4 and stub.single_calls == 0
     expected = [square_mask(s.shape, SQUARES.get(i)) for i, s in enumerate(volume.slices)]
     image = nib.load(result.tumour_nifti)
     assert result.tumour_nifti == tmp_path / "out" / "s-tumour.nii.gz"

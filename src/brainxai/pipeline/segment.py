@@ -47,16 +47,13 @@ class TumourSegmenter(Protocol):
         """Tumour probability ``(H, W)`` float32 per original slice, on that slice's grid."""
         ...
 
-    def segment(self, image: np.ndarray) -> np.ndarray:
-        """``(H, W)`` bool mask of one original slice: probability >= threshold."""
+    def mask(self, prob: np.ndarray) -> np.ndarray:
+        """``(H, W)`` bool tumour mask of a probability map: threshold, then the model's post-processing."""
         ...
 
-
-def probability_to_mask(segmenter: TumourSegmenter, prob: np.ndarray) -> np.ndarray:
-    """The segmenter's mask of its probability map: its own ``mask`` (threshold, then the checkpoint's
-    post-processing) when it has one, else ``prob >= threshold`` (a segmenter without post-processing)."""
-    make = getattr(segmenter, "mask", None)
-    return np.asarray(make(prob) if callable(make) else np.asarray(prob) >= segmenter.threshold, dtype=bool)
+    def segment(self, image: np.ndarray) -> np.ndarray:
+        """``(H, W)`` bool mask of one original slice: :meth:`mask` of its probability."""
+        ...
 
 
 class SegmenterUnavailableError(RuntimeError):

@@ -451,7 +451,7 @@ def _segment_slices(
             i = slices.indices[r]
             if prob.shape != image.shape[:2]:
                 raise ValueError(f"segmentation of slice {i}: map {prob.shape} does not match the slice {image.shape}")
-            masks[i] = segment.probability_to_mask(segmenter, prob)
+            masks[i] = np.asarray(segmenter.mask(prob), dtype=bool)
     return _Tumour(masks, segmenter, slot, [slices.indices[r] for r in rows])
 
 
