@@ -9,66 +9,47 @@ import pytest
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 
-# Allocates and frees 20 blocks of 1 MB (like a forward pass's activations) twenty times; prints the
-# minor page faults of the last ten rounds.
+# Allocates and frees BLOCKS arrays of 1 MB (like a forward pass's activations), WARM rounds and then TIMED
+# rounds; prints the minor page faults of the timed rounds. Allocator: glibc's defaults, keep_freed_heap, or
+# the mmap ceiling with the trim threshold glibc pairs with it (64 MB).
 _FAULTS = """
-import resource, sys, numpy as np
-if sys.argv[1] == "1":
+import ctypes, resource, sys, numpy as np
+allocator, blocks, warm, timed = sys.argv[1], *map(int, sys.argv[2:])
+if allocator == "keep":
     from brainxai.util.heap import keep_freed_heap
     assert keep_freed_heap()
+elif allocator == "glibc-pair":
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallopt(-3, 32 * 2**20)
+    libc.mallopt(-1, 64 * 2**20)
 def once():
-    blocks = [np.ones(2**18, np.float32) for _ in range(20)]
-    del blocks
-for _ in range(10):
+    arrays = [np.ones(2**18, np.float32) for _ in range(blocks)]
+    del arrays
+for _ in range(warm):
     once()
 f = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
+for _ in range(timed):
     once()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f)
 """
+
+
+def _faults(allocator: str, blocks: int, warm: int, timed: int) -> int:
+    args = [sys.executable, "-c", _FAULTS, allocator, str(blocks), str(warm), str(timed)]
+    return int(subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip())
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_keep_freed_heap_stops_page_faults_on_repeated_large_allocations() -> None:
-    def faults(flag: str) -> int:
-        out = subprocess.run([sys.executable, "-c", _FAULTS, flag], capture_output=True, text=True, check=True)
-        return int(out.stdout.strip())
-
-    assert faults("0") > 1000  # glibc's defaults: every 1 MB block is a fresh mmap, faulted in again
-    assert faults("1") < 50
-
-
-# Allocates and frees 100 MB of heap-sized blocks (more than the LRP pass of one analysis frees at the
-# heap's top) five times; prints the minor page faults of the last three rounds.
-_TRIMMED = """
-import resource, sys, numpy as np
-if sys.argv[1] == "1":
-    from brainxai.util.heap import keep_freed_heap
-    assert keep_freed_heap()
-else:
-    import ctypes
-    ctypes.CDLL("libc.so.6").mallopt(-3, 32 * 2**20)  # the mmap threshold alone, glibc's trim pairing (64 MB)
-    ctypes.CDLL("libc.so.6").mallopt(-1, 64 * 2**20)
-def once():
-    blocks = [np.ones(2**18, np.float32) for _ in range(100)]
-    del blocks
-for _ in range(2):
-    once()
-f = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(3):
-    once()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f)
-"""
+    assert _faults("default", 20, 10, 10) > 1000  # glibc's defaults: every 1 MB block is a fresh mmap, faulted in
+    assert _faults("keep", 20, 10, 10) < 50
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_keep_freed_heap_keeps_an_analysis_worth_of_freed_memory() -> None:
-    def faults(flag: str) -> int:
-        out = subprocess.run([sys.executable, "-c", _TRIMMED, flag], capture_output=True, text=True, check=True)
-        return int(out.stdout.strip())
-
-    assert faults("0") > 3 * 10_000  # trimmed at 64 MB: over 40 MB faulted in again every round
-    assert faults("1") < 50
+    # 100 MB freed at the heap's top, more than one analysis's LRP pass frees there.
+    assert _faults("glibc-pair", 100, 2, 3) > 3 * 10_000  # trimmed at 64 MB: over 40 MB faulted in every round
+    assert _faults("keep", 100, 2, 3) < 50
 
 
 def test_single_threaded_blas_limits_and_restores() -> None:
