@@ -11,7 +11,7 @@ each analysis).
 
 The trim threshold is set above the one glibc pairs with its mmap ceiling (64 MiB): one ``analyze`` frees
 some 70 MiB at the top of the heap after its LRP pass, and with 64 MiB every LRP pass faulted ~18,000 pages
-back in (92 -> 108-123 ms per pass; ``benchmarks/perf.md``).
+back in (108-123 ms per pass instead of about 92; ``benchmarks/perf.md``).
 """
 
 from __future__ import annotations

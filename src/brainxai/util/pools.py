@@ -1,4 +1,4 @@
-"""Small shared thread pools for work that overlaps the analysis (file writes, compression, measurements).
+"""Small shared thread pools for work that overlaps the analysis (file writes, image compression).
 
 Only work that releases the GIL gains from them (NumPy and OpenCV on large arrays, zlib, file I/O).
 Never run torch operations in them: a second thread calling into torch starts a second OpenMP team that
