@@ -11,6 +11,7 @@ from pypdf import PdfReader
 from reportlab.lib.styles import ParagraphStyle
 
 import brainxai.reporting.pdf as pdf
+import brainxai.reporting.pdf_layout as pdf_layout
 from brainxai.analysis.spatial import compute_spatial_parameters
 from brainxai.constants import CLASSES
 from brainxai.reporting.pdf_paragraph import Paragraph
@@ -43,6 +44,7 @@ def _result(warnings: int) -> tuple[dict, dict]:
 
 def _pages(monkeypatch: pytest.MonkeyPatch, paragraph: type, warnings: int) -> list[bytes]:
     monkeypatch.setattr(pdf, "Paragraph", paragraph)
+    monkeypatch.setattr(pdf_layout, "Paragraph", paragraph)  # the paragraphs made by pdf_layout.para
     data = pdf.build_report(*_result(warnings))
     return [page.get_contents().get_data() for page in PdfReader(io.BytesIO(data)).pages]
 

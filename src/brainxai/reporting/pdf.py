@@ -3,38 +3,46 @@
 One or two A4 pages: header with report id and date, a research-use banner, patient and scan details,
 the finding with probability bars, the four images side by side, the ten spatial parameters with their
 methods, guidance, and the model's identity. Every page repeats the disclaimer in its footer.
+
+The layout building blocks (colours, styles, tables, banner, footer, rendering) live in
+:mod:`brainxai.reporting.pdf_layout`; this module holds the single-image report's sections.
 """
 
 from __future__ import annotations
 
-import io
-import logging
-import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from functools import lru_cache
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-import numpy as np
-from reportlab import rl_config
 from reportlab.lib import colors
-from reportlab.lib.enums import TA_RIGHT
-from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.lib.utils import ImageReader
-from reportlab.platypus import Flowable, Image, KeepTogether, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import Flowable, KeepTogether, Spacer, Table, TableStyle
 
 from brainxai.constants import CLASS_TITLES, DISCLAIMER, NO_TUMOUR
 from brainxai.reporting.guidance import guidance_for
 from brainxai.reporting.labels import date_text, method_title
-from brainxai.reporting.pdf_images import ArrayImage
+from brainxai.reporting.pdf_layout import (
+    ACCENT,
+    BAND,
+    BAR,
+    BAR_TOP,
+    CONTENT_W,
+    HALF_W,
+    INK,
+    RULE,
+    alert,
+    columns,
+    font_names,
+    image_flowable,
+    kv_table,
+    para,
+    paragraph_styles,
+    render,
+)
 from brainxai.reporting.pdf_paragraph import Paragraph  # reportlab's, without repeated line breaking
 from brainxai.util.files import atomic_write_bytes
-
-logger = logging.getLogger(__name__)
 
 #: Order and captions of the report's images; the first key found for each slot is used.
 IMAGE_SLOTS: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -43,23 +51,6 @@ IMAGE_SLOTS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("outline", "overlay"), "Overlay with outline"),
     (("mask",), "Relevance mask"),
 )
-
-INK = colors.HexColor("#1f2933")
-MUTED = colors.HexColor("#616e7c")
-RULE = colors.HexColor("#cbd2d9")
-ACCENT = colors.HexColor("#1d4e89")
-BAND = colors.HexColor("#f0f4f8")
-WARN_BG = colors.HexColor("#fff4e0")
-WARN_INK = colors.HexColor("#8a4b00")
-BAR = colors.HexColor("#3e7cb1")
-BAR_TOP = colors.HexColor("#1d4e89")
-
-PAGE_W, PAGE_H = A4
-MARGIN = 15 * mm
-#: ReportLab frames pad their content by 6 pt on each side.
-CONTENT_W = PAGE_W - 2 * MARGIN - 12
-#: Width of each of two side-by-side columns (6 mm apart).
-HALF_W = (CONTENT_W - 6 * mm) / 2
 
 #: How to read the images, for a tumour prediction and for "no tumour".
 IMAGES_NOTE_TUMOUR = (
@@ -85,44 +76,6 @@ IMAGES_NOTE_SEGMENTED = (
 )
 
 
-@lru_cache(maxsize=1)
-def _fonts() -> tuple[str, str]:
-    """Regular and bold font names: DejaVu Sans (ships with matplotlib; covers ², ³, ≈) or Helvetica."""
-    try:
-        import matplotlib
-        from reportlab.pdfbase import pdfmetrics
-        from reportlab.pdfbase.ttfonts import TTFont
-
-        base = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-        pdfmetrics.registerFont(TTFont("BX-Regular", str(base / "DejaVuSans.ttf")))
-        pdfmetrics.registerFont(TTFont("BX-Bold", str(base / "DejaVuSans-Bold.ttf")))
-        pdfmetrics.registerFontFamily("BX-Regular", normal="BX-Regular", bold="BX-Bold")
-        return "BX-Regular", "BX-Bold"
-    except Exception as exc:
-        logger.warning("DejaVu Sans not available (%s); using Helvetica", exc)
-        return "Helvetica", "Helvetica-Bold"
-
-
-def _styles() -> dict[str, ParagraphStyle]:
-    regular, bold = _fonts()
-    return {
-        "title": ParagraphStyle("title", fontName=bold, fontSize=15, leading=18, textColor=ACCENT),
-        "subtitle": ParagraphStyle("subtitle", fontName=regular, fontSize=8.5, leading=11, textColor=MUTED),
-        "meta": ParagraphStyle("meta", fontName=regular, fontSize=8, leading=10.5, textColor=MUTED, alignment=TA_RIGHT),
-        "h2": ParagraphStyle(
-            "h2", fontName=bold, fontSize=10.5, leading=13, textColor=ACCENT, spaceBefore=7, spaceAfter=3
-        ),
-        "body": ParagraphStyle("body", fontName=regular, fontSize=8.5, leading=11, textColor=INK),
-        "small": ParagraphStyle("small", fontName=regular, fontSize=7, leading=8.6, textColor=MUTED),
-        "cell": ParagraphStyle("cell", fontName=regular, fontSize=8, leading=10, textColor=INK),
-        "cellb": ParagraphStyle("cellb", fontName=bold, fontSize=8, leading=10, textColor=INK),
-        "label": ParagraphStyle("label", fontName=regular, fontSize=7.5, leading=9.5, textColor=MUTED),
-        "finding": ParagraphStyle("finding", fontName=bold, fontSize=14, leading=17, textColor=INK),
-        "caption": ParagraphStyle("caption", fontName=regular, fontSize=7.5, leading=9, textColor=MUTED, alignment=1),
-        "warn": ParagraphStyle("warn", fontName=bold, fontSize=8.5, leading=11, textColor=WARN_INK),
-    }
-
-
 def probability_note(model: Mapping[str, Any]) -> str:
     """How the class probabilities were computed, in one sentence for the report."""
     temperature = model.get("temperature")
@@ -145,10 +98,6 @@ def probability_note(model: Mapping[str, Any]) -> str:
         else "softmax of the model's outputs (not calibrated)"
     )
     return f"Model probabilities: {how}. They are not the probability that the patient has the disease."
-
-
-def _p(text: Any, style: ParagraphStyle) -> Paragraph:
-    return Paragraph(escape(str(text)), style)
 
 
 class ProbabilityBars(Flowable):
@@ -184,40 +133,6 @@ class ProbabilityBars(Flowable):
             c.drawRightString(self.width, y + 1, f"{float(p):.1%}")
 
 
-def _image_flowable(source: Any, box: float) -> Flowable | None:
-    if source is None:
-        return None
-    if isinstance(source, np.ndarray):
-        # Straight from the pixels, deflated in the background (reporting.pdf_images; benchmarks/perf.md).
-        h, w = source.shape[:2]
-        scale = box / max(w, h)
-        return ArrayImage(source, w * scale, h * scale)
-    src = str(source)
-    if not os.path.isfile(src):
-        logger.warning("report image missing: %s", src)
-        return None
-    w, h = ImageReader(src).getSize()
-    scale = box / max(w, h)
-    return Image(src, width=w * scale, height=h * scale)
-
-
-def _kv_table(rows: list[tuple[str, str]], styles: dict[str, ParagraphStyle], width: float) -> Table:
-    data = [[_p(k, styles["label"]), _p(v, styles["cell"])] for k, v in rows]
-    t = Table(data, colWidths=[27 * mm, width - 27 * mm])
-    t.setStyle(
-        TableStyle(
-            [
-                ("VALIGN", (0, 0), (-1, -1), "TOP"),
-                ("LEFTPADDING", (0, 0), (-1, -1), 0),
-                ("RIGHTPADDING", (0, 0), (-1, -1), 2),
-                ("TOPPADDING", (0, 0), (-1, -1), 1),
-                ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
-            ]
-        )
-    )
-    return t
-
-
 def _patient_block(patient: Mapping[str, Any] | None, styles: dict[str, ParagraphStyle], width: float) -> Flowable:
     fields = (
         ("name", "Name"),
@@ -228,8 +143,8 @@ def _patient_block(patient: Mapping[str, Any] | None, styles: dict[str, Paragrap
     )
     rows = [(label, str(patient[key])) for key, label in fields if patient and patient.get(key) not in (None, "")]
     if not rows:
-        return _p("No patient details were entered.", styles["body"])
-    return _kv_table(rows, styles, width)
+        return para("No patient details were entered.", styles["body"])
+    return kv_table(rows, styles, width)
 
 
 def _scan_rows(scan: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -256,48 +171,26 @@ def _scan_rows(scan: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def _alert(text: str, styles: dict[str, ParagraphStyle]) -> Table:
-    """A full-width amber box: the research-use banner and warnings about this result."""
-    box = Table([[_p(text, styles["warn"])]], colWidths=[CONTENT_W])
-    box.setStyle(
-        TableStyle(
-            [
-                ("BACKGROUND", (0, 0), (-1, -1), WARN_BG),
-                ("BOX", (0, 0), (-1, -1), 0.6, WARN_INK),
-                ("LEFTPADDING", (0, 0), (-1, -1), 6),
-                ("TOPPADDING", (0, 0), (-1, -1), 4),
-                ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
-            ]
-        )
-    )
-    return box
+def parameters_table(params: list[Mapping[str, Any]], styles: dict[str, ParagraphStyle]) -> Table:
+    """The spatial parameters as a full-width table: number, name, result and method, one row each.
 
+    Args:
+        params: The parameters as dicts (``SpatialParameter.to_dict()``): name, text or value and unit, method.
+        styles: The styles from :func:`~brainxai.reporting.pdf_layout.paragraph_styles`.
 
-def _footer(canvas: Any, doc: Any, report_id: str) -> None:
-    regular, _ = _fonts()
-    canvas.saveState()
-    canvas.setStrokeColor(RULE)
-    canvas.line(MARGIN, 13 * mm, PAGE_W - MARGIN, 13 * mm)
-    canvas.setFont(regular, 6.8)
-    canvas.setFillColor(MUTED)
-    canvas.drawString(
-        MARGIN, 9.5 * mm, "Research use only, not a diagnosis. Findings must be reviewed by a qualified clinician."
-    )
-    canvas.drawRightString(PAGE_W - MARGIN, 9.5 * mm, f"Report {report_id}  ·  page {doc.page}")
-    canvas.restoreState()
-
-
-def _parameters_table(params: list[Mapping[str, Any]], styles: dict[str, ParagraphStyle]) -> Table:
-    header = [_p(h, styles["cellb"]) for h in ("#", "Parameter", "Result", "Method")]
+    Returns:
+        The table, its header row repeated on each page.
+    """
+    header = [para(h, styles["cellb"]) for h in ("#", "Parameter", "Result", "Method")]
     rows = [header]
     for i, prm in enumerate(params, 1):
         result = prm.get("text") or f"{prm.get('value')} {prm.get('unit', '')}".strip()
         rows.append(
             [
-                _p(i, styles["cell"]),
-                _p(prm.get("name", ""), styles["cellb"]),
-                _p(result, styles["cell"]),
-                _p(prm.get("method", ""), styles["small"]),
+                para(i, styles["cell"]),
+                para(prm.get("name", ""), styles["cellb"]),
+                para(result, styles["cell"]),
+                para(prm.get("method", ""), styles["small"]),
             ]
         )
     t = Table(rows, colWidths=[6 * mm, 36 * mm, 52 * mm, CONTENT_W - 94 * mm], repeatRows=1)
@@ -320,7 +213,7 @@ def _parameters_table(params: list[Mapping[str, Any]], styles: dict[str, Paragra
 
 def build_report(result: Mapping[str, Any], images: Mapping[str, Any]) -> bytes:
     """Renders the report and returns the PDF bytes (see :func:`write_report`)."""
-    styles = _styles()
+    styles = paragraph_styles()
     story: list[Flowable] = [
         *_header(result, styles),
         *_patient_and_scan(result, styles),
@@ -328,9 +221,9 @@ def build_report(result: Mapping[str, Any], images: Mapping[str, Any]) -> bytes:
         *_images(result, images, styles),
         *_parameters(result, styles),
         *_guidance(result, styles),
-        *_model(result, styles),
+        *model_block(result, styles),
     ]
-    return _render(story, str(result.get("id", "")))
+    return render(story, str(result.get("id", "")))
 
 
 def _confidence(result: Mapping[str, Any]) -> float:
@@ -338,50 +231,34 @@ def _confidence(result: Mapping[str, Any]) -> float:
     return float(result.get("confidence", probabilities.get(str(result.get("prediction", "")), 0.0)))
 
 
-def _columns(cells: list[list[Any]], widths: list[float], *style: tuple[Any, ...]) -> Table:
-    """A borderless layout table (no outer padding), cells aligned to the top."""
-    table = Table(cells, colWidths=widths)
-    table.setStyle(
-        TableStyle(
-            [
-                ("VALIGN", (0, 0), (-1, -1), "TOP"),
-                ("LEFTPADDING", (0, 0), (-1, -1), 0),
-                ("RIGHTPADDING", (0, 0), (-1, -1), 0),
-                *style,
-            ]
-        )
-    )
-    return table
-
-
 def _header(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> list[Flowable]:
     """Title, report id and date, then the research-use banner."""
     report_id, created = str(result.get("id", "")), str(result.get("created", ""))
     title = [
-        _p("brainxai · MRI analysis report", styles["title"]),
-        _p("Explainable brain-tumour classification of a single MRI slice", styles["subtitle"]),
+        para("brainxai · MRI analysis report", styles["title"]),
+        para("Explainable brain-tumour classification of a single MRI slice", styles["subtitle"]),
     ]
     meta = Paragraph(f"Report ID: {escape(report_id)}<br/>Date: {escape(date_text(created))}", styles["meta"])
-    head = _columns(
+    head = columns(
         [[title, meta]],
         [CONTENT_W * 0.66, CONTENT_W * 0.34],
         ("LINEBELOW", (0, 0), (-1, 0), 1.2, ACCENT),
         ("BOTTOMPADDING", (0, 0), (-1, -1), 5),
     )
-    banner = _alert("RESEARCH USE ONLY — NOT A DIAGNOSIS. " + DISCLAIMER, styles)
+    banner = alert("RESEARCH USE ONLY — NOT A DIAGNOSIS. " + DISCLAIMER, styles)
     return [head, Spacer(1, 4), banner, Spacer(1, 4)]
 
 
 def _patient_and_scan(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> list[Flowable]:
     """Patient details and scan details side by side."""
     cells = [
-        [_p("Patient", styles["h2"]), _p("Scan", styles["h2"])],
+        [para("Patient", styles["h2"]), para("Scan", styles["h2"])],
         [
             _patient_block(result.get("patient"), styles, HALF_W),
-            _kv_table(_scan_rows(result.get("scan", {})), styles, HALF_W),
+            kv_table(_scan_rows(result.get("scan", {})), styles, HALF_W),
         ],
     ]
-    return [_columns(cells, [HALF_W + 6 * mm, HALF_W], ("TOPPADDING", (0, 0), (0, -1), 0))]
+    return [columns(cells, [HALF_W + 6 * mm, HALF_W], ("TOPPADDING", (0, 0), (0, -1), 0))]
 
 
 def _finding(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> list[Flowable]:
@@ -396,18 +273,18 @@ def _finding(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> li
         verdict = "Not assessable: outside what this model was trained on"
         summary = f"Model output, not assessable (for reference only): {summary}"
     left = [
-        _p("Finding (model output)", styles["h2"]),
-        _p(verdict, styles["finding"]),
-        _p(summary + _agreement_text(result), styles["body"]),
+        para("Finding (model output)", styles["h2"]),
+        para(verdict, styles["finding"]),
+        para(summary + _agreement_text(result), styles["body"]),
     ]
     bars = [
-        _p("Class probabilities", styles["h2"]),
-        ProbabilityBars(result.get("probabilities", {}), prediction, HALF_W, _fonts()),
-        _p(probability_note(result.get("model") or {}), styles["small"]),
+        para("Class probabilities", styles["h2"]),
+        ProbabilityBars(result.get("probabilities", {}), prediction, HALF_W, font_names()),
+        para(probability_note(result.get("model") or {}), styles["small"]),
     ]
-    story: list[Flowable] = [_columns([[left, bars]], [HALF_W + 6 * mm, HALF_W]), Spacer(1, 3)]
+    story: list[Flowable] = [columns([[left, bars]], [HALF_W + 6 * mm, HALF_W]), Spacer(1, 3)]
     for line in result.get("warnings", []) or []:
-        story += [_alert(f"Warning: {line}", styles), Spacer(1, 3)]
+        story += [alert(f"Warning: {line}", styles), Spacer(1, 3)]
     return story
 
 
@@ -428,8 +305,8 @@ def _images(result: Mapping[str, Any], images: Mapping[str, Any], styles: dict[s
     pics, captions = [], []
     for keys, caption in SEGMENTATION_SLOTS if images.get("tumour") is not None else IMAGE_SLOTS:
         src = next((images[k] for k in keys if images.get(k) is not None), None)
-        pics.append(_image_flowable(src, cell) or _p("(not available)", styles["caption"]))
-        captions.append(_p(caption.format(method=method_title(method)), styles["caption"]))
+        pics.append(image_flowable(src, cell) or para("(not available)", styles["caption"]))
+        captions.append(para(caption.format(method=method_title(method)), styles["caption"]))
     gallery = Table([pics, captions], colWidths=[cell + 3 * mm] * 3 + [cell])
     gallery.setStyle(
         TableStyle(
@@ -446,8 +323,8 @@ def _images(result: Mapping[str, Any], images: Mapping[str, Any], styles: dict[s
     note = IMAGES_NOTE_TUMOUR if tumour else IMAGES_NOTE_NO_TUMOUR
     if images.get("tumour") is not None:
         note = IMAGES_NOTE_SEGMENTED
-    block = [_p("Images", styles["h2"]), gallery, Spacer(1, 2), _p(note, styles["small"])]
-    return block + [_p(line, styles["body"]) for line in _segmentation_lines(result.get("segmentation"))]
+    block = [para("Images", styles["h2"]), gallery, Spacer(1, 2), para(note, styles["small"])]
+    return block + [para(line, styles["body"]) for line in _segmentation_lines(result.get("segmentation"))]
 
 
 def _segmentation_lines(seg: Mapping[str, Any] | None) -> list[str]:
@@ -487,8 +364,8 @@ def _segmentation_lines(seg: Mapping[str, Any] | None) -> list[str]:
 def _parameters(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> list[Flowable]:
     """The spatial parameters table, then the analysis notes."""
     params = list(result.get("spatial_parameters", []))
-    story: list[Flowable] = [_p("Spatial parameters", styles["h2"]), _parameters_table(params, styles)]
-    story += [_p(f"Note: {line}", styles["small"]) for line in result.get("notes", []) or []]
+    story: list[Flowable] = [para("Spatial parameters", styles["h2"]), parameters_table(params, styles)]
+    story += [para(f"Note: {line}", styles["small"]) for line in result.get("notes", []) or []]
     return story
 
 
@@ -498,14 +375,22 @@ def _guidance(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> l
     if prediction not in CLASS_TITLES or result.get("in_domain") is False:
         return []
     g = guidance_for(prediction, _confidence(result))
-    block: list[Flowable] = [_p(g.title, styles["h2"]), _p(g.summary, styles["body"]), Spacer(1, 2)]
+    block: list[Flowable] = [para(g.title, styles["h2"]), para(g.summary, styles["body"]), Spacer(1, 2)]
     block += [Paragraph(f"•&nbsp;&nbsp;{escape(s)}", styles["body"]) for s in g.steps]
-    block += [Spacer(1, 2), _p(g.caveat, styles["small"])]
+    block += [Spacer(1, 2), para(g.caveat, styles["small"])]
     return [KeepTogether(block)]
 
 
-def _model(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> list[Flowable]:
-    """The model's identity and the disclaimer."""
+def model_block(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> list[Flowable]:
+    """The model block: the model's identity and versions, then the disclaimer, kept together on one page.
+
+    Args:
+        result: A result dict with ``model`` (name, checkpoint, created, version, sha256) and ``brainxai_version``.
+        styles: The styles from :func:`~brainxai.reporting.pdf_layout.paragraph_styles`.
+
+    Returns:
+        The flowables to add to a report's story.
+    """
     model = result.get("model", {}) or {}
     name, checkpoint, created = (model.get(k, "?") for k in ("name", "checkpoint", "created"))
     trained_with, report_by = model.get("version", "?"), result.get("brainxai_version", "?")
@@ -518,51 +403,13 @@ def _model(result: Mapping[str, Any], styles: dict[str, ParagraphStyle]) -> list
     return [
         KeepTogether(
             [
-                _p("Model", styles["h2"]),
-                _kv_table(rows, styles, CONTENT_W),
+                para("Model", styles["h2"]),
+                kv_table(rows, styles, CONTENT_W),
                 Spacer(1, 4),
-                _p(DISCLAIMER, styles["small"]),
+                para(DISCLAIMER, styles["small"]),
             ]
         )
     ]
-
-
-def _render(story: list[Flowable], report_id: str) -> bytes:
-    """Lays the story out on A4 pages with the footer on each."""
-    buf = io.BytesIO()
-    doc = SimpleDocTemplate(
-        buf,
-        pagesize=A4,
-        leftMargin=MARGIN,
-        rightMargin=MARGIN,
-        topMargin=12 * mm,
-        bottomMargin=17 * mm,
-        title=f"brainxai report {report_id}",
-        author="brainxai",
-        subject="Research use only, not a diagnosis",
-    )
-
-    def on_page(canvas: Any, d: Any) -> None:
-        _footer(canvas, d, report_id)
-
-    with _binary_streams():
-        doc.build(story, onFirstPage=on_page, onLaterPages=on_page)
-    return buf.getvalue()
-
-
-@contextmanager
-def _binary_streams() -> Iterator[None]:
-    """Stores the PDF's streams as binary instead of ASCII85 text (reportlab's default).
-
-    Without reportlab's optional C accelerator, its pure-Python ASCII85 encoder took about a third of
-    the report's build time (``benchmarks/perf.md``); binary streams are standard PDF, and 15% smaller.
-    """
-    previous = rl_config.useA85
-    rl_config.useA85 = 0
-    try:
-        yield
-    finally:
-        rl_config.useA85 = previous
 
 
 def write_report(result: Mapping[str, Any], images: Mapping[str, Any], path: str | Path) -> Path:

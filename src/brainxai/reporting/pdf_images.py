@@ -83,7 +83,7 @@ class ArrayImage(Flowable):
         obj.colorSpace = self.color_space
         obj.streamContent = self._stream.result()
         obj._filters = ("FlateDecode",)
-        if rl_config.useA85:  # reportlab's default; the report turns it off (pdf._binary_streams)
+        if rl_config.useA85:  # reportlab's default; the report turns it off (pdf_layout.binary_streams)
             obj.streamContent = asciiBase85Encode(obj.streamContent)
             obj._filters = ("ASCII85Decode", "FlateDecode")
         obj.mask = None

@@ -1,7 +1,8 @@
 """The PDF report of a whole series: the series finding, its rule, the key slices, every slice's outcome.
 
-Built from :mod:`brainxai.reporting.pdf`'s building blocks (styles, probability bars, tables, the
-research-use banner, the model block and the page footer), so both reports look and read alike.
+Built from the layout building blocks of :mod:`brainxai.reporting.pdf_layout` (styles, tables, the research-use
+banner, the page footer) and the single-image report's public sections (probability bars, parameters table, model
+block), so both reports look and read alike.
 """
 
 from __future__ import annotations
@@ -14,8 +15,22 @@ from reportlab.lib.units import mm
 from reportlab.platypus import CondPageBreak, Flowable, KeepTogether, Paragraph, Spacer, Table, TableStyle
 
 from brainxai.constants import CLASS_TITLES, NO_TUMOUR
-from brainxai.reporting import pdf
 from brainxai.reporting.labels import date_text, method_title
+from brainxai.reporting.pdf import ProbabilityBars, model_block, parameters_table, probability_note
+from brainxai.reporting.pdf_layout import (
+    ACCENT,
+    BAND,
+    CONTENT_W,
+    HALF_W,
+    alert,
+    columns,
+    font_names,
+    image_flowable,
+    kv_table,
+    para,
+    paragraph_styles,
+    render,
+)
 from brainxai.util.files import atomic_write_bytes
 
 #: Images shown per key slice, with their captions.
@@ -26,7 +41,7 @@ TUMOUR_KIND = "tumour"
 
 def build_series_report(result: Mapping[str, Any], key_images: Mapping[int, Mapping[str, Any]]) -> bytes:
     """Renders the series report; ``key_images`` maps a key slice index to its images (as the image report's)."""
-    styles = pdf._styles()
+    styles = paragraph_styles()
     story: list[Flowable] = [
         *_header(result, styles),
         *_series_block(result, styles),
@@ -35,9 +50,9 @@ def build_series_report(result: Mapping[str, Any], key_images: Mapping[int, Mapp
         *_key_slices(result, key_images, styles),
         *_slice_table(result, styles),
         *_parameters(result, styles),
-        *pdf._model(result, styles),
+        *model_block(result, styles),
     ]
-    return pdf._render(story, str(result.get("id", "")))
+    return render(story, str(result.get("id", "")))
 
 
 def write_series_report(
@@ -52,21 +67,21 @@ def write_series_report(
 def _header(result: Mapping[str, Any], styles: dict[str, Any]) -> list[Flowable]:
     series = result.get("series") or {}
     title = [
-        pdf._p("brainxai · MRI series analysis report", styles["title"]),
-        pdf._p(
+        para("brainxai · MRI series analysis report", styles["title"]),
+        para(
             f"Explainable brain-tumour classification of a whole series ({series.get('n_slices', '?')} slices)",
             styles["subtitle"],
         ),
     ]
     created = date_text(str(result.get("created", "")))
     meta = Paragraph(f"Report ID: {result.get('id', '')}<br/>Date: {created}", styles["meta"])
-    head = pdf._columns(
+    head = columns(
         [[title, meta]],
-        [pdf.CONTENT_W * 0.66, pdf.CONTENT_W * 0.34],
-        ("LINEBELOW", (0, 0), (-1, 0), 1.2, pdf.ACCENT),
+        [CONTENT_W * 0.66, CONTENT_W * 0.34],
+        ("LINEBELOW", (0, 0), (-1, 0), 1.2, ACCENT),
         ("BOTTOMPADDING", (0, 0), (-1, -1), 5),
     )
-    banner = pdf._alert("RESEARCH USE ONLY — NOT A DIAGNOSIS. " + str(result.get("disclaimer", "")), styles)
+    banner = alert("RESEARCH USE ONLY — NOT A DIAGNOSIS. " + str(result.get("disclaimer", "")), styles)
     return [head, Spacer(1, 4), banner, Spacer(1, 4)]
 
 
@@ -93,7 +108,7 @@ def _series_rows(result: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _series_block(result: Mapping[str, Any], styles: dict[str, Any]) -> list[Flowable]:
-    return [pdf._p("Series", styles["h2"]), pdf._kv_table(_series_rows(result), styles, pdf.CONTENT_W)]
+    return [para("Series", styles["h2"]), kv_table(_series_rows(result), styles, CONTENT_W)]
 
 
 def _finding(result: Mapping[str, Any], styles: dict[str, Any]) -> list[Flowable]:
@@ -109,19 +124,19 @@ def _finding(result: Mapping[str, Any], styles: dict[str, Any]) -> list[Flowable
         verdict = "Not assessable: outside what this model was trained on"
         summary = f"Model output, not assessable (for reference only): {summary}"
     left = [
-        pdf._p("Series finding (model output)", styles["h2"]),
-        pdf._p(verdict, styles["finding"]),
-        pdf._p(summary, styles["body"]),
+        para("Series finding (model output)", styles["h2"]),
+        para(verdict, styles["finding"]),
+        para(summary, styles["body"]),
     ]
     bars = [
-        pdf._p("Series probabilities", styles["h2"]),
-        pdf.ProbabilityBars(result.get("probabilities", {}), prediction, pdf.HALF_W, pdf._fonts()),
-        pdf._p(pdf.probability_note(result.get("model") or {}), styles["small"]),
+        para("Series probabilities", styles["h2"]),
+        ProbabilityBars(result.get("probabilities", {}), prediction, HALF_W, font_names()),
+        para(probability_note(result.get("model") or {}), styles["small"]),
     ]
-    story: list[Flowable] = [pdf._columns([[left, bars]], [pdf.HALF_W + 6 * mm, pdf.HALF_W]), Spacer(1, 3)]
-    story.append(pdf._p(str(result.get("aggregation_rule", "")), styles["small"]))
+    story: list[Flowable] = [columns([[left, bars]], [HALF_W + 6 * mm, HALF_W]), Spacer(1, 3)]
+    story.append(para(str(result.get("aggregation_rule", "")), styles["small"]))
     for line in result.get("warnings") or []:
-        story += [Spacer(1, 3), pdf._alert(f"Warning: {line}", styles)]
+        story += [Spacer(1, 3), alert(f"Warning: {line}", styles)]
     return story
 
 
@@ -154,9 +169,9 @@ def _tumour(result: Mapping[str, Any], styles: dict[str, Any]) -> list[Flowable]
             )
         )
     block = [
-        pdf._p("Segmented tumour (segmentation model's estimate)", styles["h2"]),
-        pdf._kv_table(rows, styles, pdf.CONTENT_W),
-        pdf._p(f"Method: {record.get('method', '')}", styles["small"]),
+        para("Segmented tumour (segmentation model's estimate)", styles["h2"]),
+        kv_table(rows, styles, CONTENT_W),
+        para(f"Method: {record.get('method', '')}", styles["small"]),
     ]
     return [KeepTogether(block)]
 
@@ -166,7 +181,7 @@ def _key_slices(
 ) -> list[Flowable]:
     prediction = str(result.get("prediction", ""))
     per_slice = {s["index"]: s for s in result.get("per_slice") or []}
-    cell = min((pdf.CONTENT_W - 40 * mm) / 3, 42 * mm)
+    cell = min((CONTENT_W - 40 * mm) / 3, 42 * mm)
     rows = []
     for index in result.get("key_slices") or []:
         images = key_images.get(int(index), {})
@@ -174,7 +189,7 @@ def _key_slices(
         label = f"Slice {index}" + (f"<br/>P({CLASS_TITLES.get(prediction, prediction)}) = {p:.1%}" if p else "")
         # A segmented slice shows the tumour's outline on the slice in place of the bare slice.
         kinds = [TUMOUR_KIND if k == "original" and images.get(TUMOUR_KIND) is not None else k for k, _ in KEY_IMAGES]
-        pics = [pdf._image_flowable(images.get(k), cell) or pdf._p("-", styles["caption"]) for k in kinds]
+        pics = [image_flowable(images.get(k), cell) or para("-", styles["caption"]) for k in kinds]
         rows.append([Paragraph(label, styles["cell"]), *pics])
     if not rows:
         return []
@@ -184,41 +199,41 @@ def _key_slices(
     if result.get("tumour_volume"):
         caption += " Green on the slice: the segmented tumour's outline."
     # Kept together: the heading and the caption stay with the table of images.
-    return [KeepTogether([pdf._p("Key slices", styles["h2"]), table, pdf._p(caption, styles["small"])])]
+    return [KeepTogether([para("Key slices", styles["h2"]), table, para(caption, styles["small"])])]
 
 
 def _slice_table(result: Mapping[str, Any], styles: dict[str, Any]) -> list[Flowable]:
     prediction = str(result.get("prediction", ""))
     header = ["Slice", "Position (mm)", "Most probable", f"P({CLASS_TITLES.get(prediction, prediction)})"]
-    rows: list[list[Any]] = [[pdf._p(h, styles["cellb"]) for h in header]]
+    rows: list[list[Any]] = [[para(h, styles["cellb"]) for h in header]]
     for s in result.get("per_slice") or []:
         position = s.get("position_mm")
         rows.append(
             [
-                pdf._p(s["index"], styles["cell"]),
-                pdf._p(f"{position:.1f}" if position is not None else "-", styles["cell"]),
-                pdf._p(CLASS_TITLES.get(s["prediction"], s["prediction"]), styles["cell"]),
-                pdf._p(f"{s['probabilities'].get(prediction, 0.0):.1%}", styles["cell"]),
+                para(s["index"], styles["cell"]),
+                para(f"{position:.1f}" if position is not None else "-", styles["cell"]),
+                para(CLASS_TITLES.get(s["prediction"], s["prediction"]), styles["cell"]),
+                para(f"{s['probabilities'].get(prediction, 0.0):.1%}", styles["cell"]),
             ]
         )
     for s in result.get("skipped") or []:
         where = s.get("index") if s.get("index") is not None else s.get("file", "-")
         rows.append(
-            [pdf._p(where, styles["cell"]), pdf._p("skipped", styles["cell"]), pdf._p(s["reason"], styles["small"]), ""]
+            [para(where, styles["cell"]), para("skipped", styles["cell"]), para(s["reason"], styles["small"]), ""]
         )
-    table = Table(rows, colWidths=[18 * mm, 26 * mm, 80 * mm, pdf.CONTENT_W - 124 * mm], repeatRows=1)
+    table = Table(rows, colWidths=[18 * mm, 26 * mm, 80 * mm, CONTENT_W - 124 * mm], repeatRows=1)
     table.setStyle(
         TableStyle(
             [
-                ("LINEBELOW", (0, 0), (-1, 0), 0.8, pdf.ACCENT),
-                ("ROWBACKGROUNDS", (0, 1), (-1, -1), [None, pdf.BAND]),
+                ("LINEBELOW", (0, 0), (-1, 0), 0.8, ACCENT),
+                ("ROWBACKGROUNDS", (0, 1), (-1, -1), [None, BAND]),
                 ("TOPPADDING", (0, 0), (-1, -1), 1),
                 ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
             ]
         )
     )
     # Never leave the heading alone at the foot of a page (nor let the layout split it from its table).
-    return [CondPageBreak(30 * mm), pdf._p("Every slice", styles["h2"]), table]
+    return [CondPageBreak(30 * mm), para("Every slice", styles["h2"]), table]
 
 
 def _parameters(result: Mapping[str, Any], styles: dict[str, Any]) -> list[Flowable]:
@@ -226,8 +241,8 @@ def _parameters(result: Mapping[str, Any], styles: dict[str, Any]) -> list[Flowa
     story: list[Flowable] = []
     if params:
         story += [
-            pdf._p("Spatial parameters (strongest key slice)", styles["h2"]),
-            pdf._parameters_table(params, styles),
+            para("Spatial parameters (strongest key slice)", styles["h2"]),
+            parameters_table(params, styles),
         ]
-    story += [pdf._p(f"Note: {line}", styles["small"]) for line in result.get("notes") or []]
+    story += [para(f"Note: {line}", styles["small"]) for line in result.get("notes") or []]
     return [KeepTogether(story)] if story else []
