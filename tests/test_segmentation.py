@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -221,6 +222,28 @@ def test_one_epoch_checkpoint_reloads_and_predicts_identically(
     x0, y0, x1, y1 = data.boxes[0]
     assert prob[0][:y0].max(initial=0) == 0 and prob[0][:, x1:].max(initial=0) == 0
     assert seg.segment(image).dtype == bool
+
+
+def test_a_windowed_recipe_records_its_window_and_is_served_with_it(tmp_path: Path) -> None:
+    from brainxai.data.preprocess import prepare_with_box
+    from brainxai.io.nifti import volume_to_uint8
+    from brainxai.training.segmentation import SegTrainConfig, train_segmenter
+
+    with pytest.raises(ValueError, match="unknown window"):
+        SegTrainConfig(data="d", window="z-score")
+    root = write_seg_folder(tmp_path / "data")
+    config = SegTrainConfig(
+        data=str(root), out=str(tmp_path / "run"), img_size=64, epochs=1, batch_size=2, val_fraction=0.34,
+        device="cpu", cache_dir=None, progress=False, window="percentile",
+    )  # fmt: skip
+    train_segmenter(config)
+    meta = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert meta["preprocess"]["window"] == "percentile" and meta["recipe"]["window"] == "percentile"
+    seg = Segmenter.load(tmp_path / "run" / "best.safetensors", device="cpu", backend="torch")
+    image = read_raster(load_seg_data(root, seg.preprocess).slices[0].image)
+    # Served with its window: the model input is the plain preprocessing of the windowed slice.
+    plain = dataclasses.replace(seg.preprocess, window=None)
+    assert np.array_equal(seg.prepare(image)[0], prepare_with_box(volume_to_uint8(image), plain)[0])
 
 
 def test_resume_continues_history(trained: tuple[Path, Path, object]) -> None:

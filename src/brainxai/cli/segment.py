@@ -15,6 +15,7 @@ _HELP = {
     "folds": "Cross-validation: split the patients into K folds (with --fold: validate on that one).",
     "val_fraction": "Share of patients held out for validation without --folds; 0 trains on all (last epoch kept).",
     "augment": "Joint image/mask augmentation preset: none | default | mr.",
+    "window": "Intensity window of every input, at training and inference (recorded in the checkpoint): percentile.",
     "threads": "Torch CPU threads (default: torch's choice).",
     "only_validation": "Evaluate only the checkpoint's validation patients (recorded in its JSON): a CV fold.",
     "extra_data": "Another folder in the same layout (patient column optional: without it each slice is its own "
@@ -54,6 +55,7 @@ def train_seg(
     folds: Annotated[int | None, typer.Option(help=_HELP["folds"])] = None,
     fold: Annotated[int | None, typer.Option(help="Validation fold (0..K-1) with --folds.")] = None,
     augment: Annotated[str, typer.Option(help=_HELP["augment"])] = "default",
+    window: Annotated[str | None, typer.Option(help=_HELP["window"])] = None,
     hflip: Annotated[bool, typer.Option(help="Left-right flips in augmentation.")] = True,
     amp: Annotated[str, typer.Option(help="off | bf16 (bfloat16 autocast; faster on CPUs with avx512_bf16).")] = "off",
     threshold: Annotated[float, typer.Option(help="Probability threshold of the mask.")] = 0.5,
@@ -75,8 +77,8 @@ def train_seg(
             data=str(data), extra_data=[str(p) for p in extra_data or []], extra_labels=_labels(extra_labels),
             out=str(out), model=model, img_size=img_size, epochs=epochs, batch_size=batch_size,
             lr=lr, patience=patience, val_fraction=val_fraction, folds=folds, fold=fold, augment=augment,
-            hflip=hflip, amp=amp, threshold=threshold, seed=seed, device=device, limit=limit, val_limit=val_limit,
-            cache_dir=str(cache_dir),
+            window=window, hflip=hflip, amp=amp, threshold=threshold, seed=seed, device=device, limit=limit,
+            val_limit=val_limit, cache_dir=str(cache_dir),
         )  # fmt: skip
         result = train_segmenter(config, resume=resume)
     except (SegDataError, ValueError, KeyError, FileNotFoundError) as exc:

@@ -27,6 +27,10 @@ Normalisation = Literal["imagenet", "unit"]
 #: quantisation tables).
 HARMONIZE: dict[str, tuple[int, int]] = {"kaggle-224-jpeg75": (224, 75)}
 
+#: Intensity windows (:func:`window_intensity`): ``percentile`` maps the slice's 0.5th percentile to 0 and the
+#: 99.5th percentile of its non-zero pixels to 255, as the NIfTI reader windows a volume.
+WINDOWS = ("percentile",)
+
 
 @dataclass(frozen=True)
 class PreprocessConfig:
@@ -41,6 +45,9 @@ class PreprocessConfig:
             :data:`HARMONIZE`, e.g. ``"kaggle-224-jpeg75"``), or None. A model trained on one export
             can key on its resolution and compression; feeding it every scan in that export removes
             the difference (measured in ``benchmarks/candidate/``).
+        window: First window the slice's intensities (a key of :data:`WINDOWS`), or None. The same window
+            for every input, at training and inference, so a JPEG export and a NIfTI read of one slice
+            reach the network alike (``benchmarks/segmentation/robustness.md``).
     """
 
     img_size: int = 224
@@ -48,6 +55,7 @@ class PreprocessConfig:
     normalize: Normalisation = "imagenet"
     crop: bool = True
     harmonize: str | None = None
+    window: str | None = None
 
     def __post_init__(self) -> None:
         if self.img_size < 8:
@@ -58,11 +66,14 @@ class PreprocessConfig:
             raise ValueError(f"normalize must be 'imagenet' or 'unit', got {self.normalize!r}")
         if self.harmonize is not None and self.harmonize not in HARMONIZE:
             raise ValueError(f"unknown harmonize {self.harmonize!r}; use one of {', '.join(HARMONIZE)} or None")
+        if self.window is not None and self.window not in WINDOWS:
+            raise ValueError(f"unknown window {self.window!r}; use one of {', '.join(WINDOWS)} or None")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        if d["harmonize"] is None:  # configs without it keep their old form (checkpoints, cache keys)
-            del d["harmonize"]
+        for key in ("harmonize", "window"):
+            if d[key] is None:  # configs without it keep their old form (checkpoints, cache keys)
+                del d[key]
         return d
 
     @classmethod
@@ -194,6 +205,15 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=interp)
 
 
+def window_intensity(image: np.ndarray, window: str) -> np.ndarray:
+    """The slice with its intensities windowed as ``window`` of :data:`WINDOWS` says (``uint8``)."""
+    if window not in WINDOWS:
+        raise ValueError(f"unknown window {window!r}; use one of {', '.join(WINDOWS)}")
+    from brainxai.io.nifti import volume_to_uint8
+
+    return volume_to_uint8(image)
+
+
 def harmonize(image: np.ndarray, preset: str) -> np.ndarray:
     """The whole slice re-exported as preset ``preset`` of :data:`HARMONIZE` (square resize, JPEG round trip)."""
     side, quality = HARMONIZE[preset]
@@ -219,7 +239,8 @@ def prepare(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
 def prepare_with_box(image: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Like :func:`prepare` but also returns the crop box in original pixel coordinates."""
     h, w = image.shape
-    work = harmonize(image, config.harmonize) if config.harmonize else image
+    work = window_intensity(image, config.window) if config.window else image
+    work = harmonize(work, config.harmonize) if config.harmonize else work
     box = (0, 0, w, h)
     if config.crop:
         work, box = contour_crop(work)

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from brainxai.constants import NO_TUMOUR
 from brainxai.data.lesion import read_mask, resize_mask
-from brainxai.data.preprocess import CROP_VERSION, PreprocessConfig, contour_crop, resize
+from brainxai.data.preprocess import CROP_VERSION, PreprocessConfig, contour_crop, resize, window_intensity
 from brainxai.io.raster import ImageReadError, read_raster
 from brainxai.util.files import atomic_write
 
@@ -186,9 +186,11 @@ def load_pair(item: SegSlice) -> tuple[np.ndarray, np.ndarray]:
 def prepare_pair(
     image: np.ndarray, mask: np.ndarray, config: PreprocessConfig
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
-    """Crops and resizes a slice for the model and carries its mask along (same box, same grid)."""
+    """Windows (if configured), crops and resizes a slice for the model; its mask follows (same box and grid)."""
     h, w = image.shape
     box = (0, 0, w, h)
+    if config.window:
+        image = window_intensity(image, config.window)
     if config.crop:
         image, box = contour_crop(image)
         x0, y0, x1, y1 = box

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from brainxai.analysis.lesion import disagreement, measure_lesion
 from brainxai.constants import NO_TUMOUR
 from brainxai.data.augment import AUGMENT_PRESETS, Compose, augmentation
-from brainxai.data.preprocess import PreprocessConfig, to_tensor
+from brainxai.data.preprocess import WINDOWS, PreprocessConfig, to_tensor
 from brainxai.data.seg_dataset import SegData, data_fingerprint, load_seg_data, source_folds, source_split
 from brainxai.models import create_model
 from brainxai.models.checkpoint import CheckpointMeta, save_checkpoint
@@ -51,7 +51,8 @@ class SegTrainConfig:
 
     ``folds``/``fold``: validate on patient fold ``fold`` of ``folds`` (cross-validation); otherwise
     ``val_fraction`` of the patients (0: train on all, keep the last epoch). ``extra_data``: more folders in the
-    same layout (``patient`` optional), filtered to ``extra_labels`` when given.
+    same layout (``patient`` optional), filtered to ``extra_labels`` when given. ``window``: an intensity window
+    of :data:`~brainxai.data.preprocess.WINDOWS` for every input, recorded in the checkpoint's preprocessing.
     """
 
     data: str
@@ -72,6 +73,7 @@ class SegTrainConfig:
     patience: int = 5
     threshold: float = 0.5
     augment: str = "default"
+    window: str | None = None
     hflip: bool = True
     amp: str = "off"
     seed: int = 0
@@ -85,6 +87,8 @@ class SegTrainConfig:
     def __post_init__(self) -> None:
         if self.augment not in AUGMENT_PRESETS:
             raise ValueError(f"unknown augmentation {self.augment!r}; use one of {', '.join(AUGMENT_PRESETS)}")
+        if self.window is not None and self.window not in WINDOWS:
+            raise ValueError(f"unknown window {self.window!r}; use one of {', '.join(WINDOWS)}")
         if (self.folds is None) != (self.fold is None):
             raise ValueError("--folds and --fold go together")
         if self.folds is not None and self.fold is not None and not 0 <= self.fold < self.folds:
@@ -339,9 +343,10 @@ def train_segmenter(config: SegTrainConfig, resume: bool = False) -> SegTrainRes
     return SegTrainResult(out / "best.safetensors", state.best_epoch, state.best_dice, state.history, state.model)
 
 
-def _preprocess(config: SegTrainConfig) -> PreprocessConfig:
-    base = create_model(config.model, pretrained=False, num_classes=1, img_size=config.img_size)
-    return model_config(base).preprocess
+def _preprocess(config: SegTrainConfig, model: torch.nn.Module | None = None) -> PreprocessConfig:
+    """The run's preprocessing: the model's (``model``, else a fresh one of the recipe) with the recipe's window."""
+    base = model or create_model(config.model, pretrained=False, num_classes=1, img_size=config.img_size)
+    return replace(model_config(base).preprocess, window=config.window)
 
 
 def _split_record(data: SegData, train_idx: np.ndarray, val_idx: np.ndarray) -> dict[str, Any]:
@@ -393,7 +398,7 @@ def _save_best(
     meta = SegCheckpointMeta(
         model=config.model,
         classes=list(cfg.classes),
-        preprocess=cfg.preprocess,
+        preprocess=_preprocess(config, state.model),
         recipe=recipe,
         metrics={"val_dice_model_grid": state.best_dice, "epoch": state.epoch},
         history=list(state.history),
