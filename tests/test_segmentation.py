@@ -254,6 +254,8 @@ def test_resume_continues_history(trained: tuple[Path, Path, object]) -> None:
         data=str(root), out=str(out), img_size=64, epochs=2, batch_size=2, val_fraction=0.34, device="cpu",
         cache_dir=None, progress=False,
     )  # fmt: skip
+    with pytest.raises(ValueError, match="cannot resume"):  # trained without a window: not resumed with one
+        train_segmenter(dataclasses.replace(config, window="percentile"), resume=True)
     result = train_segmenter(config, resume=True)
     assert [row["epoch"] for row in result.history] == [1, 2]
 

@@ -17,6 +17,7 @@ Outputs in ``out``:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -284,6 +285,7 @@ def train_segmenter(config: SegTrainConfig, resume: bool = False) -> SegTrainRes
     Raises:
         SegDataError: Unusable data (see :func:`brainxai.data.seg_dataset.load_seg_data`).
         FileNotFoundError: ``resume`` without ``OUT/last.pt``.
+        ValueError: ``resume`` with other preprocessing (input size, window) than ``OUT/last.pt`` was trained with.
     """
     out = Path(config.out)
     torch.manual_seed(config.seed)
@@ -311,7 +313,13 @@ def train_segmenter(config: SegTrainConfig, resume: bool = False) -> SegTrainRes
     if resume:
         if not last.is_file():
             raise FileNotFoundError(f"cannot resume: {last} not found")
-        state.load_state_dict(torch.load(last, map_location=device, weights_only=False))
+        saved = torch.load(last, map_location=device, weights_only=False)
+        if saved.get("preprocess", preprocess.to_dict()) != preprocess.to_dict():  # older last.pt: not recorded
+            raise ValueError(
+                f"cannot resume: {last} was trained with preprocessing {saved['preprocess']}, "
+                f"this run asks for {preprocess.to_dict()} (same --img-size and --window as the run)"
+            )
+        state.load_state_dict(saved)
         logger.info("resumed after epoch %d", state.epoch)
     ddp_model = distributed.wrap(state.model, ctx, device)  # the model itself unless under torchrun
     while state.epoch < config.epochs and not (len(val_idx) and state.stale >= config.patience):
@@ -336,11 +344,17 @@ def train_segmenter(config: SegTrainConfig, resume: bool = False) -> SegTrainRes
             if ctx.is_main:
                 _save_best(out / "best", state, config, fingerprint, split, sources)
         if ctx.is_main:
-            atomic_write(last, lambda tmp: torch.save(state.state_dict(), tmp))
+            full = state.state_dict() | {"preprocess": preprocess.to_dict()}  # resume checks the preprocessing
+            atomic_write(last, functools.partial(_save_state, full))
             atomic_write_text(out / "history.json", json.dumps(state.history, indent=2))
     distributed.barrier(ctx)  # every rank returns once rank 0 has written
     distributed.shutdown(ctx)
     return SegTrainResult(out / "best.safetensors", state.best_epoch, state.best_dice, state.history, state.model)
+
+
+def _save_state(full: dict[str, Any], tmp: Path) -> None:
+    """Writes ``last.pt`` (the training state and the preprocessing it was trained with) to ``tmp``."""
+    torch.save(full, tmp)
 
 
 def _preprocess(config: SegTrainConfig, model: torch.nn.Module | None = None) -> PreprocessConfig:
