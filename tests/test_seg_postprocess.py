@@ -109,3 +109,16 @@ def test_shipped_mask_is_the_function_of_its_probability_map(samples_dir: Path) 
     mask = seg.segment(image)
     assert mask.any()
     assert np.array_equal(mask, probability_mask(seg.probability([image])[0], meta["threshold"], post))
+
+
+def test_a_segmenter_takes_another_checkpoints_mask_rule() -> None:
+    from brainxai.segmentation import Segmenter
+
+    seg = Segmenter.__new__(Segmenter)  # the rule only: no weights needed
+    seg.use_mask_rule({"threshold": 0.8, "postprocess": {"method": "hysteresis", "low": 0.4}})
+    prob = _two_rims()
+    assert seg.threshold == 0.8 and np.array_equal(
+        seg.mask(prob), probability_mask(prob, 0.8, PostProcess("hysteresis", 0.4))
+    )
+    seg.use_mask_rule({"threshold": 0.5})
+    assert seg.postprocess is None and np.array_equal(seg.mask(prob), prob >= 0.5)

@@ -56,7 +56,6 @@ from brainxai.io import ImageReadError
 from brainxai.pipeline import AnalysisOptions
 from brainxai.pipeline.service import AnalysisService
 from brainxai.segmentation import Segmenter
-from brainxai.segmentation.postprocess import PostProcess
 from brainxai.util.files import atomic_write_text
 
 logger = logging.getLogger("pipeline_area")
@@ -164,9 +163,7 @@ def fold_segmenter(checkpoint: Path, mask_from: Path | None) -> Segmenter:
     """
     segmenter = Segmenter.load(checkpoint, device="cpu")
     if mask_from is not None:
-        meta = json.loads(mask_from.read_text())
-        segmenter.threshold = float(meta["threshold"])
-        segmenter.postprocess = PostProcess.from_dict(meta.get("postprocess"))
+        segmenter.use_mask_rule(json.loads(mask_from.read_text()))
     return segmenter
 
 

@@ -69,9 +69,7 @@ def fold_rows(run: Path, data: Path, extra: Path, mask_from: Path) -> dict[str, 
     val = set(json.loads((run / "best.json").read_text())["split"]["val_patients"])
     slices: list[SegSlice] = [s for s in read_sources(data, [extra], ["notumor"]) if s.patient in val]
     seg = Segmenter.load(run / "best.safetensors", device="cpu")
-    meta = json.loads(mask_from.read_text())
-    seg.threshold = float(meta["threshold"])
-    seg.postprocess = PostProcess.from_dict(meta.get("postprocess"))
+    seg.use_mask_rule(json.loads(mask_from.read_text()))
     pre = shipped_classifier_preprocess()
     pairs = [load_pair(s) for s in slices]
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in PERTURBATIONS}

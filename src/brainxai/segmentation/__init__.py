@@ -8,7 +8,7 @@ Consumers accept any object with the same methods (:class:`SegmenterLike`), so t
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -175,6 +175,12 @@ class Segmenter:
         prepared = [self.prepare(g) for g in grays]
         probs = self.probability_prepared(np.stack([p for p, _ in prepared]), batch_size)
         return [map_back(prob, box, g.shape) for prob, (_, box), g in zip(probs, prepared, grays)]
+
+    def use_mask_rule(self, meta: Mapping[str, Any]) -> None:
+        """Makes masks by another checkpoint JSON's ``threshold`` and ``postprocess`` (e.g. a CV fold model judged
+        by the rule chosen for its recipe afterwards, recorded in the shipped JSON only)."""
+        self.threshold = float(meta["threshold"])
+        self.postprocess = PostProcess.from_dict(meta.get("postprocess"))
 
     def mask(self, prob: np.ndarray) -> np.ndarray:
         """The tumour mask, bool ``(H, W)``, of a probability map (threshold, then the checkpoint's post-processing)."""
