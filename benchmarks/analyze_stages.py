@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-# (module, function, label); a stage missing from the timed tree is skipped.
+# (module, function or Class.method, label); a stage missing from the timed tree is skipped.
 STAGES = (
     ("brainxai.pipeline.steps", "read", "read (decode)"),
     ("brainxai.pipeline.steps", "prepare", "prepare (crop, resize)"),
@@ -38,9 +38,11 @@ STAGES = (
     ("brainxai.pipeline.steps", "explain", "  of which: explain (LRP)"),
     ("brainxai.pipeline.steps", "explain_again", "Grad-CAM for the agreement (from the LRP pass's activations)"),
     ("brainxai.pipeline.measure", "locate", "locate regions"),
-    ("brainxai.pipeline.segment", "segment", "segment the tumour (when a segmentation model is installed)"),
+    ("brainxai.pipeline.service", "AnalysisService._start_segmenting", "start segmenting (a worker thread on ONNX)"),
     ("brainxai.pipeline.measure", "agreement", "agreement"),
     ("brainxai.pipeline.measure", "spearman", "  of which: Spearman"),
+    ("brainxai.pipeline.service", "AnalysisService._segment", "segmentation (waits for the worker's mask, then measures)"),
+    ("brainxai.pipeline.segment", "segment", "  of which: measure the tumour (segments too when no mask is given)"),
     ("brainxai.pipeline.measure", "spatial_parameters", "spatial parameters"),
     ("brainxai.pipeline.outputs", "render", "render images"),
     ("brainxai.pipeline.outputs", "write_images", "write PNGs"),
@@ -74,9 +76,12 @@ def run(rounds: int) -> dict[str, Any]:
     from brainxai.pipeline.service import AnalysisService
 
     acc: dict[str, list[tuple[float, float, float]]] = collections.defaultdict(list)
-    for module, name, label in STAGES:
-        owner = importlib.import_module(module)
-        if hasattr(owner, name):
+    for module, path, label in STAGES:
+        owner: Any = importlib.import_module(module)
+        *parents, name = path.split(".")  # "Class.method" wraps a method
+        for part in parents:
+            owner = getattr(owner, part, None)
+        if owner is not None and hasattr(owner, name):
             _wrap(acc, owner, name, label)
     _wrap(acc, AnalysisService, "analyze", "TOTAL analyze")
     paths = list(sample_scans().values())

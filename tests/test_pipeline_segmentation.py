@@ -8,6 +8,7 @@ an untrained checkpoint (plumbing and numbers, not accuracy).
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -61,7 +62,15 @@ class StubSegmenter:
     def segment(self, image: np.ndarray) -> np.ndarray:
         self.calls += 1
         self.last_shape = image.shape
+        self.thread = threading.current_thread().name
         return self.planted.copy()
+
+
+class WorkerStub(StubSegmenter):
+    """A stub that, like the ONNX-served Segmenter, may run in a worker thread."""
+
+    def can_run_in_worker(self) -> bool:
+        return True
 
 
 @pytest.fixture(scope="module")
@@ -322,3 +331,39 @@ def test_the_real_segmenter_class_fits_the_pipeline(
     source = "segmentation" if seg["area_px"] else "relevance"
     assert param(result, "area_volume")["source"] == source
     assert service._segmenter.get(None) is service._segmenter.get(True)  # loaded once
+
+
+def test_slot_segments_in_a_worker_only_when_the_segmenter_allows_it() -> None:
+    mask = np.zeros((8, 8), bool)
+    mask[2:5, 3:6] = True
+    image = np.zeros((8, 8), np.uint8)
+    for stub, in_worker in ((StubSegmenter(mask), False), (WorkerStub(mask), True)):
+        slot = segment_step.SegmenterSlot(stub)
+        np.testing.assert_array_equal(slot.start(stub, image).result(timeout=10), mask)
+        assert stub.thread.startswith("brainxai-segment") is in_worker
+        assert (stub.thread == threading.current_thread().name) is not in_worker
+        # A wrong mask raises where the caller waits for it.
+        with pytest.raises(ValueError, match="does not match the slice"):
+            slot.start(stub, np.zeros((4, 4), np.uint8)).result(timeout=10)
+
+
+def test_analysis_with_the_segmenter_in_a_worker_gives_the_same_result(
+    service: AnalysisService,
+    random_checkpoint: Path,
+    dev_slice: tuple[Path, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    path, mask = dev_slice
+    worker = WorkerStub(mask)
+    beside = AnalysisService(random_checkpoint, device="cpu", segmenter=worker)
+    options = AnalysisOptions(method="gradcam", agreement=True, report=False)
+    results = []
+    for svc in (service, beside):
+        force(monkeypatch, svc, "glioma")
+        results.append(svc.analyze(path, options, out_dir=tmp_path / str(len(results)), name="x"))
+    assert worker.thread.startswith("brainxai-segment")
+    inline, threaded = results
+    assert threaded.segmentation is not None and threaded.segmentation["area_px"] == int(mask.sum())
+    assert {**threaded.segmentation, "model": None} == {**inline.segmentation, "model": None}
+    assert threaded.spatial_parameters == inline.spatial_parameters and threaded.agreement == inline.agreement

@@ -212,6 +212,8 @@ def test_one_epoch_checkpoint_reloads_and_predicts_identically(
     served = Segmenter.load(out / "best.safetensors", device="cpu")
     np.testing.assert_allclose(served.probability_prepared(data.images, batch_size=2), theirs, atol=1e-5)
     assert served.backend == "onnx" and len(list((tmp_path / "onnx").glob("*.probability-*.onnx"))) == 1
+    # Only the ONNX-served segmenter runs without torch, so only it may run beside the analysis in a worker.
+    assert served.can_run_in_worker() and not seg.can_run_in_worker()
     info = seg.info()
     assert info["name"] == "unet-lite0" and info["input_size"] == 64 and len(info["sha256"]) == 64
     # On the original grid: same shape as the slice, RGB accepted, zero outside the head crop.

@@ -9,6 +9,7 @@ from brainxai.data.preprocess import (
     denormalize,
     prepare,
     prepare_with_box,
+    to_array,
     to_tensor,
 )
 
@@ -131,3 +132,37 @@ def test_real_failed_crops_are_recovered(mri_root, name):
     assert (x1 - x0) * (y1 - y0) < 0.12 * h * w
     x0, y0, x1, y1 = contour_crop(img)[1]
     assert (x1 - x0) * (y1 - y0) > 0.7 * h * w
+
+
+def _reference_tensor(images: np.ndarray, cfg: PreprocessConfig) -> torch.Tensor:
+    """The torch normalisation to_tensor used before it was written in NumPy (kept as the reference)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().div(255.0)
+    x = x.unsqueeze(0 if images.ndim == 2 else 1)
+    if cfg.channels == 3:
+        x = x.expand(*x.shape[:-3], 3, *x.shape[-2:])
+    if cfg.normalize == "imagenet":
+        shape = (-1, 1, 1) if x.ndim == 3 else (1, -1, 1, 1)
+        mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+        if cfg.channels == 1:
+            weights = torch.tensor([0.299, 0.587, 0.114])
+            mean, std = (weights * mean).sum().reshape(1), (weights * std).sum().reshape(1)
+        x = (x - mean.reshape(shape)) / std.reshape(shape)
+    return x.contiguous()
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("normalize", ["unit", "imagenet"])
+def test_to_array_is_bit_identical_to_the_torch_normalisation(channels: int, normalize: str) -> None:
+    # NumPy only, so a segmenter served by ONNX Runtime can prepare its input in a worker thread.
+    rng = np.random.default_rng(0)
+    cfg = PreprocessConfig(img_size=16, channels=channels, normalize=normalize)
+    for images in (
+        rng.integers(0, 256, (16, 16), dtype=np.uint8),
+        rng.integers(0, 256, (4, 16, 16), dtype=np.uint8),
+        rng.uniform(0, 255, (2, 16, 16)).astype(np.float32),
+        rng.uniform(0, 255, (16, 16)),
+    ):
+        ours = to_array(images, cfg)
+        assert isinstance(ours, np.ndarray) and ours.dtype == np.float32 and ours.flags.c_contiguous
+        assert torch.equal(torch.from_numpy(ours), _reference_tensor(images, cfg))
+        assert torch.equal(to_tensor(images, cfg), _reference_tensor(images, cfg))

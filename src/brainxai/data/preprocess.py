@@ -257,46 +257,52 @@ def _scale_box(box: tuple[int, int, int, int], work_shape: int, shape: tuple[int
     return (int(x0 * sx), int(y0 * sy), min(w, int(np.ceil(x1 * sx))), min(h, int(np.ceil(y1 * sy))))
 
 
-def to_tensor(images: np.ndarray, config: PreprocessConfig) -> torch.Tensor:
-    """Converts prepared ``uint8`` images to a normalised float tensor.
+def to_array(images: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """Converts prepared ``uint8`` images to a normalised float32 array (the model's input, without torch).
+
+    NumPy only, so it may run in a worker thread (e.g. the segmenter served by ONNX Runtime beside the
+    analysis), where a torch call would start a second OpenMP team (:mod:`brainxai.util.pools`).
 
     Args:
         images: ``(H, W)`` or ``(N, H, W)`` ``uint8`` (or float in [0, 255]) array.
         config: Preprocessing settings (channels and normalisation).
 
     Returns:
-        ``(C, H, W)`` or ``(N, C, H, W)`` float32 tensor.
+        ``(C, H, W)`` or ``(N, C, H, W)`` C-contiguous float32 array.
     """
     single = images.ndim == 2
-    x = torch.from_numpy(np.ascontiguousarray(images))
-    # from_numpy shares the caller's memory and .float() is a no-op on float32: never scale in place then.
-    x = x.div(255.0) if x.dtype == torch.float32 else x.float().div_(255.0)
-    x = x.unsqueeze(0 if single else 1)
+    # astype copies: the caller's array is never scaled in place.
+    x = np.asarray(images).astype(np.float32) / np.float32(255.0)
+    x = x[None] if single else x[:, None]
     if config.channels == 3:
-        x = x.expand(*x.shape[:-3], 3, *x.shape[-2:])
+        x = np.broadcast_to(x, (*x.shape[:-3], 3, *x.shape[-2:]))
     if config.normalize == "imagenet":
-        mean, std = _imagenet_stats(config.channels, x.ndim)
-        x = (x - mean) / std
-    return x.contiguous()
+        mean, std = _imagenet_stats(config.channels)
+        shape = (-1, 1, 1) if x.ndim == 3 else (1, -1, 1, 1)
+        x = (x - mean.reshape(shape)) / std.reshape(shape)
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def _imagenet_stats(channels: int, ndim: int) -> tuple[torch.Tensor, torch.Tensor]:
+def to_tensor(images: np.ndarray, config: PreprocessConfig) -> torch.Tensor:
+    """:func:`to_array` as a torch tensor: ``(C, H, W)`` or ``(N, C, H, W)`` float32."""
+    return torch.from_numpy(to_array(images, config))
+
+
+def _imagenet_stats(channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std (float32): ImageNet's, or for one channel their luminance-weighted sum."""
+    mean, std = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
     if channels == 3:
-        mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
-    else:
-        # One-channel models use the luminance-weighted ImageNet statistics.
-        weights = torch.tensor([0.299, 0.587, 0.114])
-        mean = (weights * torch.tensor(IMAGENET_MEAN)).sum().reshape(1)
-        std = (weights * torch.tensor(IMAGENET_STD)).sum().reshape(1)
-    shape = (-1, 1, 1) if ndim == 3 else (1, -1, 1, 1)
-    return mean.reshape(shape), std.reshape(shape)
+        return mean, std
+    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    return (weights * mean).sum(keepdims=True), (weights * std).sum(keepdims=True)
 
 
 def denormalize(x: torch.Tensor, config: PreprocessConfig) -> np.ndarray:
     """Inverse of :func:`to_tensor` for display: returns ``uint8`` ``(H, W)`` or ``(N, H, W)``."""
     x = x.detach().float().cpu()
     if config.normalize == "imagenet":
-        mean, std = _imagenet_stats(config.channels, x.ndim)
+        shape = (-1, 1, 1) if x.ndim == 3 else (1, -1, 1, 1)
+        mean, std = (torch.from_numpy(v).reshape(shape) for v in _imagenet_stats(config.channels))
         x = x * std + mean
     x = x.mean(dim=-3)
     return (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()

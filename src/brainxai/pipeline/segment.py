@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -27,13 +28,18 @@ from brainxai.analysis.lesion import (
     relevance_in_tumour,
 )
 from brainxai.pipeline.steps import PreparedImage
+from brainxai.util.pools import shared_pool
 
 logger = logging.getLogger(__name__)
 
 
 @runtime_checkable
 class TumourSegmenter(Protocol):
-    """What the pipeline needs from a segmentation model (the contract of :class:`brainxai.segmentation.Segmenter`)."""
+    """What the pipeline needs from a segmentation model (the contract of :class:`brainxai.segmentation.Segmenter`).
+
+    Optional: ``can_run_in_worker() -> bool``, True when :meth:`segment` may run in a worker thread
+    (:meth:`SegmenterSlot.start`).
+    """
 
     name: str
     sha256: str
@@ -132,6 +138,20 @@ class SegmenterSlot:
         if mask.shape != image.shape[:2]:
             raise ValueError(f"segmentation mask {mask.shape} does not match the slice {image.shape[:2]}")
         return mask
+
+    def start(self, segmenter: TumourSegmenter, image: np.ndarray) -> Future[np.ndarray]:
+        """:meth:`segment` of one slice, begun in a worker thread when the segmenter allows it, else done now.
+
+        A segmenter whose ``can_run_in_worker()`` (optional; :class:`brainxai.segmentation.Segmenter` has it)
+        answers True runs without torch and releases the GIL in its network, so the caller's NumPy work
+        (the analysis's agreement) overlaps it; others (torch, or without the method) run here and now.
+        """
+        can_run_in_worker = getattr(segmenter, "can_run_in_worker", None)
+        if callable(can_run_in_worker) and can_run_in_worker():
+            return shared_pool("segment", 1).submit(self.segment, segmenter, image)
+        done: Future[np.ndarray] = Future()
+        done.set_result(self.segment(segmenter, image))
+        return done
 
 
 def _default_path_text() -> str:

@@ -18,6 +18,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -220,7 +221,10 @@ class AnalysisService:
         )
         regions = measure.locate(finding.relevance, prepared)
         spacing = measure.pixel_spacing(scan, options, run.notes)
-        tumour = self._segment(segmenter, prepared, regions, finding, spacing, run)
+        # The segmentation network runs in a worker thread (when it can) while the agreement is measured.
+        pending = self._start_segmenting(segmenter, prepared, finding, run)
+        agreement = _agreement(finding, options, prepared, regions)
+        tumour = self._segment(segmenter, pending, prepared, regions, finding, spacing, run)
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         base = safe_stem(name) if name else f"{safe_stem(scan.source_name)}-{run.id[:8]}"
@@ -228,7 +232,6 @@ class AnalysisService:
         # Written in the background while the figures below and the PDF are computed.
         images = outputs.start_writing_images(rendered.arrays, out, base)
         try:
-            agreement = _agreement(finding, options, prepared, regions)
             on_tumour = tumour.region() if tumour else None
             params = measure.spatial_parameters(
                 scan, regions, finding.prediction, finding.confidence, agreement, spacing, options, on_tumour
@@ -274,20 +277,33 @@ class AnalysisService:
             run.warnings.append(prepared.crop_warning)
         return prepared
 
+    def _start_segmenting(
+        self,
+        segmenter: segment.TumourSegmenter | None,
+        prepared: steps.PreparedImage,
+        finding: Finding,
+        run: _Run,
+    ) -> Future[np.ndarray] | None:
+        """The tumour mask on its way (:meth:`SegmenterSlot.start`); None without a segmenter or out of domain."""
+        if segmenter is None:
+            return None
+        if finding.in_domain is False:
+            run.notes.append("The tumour was not segmented: the image is outside what the models were trained on.")
+            return None
+        return self._segmenter.start(segmenter, prepared.original)
+
     def _segment(
         self,
         segmenter: segment.TumourSegmenter | None,
+        pending: Future[np.ndarray] | None,
         prepared: steps.PreparedImage,
         regions: measure.Regions,
         finding: Finding,
         spacing: measure.Spacing,
         run: _Run,
     ) -> TumourSegmentation | None:
-        """The segmented tumour; None without a segmenter or for an out-of-domain image (nothing is measured)."""
-        if segmenter is None:
-            return None
-        if finding.in_domain is False:
-            run.notes.append("The tumour was not segmented: the image is outside what the models were trained on.")
+        """The segmented tumour measured, once its mask is ready; None when none was started (nothing measured)."""
+        if segmenter is None or pending is None:
             return None
         tumour = segment.segment(
             self._segmenter,
@@ -297,6 +313,7 @@ class AnalysisService:
             finding.prediction != NO_TUMOUR,
             spacing.mm,
             spacing.assumed,
+            mask=pending.result(),
         )
         if tumour.warning:
             run.warnings.append(tumour.warning)

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-from brainxai.data.preprocess import PreprocessConfig, prepare_with_box, to_tensor
+from brainxai.data.preprocess import PreprocessConfig, prepare_with_box, to_array, to_tensor
 from brainxai.models.checkpoint import LoadedCheckpoint, checkpoint_paths, load_checkpoint
 from brainxai.models.fusion import fold_batchnorm
 from brainxai.models.onnx import SEGMENTER, OnnxModel, OnnxSlot
@@ -155,6 +155,15 @@ class Segmenter:
         """The model-grid slice (uint8) and its crop box in the original slice."""
         return prepare_with_box(_gray(image), self.preprocess)
 
+    def can_run_in_worker(self) -> bool:
+        """Whether :meth:`segment` runs without torch, so it may run in a worker thread beside the analysis.
+
+        True when ONNX Runtime serves the network; its session is made here, on the calling thread, if it
+        was not yet (the export runs torch). With torch serving it, False: torch in a second thread starts
+        a second OpenMP team (:mod:`brainxai.util.pools`).
+        """
+        return self._onnx.session() is not None
+
     def probability_prepared(self, prepared: np.ndarray, batch_size: int = 16) -> np.ndarray:
         """Tumour probabilities ``(N, S, S)`` of prepared ``(N, S, S)`` uint8 slices."""
         session = self._onnx.session() if len(prepared) else None
@@ -162,7 +171,7 @@ class Segmenter:
             return predict_prepared(self.model, prepared, self.preprocess, self.device, batch_size)
         return np.concatenate(
             [
-                session.outputs(to_tensor(prepared[i : i + batch_size], self.preprocess).numpy())[0]
+                session.outputs(to_array(prepared[i : i + batch_size], self.preprocess))[0]
                 for i in range(0, len(prepared), batch_size)
             ]
         )
