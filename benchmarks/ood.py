@@ -15,12 +15,13 @@ than the ones it is reported on:
 The synthetic and transformed sets are proxies made offline (noise, gradients, a drawn chest-like
 radiograph, a drawn head phantom, drawn shapes; intensity inversion inside the head as a crude
 T2-like proxy; rotations; zoomed crops). They are not real scans of other sequences or body parts.
-Features are cached in ``--cache`` (keyed by the weights' SHA-256, set name and size).
+Features are cached in ``--cache`` (keyed by the weights' SHA-256, the preprocessing, set name and size).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import platform
@@ -204,7 +205,9 @@ class Features:
         return logits, feats
 
     def _path(self, key: str) -> Path | None:
-        name = f"{self.clf.checkpoint.sha256[:12]}-{''.join(ch if ch.isalnum() else '_' for ch in key)}.npz"
+        # The preprocessing is part of the key: the same weights fed another way (e.g. harmonised) give other features.
+        prep = hashlib.sha256(json.dumps(self.clf.preprocess.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        name = f"{self.clf.checkpoint.sha256[:12]}-{prep}-{''.join(ch if ch.isalnum() else '_' for ch in key)}.npz"
         return self.cache / name if self.cache else None
 
     def _load(self, key: str) -> dict[str, np.ndarray] | None:
@@ -429,6 +432,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "n_fit": domain.info.get("n_fit"),
             "n_calibration": domain.info.get("n_calibration"),
             "whitener_dtype": str(domain.whitener.dtype),
+            "preprocess": clf.preprocess.to_dict(),
         },
         "thresholds": thresholds,
         "selection": selection,
@@ -456,6 +460,12 @@ def _candidate_table(stage: dict[str, Any], in_name: str) -> list[str]:
     return lines
 
 
+def _preprocess_text(prep: dict[str, Any] | None) -> str:
+    if not prep:
+        return "not recorded"
+    return ", ".join(f"{k}={v}" for k, v in prep.items())
+
+
 def markdown(res: dict[str, Any]) -> str:
     ck, rep = res["checkpoint"], res["report"]
     ins = list(rep["in_domain"])
@@ -472,6 +482,10 @@ def markdown(res: dict[str, Any]) -> str:
         f"{ck['quantile']} of the held-out images' scores (weights sha256 `{ck['weights_sha256'][:12]}`). "
         "The shipped classifier was trained on all of Training, held-out part included, so the threshold is set "
         "on images the classifier has seen: on unseen in-domain images more than 1% may be flagged (measured below).",
+        "",
+        f"Every image, in-domain or not, is fed as the checkpoint says (`{_preprocess_text(ck.get('preprocess'))}`): "
+        "with `harmonize` set, each is first re-exported as the training copy was (size, JPEG quality), "
+        "out-of-domain images included.",
         "",
         "AUROC: probability that an out-of-domain image scores higher than an in-domain one (1 = perfect "
         "separation, 0.5 = none). Flagged: share of images above the threshold, 95% Wilson interval. Passes brain "
