@@ -41,7 +41,7 @@ STAGES = (
     ("brainxai.pipeline.service", "AnalysisService._start_segmenting", "start segmenting (a worker thread on ONNX)"),
     ("brainxai.pipeline.measure", "agreement", "agreement"),
     ("brainxai.pipeline.measure", "spearman", "  of which: Spearman"),
-    ("brainxai.pipeline.service", "AnalysisService._segment", "segmentation (waits for the worker's mask, then measures)"),
+    ("brainxai.pipeline.service", "AnalysisService._segment", "segmentation (waits for its mask, then measures)"),
     ("brainxai.pipeline.segment", "segment", "  of which: measure the tumour (segments too when no mask is given)"),
     ("brainxai.pipeline.measure", "spatial_parameters", "spatial parameters"),
     ("brainxai.pipeline.outputs", "render", "render images"),

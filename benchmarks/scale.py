@@ -3,7 +3,7 @@ data-parallel training throughput by world size (CPU processes with gloo).
 
 Analysis (one run, the same images, the same options: LRP + agreement, no PDF):
   - single process: ``AnalysisService`` + ``pipeline.batch.analyze_batch`` (what ``brainxai analyze``
-    runs), torch with its default threads;
+    runs), torch with its default threads, in its default batches and again one scan at a time;
   - Ray, 1 and 2 workers: ``brainxai.scale.ray_engine.run_ray_analysis`` on a local cluster started with
     every CPU of the machine (``ray.init(num_cpus=os.cpu_count())``), one torch thread per actor.
   Wall time includes loading the model (and, for Ray, starting the actors); images/s is images / wall.
@@ -47,20 +47,20 @@ def _files(limit: int | None) -> list[Path]:
     return files
 
 
-def _single(files: list[Path], tmp: Path) -> dict[str, Any]:
-    from brainxai.pipeline.batch import analyze_batch
+def _single(files: list[Path], tmp: Path, batch_size: int | None = None) -> dict[str, Any]:
+    """``analyze_batch`` in one process: in its default batches, or ``batch_size`` scans at a time."""
+    from brainxai.pipeline.batch import BATCH_SIZE, analyze_batch
     from brainxai.pipeline.options import AnalysisOptions
     from brainxai.pipeline.service import AnalysisService
 
+    size = BATCH_SIZE if batch_size is None else batch_size
     t0 = time.perf_counter()
     service = AnalysisService(None, device="cpu")
     t_load = time.perf_counter() - t0
-    marks = [time.perf_counter()]
-    items = analyze_batch(
-        service, files, AnalysisOptions(report=False), out_dir=tmp, progress=lambda _: marks.append(time.perf_counter())
-    )
+    items = analyze_batch(service, files, AnalysisOptions(report=False), out_dir=tmp, batch_size=size)
     wall = time.perf_counter() - t0
-    per_image = np.diff(marks) * 1e3
+    # Each file's share of its batch's time (the batch is classified and explained at once).
+    per_image = np.array([it.seconds for it in items]) * 1e3
     results = {
         str(f.resolve()): (
             {"prediction": it.result.prediction, "probabilities": it.result.probabilities}
@@ -70,8 +70,10 @@ def _single(files: list[Path], tmp: Path) -> dict[str, Any]:
         )
         for f, it in zip(files, items, strict=True)
     }
+    label = f"batches of {size}" if size > 1 else "one scan at a time"
     return {
-        "engine": "single process (analyze_batch)",
+        "engine": f"single process (analyze_batch, {label})",
+        "batch_size": size,
         "workers": 1,
         "torch_threads": _torch_threads(),
         "wall_s": wall,
@@ -265,6 +267,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="brainxai-scale-") as tmp_name:
         tmp = Path(tmp_name)
         runs = [_single(files, tmp / "single")]
+        one = _single(files, tmp / "one", batch_size=1)
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         for workers in (1, 2):
             runs.append(_ray(files, workers, tmp, args.batch_size))
@@ -273,8 +276,9 @@ def main() -> None:
     report["load_average_end"] = os.getloadavg()
     report["model_files_end"] = _model_files()
     ref = runs[0]["results"]
-    for run in runs[1:]:
+    for run in [*runs[1:], one]:
         run["identical"] = _compare(ref, run["results"])
+    report["one_at_a_time"] = {k: v for k, v in one.items() if k != "results"}
     report["analysis"] = [{k: v for k, v in r.items() if k != "results"} for r in runs]
     report["training"] = training
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -320,6 +324,12 @@ def _markdown(rep: dict[str, Any]) -> str:
             f"| {r['engine']} | {r['torch_threads']} | {r['wall_s']:.1f} | {r['images_per_s']:.2f} | "
             f"{r['images_per_s'] / single['images_per_s']:.2f}x | {r['analyse_ms_per_image_median']:.0f} |"
         )
+    one = rep.get("one_at_a_time")
+    if one is not None:
+        lines.append(
+            f"| {one['engine']} | {one['torch_threads']} | {one['wall_s']:.1f} | {one['images_per_s']:.2f} | "
+            f"{one['images_per_s'] / single['images_per_s']:.2f}x | {one['analyse_ms_per_image_median']:.0f} |"
+        )
     if "control" in rep:
         c = rep["control"]
         lines.append(
@@ -341,8 +351,8 @@ def _markdown(rep: dict[str, Any]) -> str:
     for r in rep["analysis"][1:]:
         rates = ", ".join(f"{v:.2f}" for v in r["per_worker_images_per_s"].values())
         lines.append(f"- {r['engine']}: {rates} images/s")
-    lines += ["", "Identical results (each Ray run against the single process, image by image):", ""]
-    for r in rep["analysis"][1:]:
+    lines += ["", "Identical results (each run against the first single-process run, image by image):", ""]
+    for r in [*rep["analysis"][1:], *([one] if one is not None else [])]:
         i = r["identical"]
         lines.append(
             f"- {r['engine']}: same prediction {i['same_prediction']}/{i['analysed']}, same spatial parameters "

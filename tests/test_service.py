@@ -20,6 +20,9 @@ import brainxai
 from brainxai.constants import DISCLAIMER
 from brainxai.io import ImageReadError, NotABrainScanError, read_raster
 from brainxai.pipeline import AnalysisOptions, AnalysisService, PatientInfo, get_service
+from brainxai.pipeline.batch import analyze_batch
+from brainxai.pipeline.result import AnalysisResult
+from brainxai.pipeline.service import ScanInput
 
 SPACING = (0.5, 0.7)
 #: Quick options: one explanation method, no agreement check.
@@ -205,3 +208,67 @@ def _png(image: np.ndarray) -> bytes:
 def test_module_level_analyze_reuses_the_service(random_checkpoint: Path, service: AnalysisService) -> None:
     assert get_service(random_checkpoint) is service
     assert brainxai.analyze is not None
+
+
+def test_a_batch_gives_each_scan_the_result_it_gets_alone(samples_dir: Path, tmp_path: Path) -> None:
+    # The shipped model: its four samples give tumour and no-tumour predictions, so the agreement's
+    # second method runs for part of the batch only.
+    service = get_service(None, device="cpu")
+    files = sorted(samples_dir.glob("*.jpg"))
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(files[0].read_bytes()[:300])
+    options = AnalysisOptions(report=False)
+    scans = [ScanInput(f, name=f"batch-{f.stem}") for f in files]
+    outcomes = service.analyze_many([*scans[:2], ScanInput(cut), *scans[2:]], options, out_dir=tmp_path / "b")
+    assert isinstance(outcomes[2], ImageReadError) and "cut.jpg" in str(outcomes[2])
+    batched = [o for i, o in enumerate(outcomes) if i != 2]
+    assert all(isinstance(r, AnalysisResult) for r in batched)
+    assert {r.prediction for r in batched} >= {"glioma", "notumor"}  # type: ignore[union-attr]
+    for f, got in zip(files, batched, strict=True):
+        assert isinstance(got, AnalysisResult)
+        alone = service.analyze(f, options, out_dir=tmp_path / "a", name=f"alone-{f.stem}")
+        assert got.source_name == alone.source_name and got.prediction == alone.prediction
+        assert got.probabilities == pytest.approx(alone.probabilities, abs=1e-5)
+        assert got.domain_score == pytest.approx(alone.domain_score, abs=1e-4)
+        assert (got.agreement is None) == (alone.agreement is None) == (alone.prediction == "notumor")
+        if alone.agreement is not None:
+            assert got.agreement is not None and got.agreement["iou"] == pytest.approx(alone.agreement["iou"], abs=1e-3)
+        assert [(p["key"], p["status"], p["source"]) for p in got.spatial_parameters] == [
+            (p["key"], p["status"], p["source"]) for p in alone.spatial_parameters
+        ]
+        assert got.images.keys() == alone.images.keys() and got.report_json.name == f"batch-{f.stem}.json"
+
+
+def test_analyze_batch_goes_in_batches_and_keeps_going_past_failures(
+    service: AnalysisService, samples_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = sorted(samples_dir.glob("*.jpg"))
+    missing = tmp_path / "missing.jpg"
+    chunks: list[int] = []
+    real = service.analyze_many
+
+    def counted(scans, *args, **kwargs):  # type: ignore[no-untyped-def]
+        chunks.append(len(scans))
+        if len(chunks) == 2:
+            raise RuntimeError("the batch's shared step failed")
+        return real(scans, *args, **kwargs)
+
+    monkeypatch.setattr(service, "analyze_many", counted)
+    seen: list[str] = []
+    items = analyze_batch(
+        service,
+        [files[0], missing, files[1], files[2], files[3]],
+        GRADCAM_ONLY,
+        out_dir=tmp_path,
+        report_path=None,
+        progress=lambda item: seen.append(item.file),
+        batch_size=3,
+    )
+    assert chunks == [3, 2]
+    assert seen == [item.file for item in items] == [str(files[0]), str(missing), *map(str, files[1:])]
+    assert [item.status for item in items] == ["ok", "failed", "ok", "failed", "failed"]
+    assert "missing.jpg" in (items[1].error or "")
+    assert items[3].error == items[4].error == "internal error (RuntimeError): the batch's shared step failed"
+    assert all(item.seconds > 0 for item in items) and items[0].result is not None
+    with pytest.raises(ValueError, match="batch_size"):
+        analyze_batch(service, files, GRADCAM_ONLY, out_dir=tmp_path, batch_size=0)

@@ -46,10 +46,12 @@ def test_keep_freed_heap_stops_page_faults_on_repeated_large_allocations() -> No
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
-def test_keep_freed_heap_keeps_an_analysis_worth_of_freed_memory() -> None:
+def test_keep_freed_heap_keeps_a_batch_of_analyses_worth_of_freed_memory() -> None:
     # 100 MB freed at the heap's top, more than one analysis's LRP pass frees there.
     assert _faults("glibc-pair", 100, 2, 3) > 3 * 10_000  # trimmed at 64 MB: over 40 MB faulted in every round
     assert _faults("keep", 100, 2, 3) < 50
+    # 400 MB, more than a batch of four analyses (analyze_many) frees there (140-310 MB measured).
+    assert _faults("keep", 400, 2, 2) < 50
 
 
 def test_single_threaded_blas_limits_and_restores() -> None:

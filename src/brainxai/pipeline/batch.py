@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +26,25 @@ logger = logging.getLogger(__name__)
 SUMMARY_COLUMNS: tuple[str, ...] = ("file", "status", "prediction", "confidence", "report", "error")
 
 
+#: Scans per batched classification + explanation (:meth:`AnalysisService.analyze_many`): the fastest per
+#: image for LRP on the 2-core CPU (about 62 ms each in 4s, 71 in 8s, 78 in 16s, 92 alone; ``benchmarks/perf.md``).
+#: Not measured on a GPU, where larger batches are likely faster.
+BATCH_SIZE = 4
+
+
 @dataclass
 class BatchItem:
-    """Outcome of one file of a batch."""
+    """Outcome of one file of a batch.
+
+    ``seconds`` is the file's share of its batch's analysis time (the batch's wall time divided by its
+    number of files: the classification and explanation run once for the whole batch).
+    """
 
     file: str
     status: str  # "ok" or "failed"
     result: AnalysisResult | None = None
     error: str | None = None
+    seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -81,8 +93,9 @@ def analyze_batch(
     names: Sequence[str] | None = None,
     report_path: str | Path | None = None,
     progress: Callable[[BatchItem], None] | None = None,
+    batch_size: int = BATCH_SIZE,
 ) -> list[BatchItem]:
-    """Analyses many files; a bad file is recorded as failed and the batch goes on.
+    """Analyses many files, ``batch_size`` at a time; a bad file is recorded as failed and the batch goes on.
 
     Args:
         service: The service to use.
@@ -92,28 +105,42 @@ def analyze_batch(
         patient: Patient details for every report.
         names: Output base names, one per file (default: unique file stems).
         report_path: Exact PDF path; only allowed for a single file.
-        progress: Called after each file with its :class:`BatchItem`.
+        progress: Called after each file with its :class:`BatchItem` (a batch's files one after the other).
+        batch_size: Files classified and explained together (:meth:`AnalysisService.analyze_many`).
     """
+    from brainxai.pipeline.service import ScanInput  # the service loads torch: not at this module's import
+
     if report_path is not None and len(files) != 1:
         raise ValueError("an explicit report path needs exactly one input file")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     names = list(names) if names is not None else _unique_names(files)
+    scans = [ScanInput(f, name=name, report_path=report_path) for f, name in zip(files, names, strict=False)]
     items: list[BatchItem] = []
-    for f, name in zip(files, names, strict=False):
-        item = _analyze_one(service, f, options, out_dir=out_dir, patient=patient, name=name, report_path=report_path)
-        items.append(item)
-        if progress is not None:
-            progress(item)
+    for start in range(0, len(scans), batch_size):
+        chunk = scans[start : start + batch_size]
+        t0 = time.perf_counter()
+        try:
+            outcomes = service.analyze_many(chunk, options, out_dir=out_dir, patient=patient)
+        except Exception as exc:  # the batch's shared step failed: every file of it is failed, the rest go on
+            outcomes = [exc] * len(chunk)
+        share = (time.perf_counter() - t0) / len(chunk)
+        for scan, outcome in zip(chunk, outcomes, strict=True):
+            item = _item(str(scan.source), outcome, share)
+            items.append(item)
+            if progress is not None:
+                progress(item)
     return items
 
 
-def _analyze_one(service: AnalysisService, file: Path, options: AnalysisOptions | None, **inputs: Any) -> BatchItem:
-    try:
-        return BatchItem(str(file), "ok", result=service.analyze(file, options, **inputs))
-    except ImageReadError as exc:
-        return BatchItem(str(file), "failed", error=str(exc))
-    except Exception as exc:  # one broken file must not stop a batch; the error is kept and logged
-        logger.exception("analysis of %s failed", file)
-        return BatchItem(str(file), "failed", error=f"internal error ({type(exc).__name__}): {exc}")
+def _item(file: str, outcome: AnalysisResult | Exception, seconds: float) -> BatchItem:
+    if not isinstance(outcome, Exception):
+        return BatchItem(file, "ok", result=outcome, seconds=seconds)
+    if isinstance(outcome, ImageReadError):
+        return BatchItem(file, "failed", error=str(outcome), seconds=seconds)
+    # One broken file must not stop a batch; the error is kept and logged.
+    logger.error("analysis of %s failed", file, exc_info=outcome)
+    return BatchItem(file, "failed", error=f"internal error ({type(outcome).__name__}): {outcome}", seconds=seconds)
 
 
 def summary_csv(items: Sequence[BatchItem]) -> bytes:

@@ -69,6 +69,23 @@ class Finding:
         return self.probabilities[self.prediction]
 
 
+@dataclass(frozen=True)
+class ScanInput:
+    """One scan for :meth:`AnalysisService.analyze_many` (the arguments of :meth:`AnalysisService.analyze`).
+
+    Attributes:
+        source: Path or file bytes.
+        filename: Name shown in the report (needed for bytes; defaults to the path's name).
+        name: Base name of the output files (default: the file's stem plus part of the id).
+        report_path: Exact PDF path (default ``out_dir/<name>.pdf``).
+    """
+
+    source: str | Path | bytes
+    filename: str | None = None
+    name: str | None = None
+    report_path: str | Path | None = None
+
+
 @dataclass
 class _Run:
     """Identity of one analysis and what it has to say besides its numbers."""
@@ -77,6 +94,16 @@ class _Run:
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Started:
+    """A scan read and prepared, waiting for the batch's classification and explanation."""
+
+    item: ScanInput
+    scan: ScanImage
+    prepared: steps.PreparedImage
+    run: _Run
 
 
 class AnalysisService:
@@ -210,24 +237,87 @@ class AnalysisService:
             ImageReadError: The input is unreadable, truncated or not a brain scan
                 (:class:`~brainxai.io.NotABrainScanError`).
         """
+        scan = ScanInput(source, filename=filename, name=name, report_path=report_path)
+        (outcome,) = self.analyze_many([scan], options, out_dir=out_dir, patient=patient)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def analyze_many(
+        self,
+        scans: Sequence[ScanInput],
+        options: AnalysisOptions | None = None,
+        *,
+        out_dir: str | Path,
+        patient: PatientInfo | dict[str, Any] | None = None,
+    ) -> list[AnalysisResult | Exception]:
+        """Analyses several scans as :meth:`analyze` does, classifying and explaining them in one batch.
+
+        One batched pass through the classifier and the explainer costs less per scan than one pass each
+        (LRP on a 2-core CPU: about 62 ms per image in a batch of 4 against 92 alone, ``benchmarks/perf.md``);
+        everything else runs per scan. Results equal :meth:`analyze`'s up to float rounding of the batched
+        network (tested).
+
+        Args:
+            scans: The scans and the names of their outputs.
+            options: How to analyse them (the same for all).
+            out_dir: Folder for the outputs (created if missing); give the scans distinct names.
+            patient: Patient details for every report.
+
+        Returns:
+            Per scan, in order, its result or the exception its analysis raised (a bad file does not stop
+            the others).
+
+        Raises:
+            SegmenterUnavailableError: ``options.segment`` is True and no segmentation model is installed.
+        """
         options = options or AnalysisOptions()
         patient_info = PatientInfo.coerce(patient)
         segmenter = self._segmenter.get(options.segment)  # before any work: segment=True fails here
-        scan = self.read(source, filename=filename, slice_index=options.slice_index)
-        run = _Run()
-        prepared = self._prepare(scan, run)
-        finding = _check_sequence(
-            self._classify_and_explain(prepared, options, run), measure.sequence(scan, options), run
-        )
+        started = [self._start(scan, options) for scan in scans]
+        ready = [s for s in started if isinstance(s, _Started)]
+        findings = self._classify_and_explain([s.prepared for s in ready], options, [s.run for s in ready])
+        finding_of = {id(s): f for s, f in zip(ready, findings, strict=True)}
+        outcomes: list[AnalysisResult | Exception] = []
+        for s in started:
+            if isinstance(s, Exception):
+                outcomes.append(s)
+                continue
+            try:
+                finding = _check_sequence(finding_of[id(s)], measure.sequence(s.scan, options), s.run)
+                outcomes.append(self._finish(s, finding, options, segmenter, Path(out_dir), patient_info))
+            except Exception as exc:  # this scan's failure; the others go on
+                outcomes.append(exc)
+        return outcomes
+
+    def _start(self, item: ScanInput, options: AnalysisOptions) -> _Started | Exception:
+        """Reads and prepares one scan; the exception instead when that fails."""
+        try:
+            scan = self.read(item.source, filename=item.filename, slice_index=options.slice_index)
+            run = _Run()
+            return _Started(item, scan, self._prepare(scan, run), run)
+        except Exception as exc:
+            return exc
+
+    def _finish(
+        self,
+        started: _Started,
+        finding: Finding,
+        options: AnalysisOptions,
+        segmenter: segment.TumourSegmenter | None,
+        out: Path,
+        patient_info: PatientInfo | None,
+    ) -> AnalysisResult:
+        """Everything after the classification and explanation of one scan: measure, render, write."""
+        scan, prepared, run, item = started.scan, started.prepared, started.run, started.item
         regions = measure.locate(finding.relevance, prepared)
         spacing = measure.pixel_spacing(scan, options, run.notes)
         # The segmentation network runs in a worker thread (when it can) while the agreement is measured.
         pending = self._start_segmenting(segmenter, prepared, finding, run)
         agreement = _agreement(finding, options, prepared, regions)
         tumour = self._segment(segmenter, pending, prepared, regions, finding, spacing, run)
-        out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        base = safe_stem(name) if name else f"{safe_stem(scan.source_name)}-{run.id[:8]}"
+        base = safe_stem(item.name) if item.name else f"{safe_stem(scan.source_name)}-{run.id[:8]}"
         rendered = outputs.render(scan.pixels, regions, finding.prediction, tumour.mask if tumour else None)
         # Written in the background while the figures below and the PDF are computed.
         images = outputs.start_writing_images(rendered.arrays, out, base)
@@ -250,7 +340,7 @@ class AnalysisService:
                 scan=_scan_info(scan, prepared, spacing, options),
                 model=self.model_info,
                 images=images.paths,
-                report_pdf=_report_pdf(out, base, options, report_path),
+                report_pdf=_report_pdf(out, base, options, item.report_path),
                 report_json=out / f"{base}.json",
                 patient=patient_info.to_dict() if patient_info else None,
                 agreement=agreement,
@@ -266,7 +356,7 @@ class AnalysisService:
         finally:
             images.wait()
         if options.dicom_out is not None:
-            outputs.write_dicom(result, rendered, regions.relevance, source, options.dicom_out)
+            outputs.write_dicom(result, rendered, regions.relevance, item.source, options.dicom_out)
         return result
 
     def _prepare(self, scan: ScanImage, run: _Run) -> steps.PreparedImage:
@@ -319,38 +409,47 @@ class AnalysisService:
             run.warnings.append(tumour.warning)
         return tumour
 
-    def _domain(self, scores: np.ndarray | None, run: _Run) -> dict[str, Any]:
+    def _domain(self, score: float | None, run: _Run) -> dict[str, Any]:
         """``domain_score`` and ``in_domain`` of one image; out of domain adds the not-assessable warning first."""
         threshold = self.classifier.domain_threshold
-        if scores is None or threshold is None:
+        if score is None or threshold is None:
             return {}
-        score = float(scores[0])
         if score > threshold:
             run.warnings.insert(0, not_assessable_message(score, threshold))
         return {"domain_score": score, "in_domain": score <= threshold}
 
-    def _classify_and_explain(self, prepared: steps.PreparedImage, options: AnalysisOptions, run: _Run) -> Finding:
-        """Classifies, explains the prediction and, for a tumour, explains it again with a second method."""
+    def _classify_and_explain(
+        self, prepared: Sequence[steps.PreparedImage], options: AnalysisOptions, runs: Sequence[_Run]
+    ) -> list[Finding]:
+        """Classifies the images and explains each prediction in one batch; tumours again by a second method."""
+        if not prepared:
+            return []
         with self._lock:
-            assessment = steps.assess_and_explain(self.classifier, self._explainer(options.method), [prepared])
-            probs = assessment.probabilities[0]
-            (explanation,) = assessment.explanations
-            index = explanation.target
+            assessment = steps.assess_and_explain(self.classifier, self._explainer(options.method), prepared)
             classes = list(self.classifier.classes)
-            probabilities = {c: float(p) for c, p in zip(classes, probs, strict=True)}
-            domain = self._domain(assessment.domain, run)
-            finding = Finding(probabilities, classes[index], explanation.relevance, **domain)
+            findings = []
+            for i, (explanation, run) in enumerate(zip(assessment.explanations, runs, strict=True)):
+                probabilities = {c: float(p) for c, p in zip(classes, assessment.probabilities[i], strict=True)}
+                domain = self._domain(None if assessment.domain is None else float(assessment.domain[i]), run)
+                findings.append(Finding(probabilities, classes[explanation.target], explanation.relevance, **domain))
             # Agreement compares tumour regions; a "no tumour" prediction has none to compare.
-            if not options.agreement or finding.prediction == NO_TUMOUR:
-                return finding
+            todo = [i for i, f in enumerate(findings) if options.agreement and f.prediction != NO_TUMOUR]
+            if not todo:
+                return findings
             second = self.second_method(options.method)
             try:
                 explainer = self._explainer(second)
-                (other,) = steps.explain_again(explainer, self.classifier, [prepared], [index], assessment)
+                targets = [assessment.explanations[i].target for i in todo]
+                others = steps.explain_again(
+                    explainer, self.classifier, [prepared[i] for i in todo], targets, assessment.subset(todo)
+                )
             except ValueError as exc:  # e.g. UnsupportedModelError
-                run.notes.append(f"Agreement not computed: {exc}")
-                return finding
-        return dataclasses.replace(finding, second_method=second, second_relevance=other)
+                for i in todo:
+                    runs[i].notes.append(f"Agreement not computed: {exc}")
+                return findings
+        for i, other in zip(todo, others, strict=True):
+            findings[i] = dataclasses.replace(findings[i], second_method=second, second_relevance=other)
+        return findings
 
 
 def _check_sequence(finding: Finding, sequence: str | None, run: _Run) -> Finding:

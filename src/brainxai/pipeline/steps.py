@@ -144,6 +144,16 @@ class Assessment:
     explanations: list[Explanation]
     activations: torch.Tensor | None = None
 
+    def subset(self, indices: Sequence[int]) -> Assessment:
+        """The assessment of the images at ``indices`` only, in that order."""
+        rows = list(indices)
+        return Assessment(
+            self.probabilities[rows],
+            None if self.domain is None else self.domain[rows],
+            [self.explanations[i] for i in rows],
+            None if self.activations is None else self.activations[rows],
+        )
+
 
 def assess_and_explain(classifier: Classifier, explainer: Explainer, prepared: Sequence[PreparedImage]) -> Assessment:
     """:func:`assess` and :func:`explain` of each image's predicted class, from one forward pass where possible.

@@ -38,7 +38,7 @@ import numpy as np
 
 from brainxai.io import ScanImage
 from brainxai.pipeline import steps
-from brainxai.pipeline.batch import BatchItem, analyze_batch
+from brainxai.pipeline.batch import analyze_batch
 from brainxai.pipeline.options import AnalysisOptions
 from brainxai.pipeline.service import AnalysisService
 from brainxai.scale.inputs import done_paths, is_url, resolve_sources
@@ -312,11 +312,6 @@ class _Analyzer:
     def _analyze(self, rows: list[dict[str, Any]], todo: list[tuple[int, str, Any]]) -> None:
         """Runs ``analyze_batch`` on the decoded scans and fills their rows (in place)."""
         keep = self.config.per_scan_outputs
-        marks = [time.perf_counter()]
-
-        def progress(_item: BatchItem) -> None:
-            marks.append(time.perf_counter())
-
         with tempfile.TemporaryDirectory(prefix="brainxai-ray-") as tmp:
             out_dir = self.config.scans_dir if keep else Path(tmp)
             items = analyze_batch(
@@ -325,10 +320,9 @@ class _Analyzer:
                 self.config.options,
                 out_dir=out_dir,
                 names=[output_name(path) for _, path, _ in todo],
-                progress=progress,
             )
-        for (index, path, _), item, t0, t1 in zip(todo, items, marks, marks[1:]):
-            timings = {k: rows[index][k] for k in ("read_ms", "decode_ms")} | {"analyze_ms": (t1 - t0) * 1e3}
+        for (index, path, _), item in zip(todo, items, strict=True):
+            timings = {k: rows[index][k] for k in ("read_ms", "decode_ms")} | {"analyze_ms": item.seconds * 1e3}
             if item.ok and item.result is not None:
                 rows[index] = result_row(path, item.result, keep_files=keep, timings=timings)
             else:

@@ -9,9 +9,12 @@ call, until some larger job (a batch of 32) happens to raise the thresholds (``b
 model load; memory is still handed back explicitly by ``malloc_trim`` (the web server does so after
 each analysis).
 
-The trim threshold is set above the one glibc pairs with its mmap ceiling (64 MiB): one ``analyze`` frees
-some 70 MiB at the top of the heap after its LRP pass, and with 64 MiB every LRP pass faulted ~18,000 pages
-back in (108-123 ms per pass instead of about 92; ``benchmarks/perf.md``).
+The trim threshold is set well above the one glibc pairs with its mmap ceiling (64 MiB): one ``analyze``
+frees some 70 MiB at the top of the heap after its LRP pass (with 64 MiB every pass faulted ~18,000 pages
+back in: 108-123 ms per pass instead of about 92), and a batch of four (``analyze_many``) frees 140-310 MiB
+(with 256 MiB every batch faulted 35,000-79,000 pages back in: 68-78 ms per image instead of 60-65;
+``benchmarks/perf.md``). A long-lived process therefore keeps up to 1 GiB of freed heap; the web server
+hands it back after each analysis (``malloc_trim``).
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 # glibc's own ceiling for the dynamic mmap threshold on 64-bit hosts.
 MMAP_THRESHOLD = 32 * 2**20
-# Free memory kept at the heap's top: above what one analysis frees at once (glibc would pair 64 MiB).
-TRIM_THRESHOLD = 256 * 2**20
+# Free memory kept at the heap's top: above what a batch of analyses frees at once (glibc would pair 64 MiB).
+TRIM_THRESHOLD = 2**30
 # Users tuning glibc themselves keep their settings.
 _USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 
