@@ -26,9 +26,10 @@ logger = logging.getLogger(__name__)
 SUMMARY_COLUMNS: tuple[str, ...] = ("file", "status", "prediction", "confidence", "report", "error")
 
 
-#: Scans per batched classification + explanation (:meth:`AnalysisService.analyze_many`): the fastest per
-#: image for LRP on the 2-core CPU (about 62 ms each in 4s, 71 in 8s, 78 in 16s, 92 alone; ``benchmarks/perf.md``).
-#: Not measured on a GPU, where larger batches are likely faster.
+#: Scans per batched classification + explanation (:meth:`AnalysisService.analyze_many`). LRP per image on the
+#: 2-core CPU: 59 ms in 4s, 56 in 8s, 64 in 16s, 83 alone; larger batches' tensors pass glibc's mmap ceiling and
+#: are faulted in again every pass (``benchmarks/batch_analysis.md``). Not measured on a GPU, where larger
+#: batches are likely faster.
 BATCH_SIZE = 4
 
 

@@ -254,7 +254,7 @@ class AnalysisService:
         """Analyses several scans as :meth:`analyze` does, classifying and explaining them in one batch.
 
         One batched pass through the classifier and the explainer costs less per scan than one pass each
-        (LRP on a 2-core CPU: about 62 ms per image in a batch of 4 against 92 alone, ``benchmarks/perf.md``);
+        (the whole analysis on a 2-core CPU: 1.4x faster per scan in batches of 4, ``benchmarks/batch_analysis.md``);
         everything else runs per scan. Results equal :meth:`analyze`'s up to float rounding of the batched
         network (tested).
 
