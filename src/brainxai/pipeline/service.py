@@ -270,6 +270,8 @@ class AnalysisService:
 
         Raises:
             SegmenterUnavailableError: ``options.segment`` is True and no segmentation model is installed.
+            Exception: Whatever the batch's shared classification and explanation pass raised (it fails for
+                every scan of the batch at once; :func:`~brainxai.pipeline.batch.analyze_batch` records that).
         """
         options = options or AnalysisOptions()
         patient_info = PatientInfo.coerce(patient)
