@@ -49,11 +49,12 @@ def _files(limit: int | None) -> list[Path]:
 
 def _single(files: list[Path], tmp: Path, batch_size: int | None = None) -> dict[str, Any]:
     """``analyze_batch`` in one process: in its default batches, or ``batch_size`` scans at a time."""
-    from brainxai.pipeline.batch import BATCH_SIZE, analyze_batch
+    from brainxai.pipeline.batch import analyze_batch
     from brainxai.pipeline.options import AnalysisOptions
     from brainxai.pipeline.service import AnalysisService
+    from brainxai.pipeline.steps import EXPLAIN_BATCH
 
-    size = BATCH_SIZE if batch_size is None else batch_size
+    size = EXPLAIN_BATCH if batch_size is None else batch_size
     t0 = time.perf_counter()
     service = AnalysisService(None, device="cpu")
     t_load = time.perf_counter() - t0

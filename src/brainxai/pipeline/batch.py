@@ -26,13 +26,6 @@ logger = logging.getLogger(__name__)
 SUMMARY_COLUMNS: tuple[str, ...] = ("file", "status", "prediction", "confidence", "report", "error")
 
 
-#: Scans per batched classification + explanation (:meth:`AnalysisService.analyze_many`). LRP per image on the
-#: 2-core CPU: 59 ms in 4s, 56 in 8s, 64 in 16s, 83 alone; larger batches' tensors pass glibc's mmap ceiling and
-#: are faulted in again every pass (``benchmarks/batch_analysis.md``). Not measured on a GPU, where larger
-#: batches are likely faster.
-BATCH_SIZE = 4
-
-
 @dataclass
 class BatchItem:
     """Outcome of one file of a batch.
@@ -94,7 +87,7 @@ def analyze_batch(
     names: Sequence[str] | None = None,
     report_path: str | Path | None = None,
     progress: Callable[[BatchItem], None] | None = None,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int | None = None,
 ) -> list[BatchItem]:
     """Analyses many files, ``batch_size`` at a time; a bad file is recorded as failed and the batch goes on.
 
@@ -107,9 +100,14 @@ def analyze_batch(
         names: Output base names, one per file (default: unique file stems).
         report_path: Exact PDF path; only allowed for a single file.
         progress: Called after each file with its :class:`BatchItem` (a batch's files one after the other).
-        batch_size: Files classified and explained together (:meth:`AnalysisService.analyze_many`).
+        batch_size: Files classified and explained together (:meth:`AnalysisService.analyze_many`); default
+            :data:`~brainxai.pipeline.steps.EXPLAIN_BATCH`.
     """
-    from brainxai.pipeline.service import ScanInput  # the service loads torch: not at this module's import
+    # The service and the steps load torch: not at this module's import.
+    from brainxai.pipeline.service import ScanInput
+    from brainxai.pipeline.steps import EXPLAIN_BATCH
+
+    batch_size = EXPLAIN_BATCH if batch_size is None else batch_size
 
     if report_path is not None and len(files) != 1:
         raise ValueError("an explicit report path needs exactly one input file")

@@ -180,7 +180,11 @@ class AnalysisService:
             return steps.assess(self.classifier, prepared)
 
     def explain_prepared(
-        self, prepared: Sequence[steps.PreparedImage], targets: Sequence[int], method: str, batch_size: int = 32
+        self,
+        prepared: Sequence[steps.PreparedImage],
+        targets: Sequence[int],
+        method: str,
+        batch_size: int = steps.EXPLAIN_BATCH,
     ) -> list[np.ndarray]:
         """Relevance maps (model input grid) of many prepared images for the given classes, in batches."""
         out: list[np.ndarray] = []

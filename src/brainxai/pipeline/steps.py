@@ -32,6 +32,14 @@ if TYPE_CHECKING:  # the explainers are imported only by callers that explain
     from brainxai.inference import Classifier
 
 
+#: Images per batched explanation pass: the analysis of many scans (``AnalysisService.analyze_many`` through
+#: ``pipeline.batch.analyze_batch``) and of a series' slices. LRP per image on the 2-core CPU: 59 ms in 4s, 56 in
+#: 8s, 64 in 16s, 83 alone; larger batches' tensors pass glibc's mmap ceiling and are faulted in again every
+#: pass (24 slices in one batch: over a million page faults, twice the time of 4s;
+#: ``benchmarks/batch_analysis.md``). Not measured on a GPU, where larger batches are likely faster.
+EXPLAIN_BATCH = 4
+
+
 @dataclass(frozen=True)
 class PreparedImage:
     """One image as the model sees it, with what is needed to place results back on the original.
