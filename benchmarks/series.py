@@ -45,7 +45,7 @@ STAGES = (
     ("brainxai.pipeline.series", "_classify_slices", "brain check, prepare, classify"),
     ("brainxai.pipeline.service.AnalysisService", "explain_prepared", "explain every slice"),
     ("brainxai.pipeline.series", "_maps_on_slices", "relevance maps onto the slices"),
-    ("brainxai.pipeline.series", "write_heatmap_nifti", "heatmap volume (NIfTI)"),
+    ("brainxai.pipeline.series", "write_heatmap_nifti", "heatmap volume (NIfTI; started, written in the background)"),
     ("brainxai.pipeline.series", "_segment_slices", "segment every slice"),
     ("brainxai.pipeline.series", "write_mask_nifti", "tumour mask volume (NIfTI)"),
     ("brainxai.pipeline.series", "_per_slice", "per-slice records"),
