@@ -282,15 +282,15 @@ class AnalysisService:
         segmenter = self._segmenter.get(options.segment)  # before any work: segment=True fails here
         started = [self._start(scan, options) for scan in scans]
         ready = [s for s in started if isinstance(s, _Started)]
-        findings = self._classify_and_explain([s.prepared for s in ready], options, [s.run for s in ready])
-        finding_of = {id(s): f for s, f in zip(ready, findings, strict=True)}
+        found = iter(self._classify_and_explain([s.prepared for s in ready], options, [s.run for s in ready]))
         outcomes: list[AnalysisResult | Exception] = []
         for s in started:
             if isinstance(s, Exception):
                 outcomes.append(s)
                 continue
+            finding = next(found)  # the findings come in the order of the ready scans
             try:
-                finding = _check_sequence(finding_of[id(s)], measure.sequence(s.scan, options), s.run)
+                finding = _check_sequence(finding, measure.sequence(s.scan, options), s.run)
                 outcomes.append(self._finish(s, finding, options, segmenter, Path(out_dir), patient_info))
             except Exception as exc:  # this scan's failure; the others go on
                 outcomes.append(exc)
