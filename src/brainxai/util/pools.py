@@ -1,6 +1,7 @@
-"""Small shared thread pools for work that overlaps the analysis (file writes, image compression).
+"""Small shared thread pools for work that overlaps the analysis (file writes, image and NIfTI compression, the
+segmentation network on ONNX Runtime).
 
-Only work that releases the GIL gains from them (NumPy and OpenCV on large arrays, zlib, file I/O).
+Only work that releases the GIL gains from them (NumPy and OpenCV on large arrays, zlib, file I/O, ONNX Runtime).
 Never run torch operations in them: a second thread calling into torch starts a second OpenMP team that
 keeps spinning and slows every later torch operation of the process (``benchmarks/perf.md``).
 """
