@@ -7,10 +7,15 @@ and would sit on both sides of the patient folds. The folder keeps the name ``br
 group names (``brisc-masks-dev:<name>``) are those of the shared folder.
 
     python experiments/seg_brisc_masks/make_data.py   # -> runs/seg/data-brisc-nodev/brisc-masks-dev
+    python experiments/seg_brisc_masks/make_data.py --neg-copies 2   # -> runs/seg/data-brisc-neg2/...
+
+``--neg-copies N`` lists every no-tumour row N times (one group: the copies stay in one fold), N times the
+weight in training.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import os
 from collections import Counter
@@ -18,10 +23,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BRISC = ROOT.parent / "shared" / "data" / "brisc-masks-dev"
-OUT = ROOT / "runs" / "seg" / "data-brisc-nodev" / "brisc-masks-dev"
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--neg-copies", type=int, default=1)
+    args = ap.parse_args()
+    folder = "data-brisc-nodev" if args.neg_copies == 1 else f"data-brisc-neg{args.neg_copies}"
+    out = ROOT / "runs" / "seg" / folder / "brisc-masks-dev"
     sources = {r["file"]: r for r in csv.DictReader((ROOT / "experiments/source_derivation/sources.csv").open())}
     rows = list(csv.DictReader((BRISC / "slices.csv").open()))
     keep = [
@@ -29,11 +38,12 @@ def main() -> None:
         for r in rows
         if r["label"] == "notumor" or not (sources.get(r["kaggle_twin"]) or {}).get("figshare_dev_slice")
     ]
-    OUT.mkdir(parents=True, exist_ok=True)
+    keep += [r for r in keep if r["label"] == "notumor"] * (args.neg_copies - 1)
+    out.mkdir(parents=True, exist_ok=True)
     for name in ("images", "masks"):
-        if not (OUT / name).exists():
-            os.symlink(BRISC / name, OUT / name)
-    with (OUT / "slices.csv").open("w", newline="") as f:
+        if not (out / name).exists():
+            os.symlink(BRISC / name, out / name)
+    with (out / "slices.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(keep)
