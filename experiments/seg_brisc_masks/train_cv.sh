@@ -1,14 +1,17 @@
 #!/bin/bash
 # Issue 22: the shipped recipe (cvneg12) + BRISC tumour masks whose images are not copies of figshare-dev slices.
 # Rule fixed first: experiments/seg_brisc_masks/README.md. Same patient folds as runs/seg/cvneg12.
-# Data: python experiments/seg_brisc_masks/make_data.py
+# Usage: train_cv.sh [NEG_COPIES]   (default 1; data: python experiments/seg_brisc_masks/make_data.py --neg-copies N)
+#   1 -> runs/seg/data-brisc-nodev, runs/seg/cvbrisc12;  N -> runs/seg/data-brisc-negN, runs/seg/cvbrisc12negN
 cd "$(dirname "$0")/../.."
-mkdir -p runs/seg/cvbrisc12
+copies="${1:-1}"
+if [ "$copies" = 1 ]; then data=data-brisc-nodev; run=cvbrisc12; else data="data-brisc-neg$copies"; run="cvbrisc12neg$copies"; fi
+mkdir -p "runs/seg/$run"
 for i in 0 1; do
   OMP_NUM_THREADS=1 nice -n 5 .venv/bin/brainxai train-seg --data ../shared/data/figshare-masks-dev \
-    --extra-data runs/seg/data-brisc-nodev/brisc-masks-dev --out runs/seg/cvbrisc12/fold$i \
+    --extra-data "runs/seg/$data/brisc-masks-dev" --out "runs/seg/$run/fold$i" \
     --folds 2 --fold $i --epochs 12 --img-size 160 --amp bf16 --threads 1 --val-limit 200 --patience 3 \
-    > runs/seg/cvbrisc12/fold$i.log 2>&1 &
+    > "runs/seg/$run/fold$i.log" 2>&1 &
 done
 wait
-echo "cvbrisc12 train done $(date)" >> runs/seg/cvbrisc12/done.log
+echo "$run train done $(date)" >> "runs/seg/$run/done.log"
