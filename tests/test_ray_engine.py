@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from brainxai.scale.inputs import done_paths, resolve_sources
+from brainxai.scale.inputs import done_paths, drop_failed_rows, resolve_sources
 
 TESTING_FILES = ("glioma/Te-glTr_0000.jpg", "notumor/Te-noTr_0000.jpg", "pituitary/Te-piTr_0000.jpg")
 
@@ -37,6 +38,28 @@ def test_sources_folder_glob_and_manifest(tmp_path: Path) -> None:
     bad.write_text("file\na.jpg\n")
     with pytest.raises(ValueError, match="'path' column"):
         resolve_sources([bad])
+
+
+def test_drop_failed_rows_keeps_analysed_rows_and_removes_only_failures(tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    from brainxai.scale.rows import to_table
+
+    def row(path: str, error: str = "") -> dict:
+        return {"path": path, "prediction": None if error else "glioma", "error": error}
+
+    results = tmp_path / "results"
+    results.mkdir()
+    pq.write_table(to_table([row("a"), row("b", "b: cannot read"), row("c", "c: bad")]), results / "one.parquet")
+    pq.write_table(to_table([row("c"), row("d", "d: bad")]), results / "two.parquet")  # c analysed later
+    pq.write_table(to_table([row("e", "e: bad")]), results / "three.parquet")
+    (results / "torn.parquet").write_bytes(b"PAR1 torn")
+    assert drop_failed_rows(results) == {"b", "d", "e"}
+    assert sorted(f.name for f in results.iterdir()) == ["one.parquet", "torn.parquet", "two.parquet"]
+    tables = [pq.read_table(results / f"{n}.parquet").to_pylist() for n in ("one", "two")]
+    rows = [(r["path"], r["error"]) for table in tables for r in table]
+    assert rows == [("a", ""), ("c", "c: bad"), ("c", "")]  # c has an analysed row: its old error stays
+    assert done_paths(results) == {"a", "c"}
+    assert drop_failed_rows(results) == set() and drop_failed_rows(tmp_path / "missing") == set()
 
 
 def test_default_engine_never_imports_ray() -> None:
@@ -86,11 +109,12 @@ def test_engine_ray_option_dispatches_to_the_ray_runner(monkeypatch: pytest.Monk
     source.mkdir()
     (source / "a.jpg").write_bytes(b"x")
     args = ["analyze", "--engine", "ray", str(source), "--out", str(tmp_path / "o"), "--workers", "3"]
-    result = CliRunner().invoke(app, [*args, "--batch-size", "4", "--address", "auto", "--per-scan-outputs"])
+    args += ["--batch-size", "4", "--address", "auto", "--per-scan-outputs", "--retry-failed"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     ((paths, kw),) = calls
     assert paths == [source] and kw["out"] == tmp_path / "o" and kw["address"] == "auto"
-    assert (kw["workers"], kw["batch_size"], kw["per_scan_outputs"]) == (3, 4, True)
+    assert (kw["workers"], kw["batch_size"], kw["per_scan_outputs"], kw["retry_failed"]) == (3, 4, True, True)
 
 
 # About 75 s on a loaded 2-core host (13 s to start Ray, then actors that each load the model).
@@ -141,4 +165,12 @@ def test_ray_rows_equal_single_process_and_resume(ray_cluster: None, scans: Path
         assert row["analyze_ms"] > 0 and row["report_json"] is None  # no per-scan outputs asked for
 
     again = run_ray_analysis([scans], config)
-    assert (again.skipped, again.written) == (4, 0)
+    assert (again.skipped, again.written) == (4, 0)  # the failed scan's row counts as done...
+
+    shutil.copy(scans / "Te-noTr_0000.jpg", scans / "broken.jpg")  # ...until it is repaired and retried
+    retried = run_ray_analysis([scans], dataclasses.replace(config, retry_failed=True, workers=1))
+    assert (retried.skipped, retried.written, retried.failed) == (3, 1, 0)
+    after = _rows(out / "results")
+    assert sorted(r["path"] for r in after) == sorted(rows)  # still one row per scan
+    fixed = next(r for r in after if r["path"] == str(scans / "broken.jpg"))
+    assert fixed["error"] == "" and fixed["prediction"] == rows[str(scans / "Te-noTr_0000.jpg")]["prediction"]

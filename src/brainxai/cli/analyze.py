@@ -119,6 +119,9 @@ def analyze_cmd(
     per_scan_outputs: Annotated[
         bool, typer.Option(help="--engine ray: also keep each scan's JSON, PNGs and PDF in OUT/scans/.")
     ] = False,
+    retry_failed: Annotated[
+        bool, typer.Option(help="--engine ray: analyse again the scans whose rows in OUT/results/ are errors.")
+    ] = False,
 ) -> None:
     """Analyse scans: prediction, explanation, spatial parameters and a PDF report per file.
 
@@ -152,6 +155,7 @@ def analyze_cmd(
             workers=workers,
             batch_size=batch_size,
             per_scan_outputs=per_scan_outputs,
+            retry_failed=retry_failed,
         )
     plan = plan_inputs(paths, collect_inputs(paths), slice_index)
     files = plan.files

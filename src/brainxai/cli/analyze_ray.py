@@ -27,6 +27,7 @@ def run_on_ray(
     workers: int | None,
     batch_size: int,
     per_scan_outputs: bool,
+    retry_failed: bool = False,
 ) -> None:
     """Runs the analysis on Ray and prints where the table is and how many scans failed."""
     try:
@@ -44,6 +45,7 @@ def run_on_ray(
         workers=workers,
         batch_size=batch_size,
         per_scan_outputs=per_scan_outputs,
+        retry_failed=retry_failed,
     )
     try:
         summary = run_ray_analysis([str(s) for s in sources], config)
@@ -58,7 +60,8 @@ def run_on_ray(
     )
     if summary.failed:
         typer.secho(
-            f"{summary.failed} scan(s) failed; their rows in {summary.results_dir} have a non-empty 'error'",
+            f"{summary.failed} scan(s) failed; their rows in {summary.results_dir} have a non-empty 'error' "
+            "(--retry-failed analyses them again)",
             fg=typer.colors.YELLOW,
             err=True,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import glob
 import logging
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -85,3 +86,49 @@ def done_paths(results_dir: str | Path) -> set[str]:
         except Exception as exc:  # a torn file must not stop the resume; its rows are redone
             logger.warning("ignoring unreadable result file %s (%s); its scans will be analysed again", f, exc)
     return done
+
+
+def drop_failed_rows(results_dir: str | Path) -> set[str]:
+    """Removes from the result table the rows of scans that only ever failed, so that a resume retries them.
+
+    A scan with an analysed row keeps all its rows. Each changed file is rewritten beside itself and then
+    renamed over it (a file left with no row is deleted), so a run killed here loses no analysed row.
+    Unreadable files are left alone (:func:`done_paths` already redoes their scans).
+
+    Returns:
+        The paths whose error rows were removed.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    folder = Path(results_dir)
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    tables = {}
+    for f in files:
+        try:
+            tables[f] = pq.read_table(f)
+        except Exception:  # done_paths warns about it and redoes its scans
+            continue
+    analysed: set[str] = set()
+    for table in tables.values():
+        ok = pc.equal(pc.fill_null(table.column("error"), ""), "")
+        analysed.update(str(v) for v in table.filter(ok).column("path").to_pylist())
+    keep_paths = pa.array(sorted(analysed), type=pa.string())
+    dropped: set[str] = set()
+    for f, table in tables.items():
+        errors = pc.not_equal(pc.fill_null(table.column("error"), ""), "")
+        failed = pc.and_(errors, pc.invert(pc.is_in(table.column("path"), value_set=keep_paths)))
+        if not pc.any(failed).as_py():
+            continue
+        dropped.update(str(v) for v in table.filter(failed).column("path").to_pylist())
+        kept = table.filter(pc.invert(failed))
+        if kept.num_rows:
+            tmp = f.with_name(f.name + ".tmp")
+            pq.write_table(kept, tmp)
+            os.replace(tmp, f)
+        else:
+            f.unlink()
+    if dropped:
+        logger.info("retrying %d scan(s) whose earlier rows were errors", len(dropped))
+    return dropped

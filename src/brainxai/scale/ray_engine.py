@@ -17,7 +17,8 @@ the model, and files that fail to decode, go to the actor as bytes and are decod
 exactly as in one process. Actors use a GPU each when the cluster has GPUs.
 
 Resumable: scans whose ``path`` is already in ``OUT/results/`` are skipped, so re-running the same
-command after an interruption analyses only the rest.
+command after an interruption analyses only the rest. With ``retry_failed`` the rows of scans that failed
+are removed first and those scans analysed again (e.g. after a storage outage or a repaired file).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from brainxai.pipeline import steps
 from brainxai.pipeline.batch import analyze_batch
 from brainxai.pipeline.options import AnalysisOptions
 from brainxai.pipeline.service import AnalysisService
-from brainxai.scale.inputs import done_paths, is_url, resolve_sources
+from brainxai.scale.inputs import done_paths, drop_failed_rows, is_url, resolve_sources
 from brainxai.scale.rows import error_row, result_row, to_table
 from brainxai.util.names import safe_stem
 
@@ -68,6 +69,7 @@ class RayRunConfig:
         workers: Analysis actors (default: one per GPU, else one per CPU).
         batch_size: Scans per batch handed to a decode task or an actor.
         per_scan_outputs: Keep each scan's JSON, PNGs and (with ``options.report``) PDF in ``out/scans/``.
+        retry_failed: Analyse again the scans whose earlier rows are errors (their rows are replaced).
     """
 
     out: Path
@@ -78,6 +80,7 @@ class RayRunConfig:
     workers: int | None = None
     batch_size: int = 16
     per_scan_outputs: bool = False
+    retry_failed: bool = False
 
     @property
     def results_dir(self) -> Path:
@@ -131,6 +134,8 @@ def run_ray_analysis(sources: Sequence[str | Path], config: RayRunConfig) -> Ray
         # Nothing of a scan's files is kept without per-scan outputs: building its PDF would be wasted.
         config = dataclasses.replace(config, options=dataclasses.replace(config.options, report=False))
     paths = resolve_sources(sources)
+    if config.retry_failed:
+        drop_failed_rows(config.results_dir)
     done = done_paths(config.results_dir)
     todo = [p for p in paths if p not in done]
     if not todo:
