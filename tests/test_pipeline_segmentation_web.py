@@ -27,9 +27,9 @@ class QuickService:
     def __init__(self, service: AnalysisService) -> None:
         self.service = service
 
-    def analyze(self, source: Any, options: AnalysisOptions | None = None, **kwargs: Any) -> Any:
+    def analyze_many(self, scans: Any, options: AnalysisOptions | None = None, **kwargs: Any) -> Any:
         options = dataclasses.replace(options or AnalysisOptions(), method="gradcam", agreement=False)
-        return self.service.analyze(source, options, **kwargs)
+        return self.service.analyze_many(scans, options, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.service, name)

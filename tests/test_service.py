@@ -239,6 +239,21 @@ def test_a_batch_gives_each_scan_the_result_it_gets_alone(samples_dir: Path, tmp
         assert got.images.keys() == alone.images.keys() and got.report_json.name == f"batch-{f.stem}.json"
 
 
+def test_a_batch_writes_each_scan_where_its_input_says(
+    service: AnalysisService, samples_dir: Path, tmp_path: Path
+) -> None:
+    own, shared = tmp_path / "own", tmp_path / "shared"
+    files = sorted(samples_dir.glob("*.jpg"))[:2]
+    scans = [ScanInput(files[0], out_dir=own, dicom_out=own / "dicom"), ScanInput(files[1])]
+    first, second = service.analyze_many(scans, AnalysisOptions(report=False), out_dir=shared)
+    assert isinstance(first, AnalysisResult) and isinstance(second, AnalysisResult)
+    assert first.report_json.parent == own and all(p.parent == own for p in first.images.values())
+    assert second.report_json.parent == shared and all(p.parent == shared for p in second.images.values())
+    dicoms = list((own / "dicom").iterdir())
+    assert len(dicoms) >= 3 and all(p.suffix == ".dcm" for p in dicoms)  # SR, map, overlay (+ PDF with a report)
+    assert not (shared / "dicom").exists()
+
+
 def test_analyze_batch_goes_in_batches_and_keeps_going_past_failures(
     service: AnalysisService, samples_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from webfakes import FakeService
+from webfakes import MINIMAL_PDF, FakeService
 from webfiles import dicom_bytes, nifti_bytes, nifti_gzip_bomb, png_with_size
 from webhelpers import PASSWORDS, login, running_app
 
 from brainxai.constants import CLASSES
+from brainxai.pipeline.steps import EXPLAIN_BATCH
 from brainxai.web.analysis import age_on
 from brainxai.web.db import session_scope
 from brainxai.web.models import AuditEvent, Study
@@ -289,6 +290,28 @@ def test_batch_reports_progress_and_per_file_results(client, auth, samples_dir) 
     assert_error(client.get(f"/api/batch/{created['id']}", headers=auth("bob")), 404)
     assert [j["id"] for j in client.get("/api/batch", headers=auth("alice")).json()] == [created["id"]]
     assert list((client.app.state.brainxai.storage.uploads).iterdir()) == []  # uploads consumed
+
+
+def test_batch_analyses_items_in_batches_and_keeps_each_failure_its_own(
+    client, auth, samples_dir, fake_service
+) -> None:
+    names = ["glioma", "meningioma", "notumor", "pituitary", "glioma"]
+    files = [("files", (f"{i}-{c}.jpg", (samples_dir / f"{c}.jpg").read_bytes())) for i, c in enumerate(names)]
+    files.insert(2, ("files", ("bad.jpg", (samples_dir / "glioma.jpg").read_bytes())))
+    fake_service.unreadable.add("bad.jpg")  # accepted at upload, fails when analysed
+    created = client.post("/api/batch", headers=auth("alice"), files=files).json()
+    assert created["failed"] == 0
+    job = wait_for_job(client, auth("alice"), created["id"])
+    assert fake_service.batches == [EXPLAIN_BATCH, 6 - EXPLAIN_BATCH]  # 6 items, analysed a batch at a time
+    assert [i["status"] for i in job["items"]] == ["done", "done", "error", "done", "done", "done"]
+    assert job["items"][2]["error"] == "bad.jpg: cannot decode the image (simulated)"
+    studies = [i["study"]["id"] for i in job["items"] if i["status"] == "done"]
+    assert len(set(studies)) == 5
+    for study_id in studies:
+        study = client.get(f"/api/studies/{study_id}", headers=auth("alice")).json()
+        assert client.get(study["links"]["report_pdf"], headers=auth("alice")).content == MINIMAL_PDF
+    assert list((client.app.state.brainxai.storage.uploads).iterdir()) == []
+    assert list(client.app.state.brainxai.storage.staging_root.iterdir()) == []  # no staging folder left
 
 
 def test_batch_limits(client, auth, sample_jpeg) -> None:

@@ -36,12 +36,16 @@ class FakeService:
     Attributes:
         delay_s: Sleep inside analyze (to test that the server stays responsive).
         fail_after_files: Raise after writing the output files (a crash mid-analysis).
+        unreadable: File names whose analysis fails as an undecodable scan would (ValueError).
         calls: Arguments of every call, for assertions.
+        batches: The number of scans of every ``analyze_many`` call.
     """
 
     delay_s: float = 0.0
     fail_after_files: bool = False
+    unreadable: set[str] = field(default_factory=set)
     calls: list[dict[str, Any]] = field(default_factory=list)
+    batches: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.classifier = SimpleNamespace(
@@ -73,6 +77,8 @@ class FakeService:
         try:
             self.calls.append({"filename": filename, "method": options.method, "patient": patient, "out_dir": out_dir})
             patient_info = PatientInfo.coerce(patient)
+            if filename in self.unreadable:
+                raise ValueError(f"{filename}: cannot decode the image (simulated)")
             scan = read_scan(source, filename=filename, slice_index=options.slice_index)
             if self.delay_s:
                 time.sleep(self.delay_s)
@@ -103,6 +109,22 @@ class FakeService:
         finally:
             with self._lock:
                 self.active -= 1
+
+    def analyze_many(
+        self, scans: list[Any], options: AnalysisOptions | None = None, *, out_dir: Path, patient: Any = None
+    ) -> list[AnalysisResult | Exception]:
+        """As the real service: per scan, its result or the exception its analysis raised."""
+        self.batches.append(len(scans))
+        outcomes: list[AnalysisResult | Exception] = []
+        for scan in scans:
+            folder = Path(scan.out_dir if scan.out_dir is not None else out_dir)
+            try:
+                outcomes.append(
+                    self.analyze(scan.source, options, out_dir=folder, filename=scan.filename, patient=patient)
+                )
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
 
     @staticmethod
     def _write_files(pixels: np.ndarray, out_dir: Path) -> tuple[dict[str, Path], Path, Path]:

@@ -78,12 +78,16 @@ class ScanInput:
         filename: Name shown in the report (needed for bytes; defaults to the path's name).
         name: Base name of the output files (default: the file's stem plus part of the id).
         report_path: Exact PDF path (default ``out_dir/<name>.pdf``).
+        out_dir: This scan's output folder (default: the call's ``out_dir``), e.g. one staging folder per scan.
+        dicom_out: This scan's DICOM results folder (default: ``options.dicom_out``).
     """
 
     source: str | Path | bytes
     filename: str | None = None
     name: str | None = None
     report_path: str | Path | None = None
+    out_dir: str | Path | None = None
+    dicom_out: str | Path | None = None
 
 
 @dataclass
@@ -265,7 +269,8 @@ class AnalysisService:
         Args:
             scans: The scans and the names of their outputs.
             options: How to analyse them (the same for all).
-            out_dir: Folder for the outputs (created if missing); give the scans distinct names.
+            out_dir: Folder for the outputs (created if missing) of the scans without their own
+                (:attr:`ScanInput.out_dir`); give the scans that share it distinct names.
             patient: Patient details for every report.
 
         Returns:
@@ -291,7 +296,8 @@ class AnalysisService:
             finding = next(found)  # the findings come in the order of the ready scans
             try:
                 finding = _check_sequence(finding, measure.sequence(s.scan, options), s.run)
-                outcomes.append(self._finish(s, finding, options, segmenter, Path(out_dir), patient_info))
+                out = Path(s.item.out_dir if s.item.out_dir is not None else out_dir)
+                outcomes.append(self._finish(s, finding, options, segmenter, out, patient_info))
             except Exception as exc:  # this scan's failure; the others go on
                 outcomes.append(exc)
         return outcomes
@@ -361,8 +367,9 @@ class AnalysisService:
             outputs.write_report_and_json(result, rendered)
         finally:
             images.wait()
-        if options.dicom_out is not None:
-            outputs.write_dicom(result, rendered, regions.relevance, item.source, options.dicom_out)
+        dicom_out = item.dicom_out if item.dicom_out is not None else options.dicom_out
+        if dicom_out is not None:
+            outputs.write_dicom(result, rendered, regions.relevance, item.source, dicom_out)
         return result
 
     def _prepare(self, scan: ScanImage, run: _Run) -> steps.PreparedImage:

@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from brainxai.explain.methods import ANALYSIS_METHODS
 from brainxai.pipeline.options import AnalysisOptions
+from brainxai.pipeline.service import ScanInput
 from brainxai.version import __version__
 from brainxai.web import crud
 from brainxai.web.crud import audit, ensure_patient
@@ -43,15 +44,14 @@ T = TypeVar("T")
 class Analyzer(Protocol):
     """What the web app needs from :class:`brainxai.pipeline.service.AnalysisService`."""
 
-    def analyze(
+    def analyze_many(
         self,
-        source: Path | bytes,
+        scans: Sequence[ScanInput],
         options: AnalysisOptions | None = None,
         *,
         out_dir: Path,
-        filename: str | None = None,
         patient: Any = None,
-    ) -> Any: ...
+    ) -> list[Any]: ...
 
 
 class Busy(RuntimeError):
@@ -175,9 +175,7 @@ def analyze_and_store(
 ) -> str:
     """Analyses one checked upload and records it as a study (blocking; run it on the pool).
 
-    Files are written to a staging folder, flushed and renamed into place before the row is
-    committed, so a crash at any point leaves either a complete study or nothing (start-up recovery
-    deletes the leftovers).
+    :func:`analyze_and_store_many` of one upload.
 
     Args:
         patient_id: An existing patient the study belongs to.
@@ -192,12 +190,110 @@ def analyze_and_store(
     Raises:
         brainxai.io.ImageReadError / ValueError: The scan cannot be analysed (the client's fault).
     """
-    staging = storage.new_staging_dir()
-    final: Path | None = None
+    (outcome,) = analyze_and_store_many(
+        service,
+        storage,
+        session_factory,
+        uploads=[upload],
+        method=method,
+        owner_id=owner_id,
+        patient_id=patient_id,
+        new_patient=new_patient,
+        patient_info=patient_info,
+        slice_index=slice_index,
+        client=client,
+        on_commit=[on_commit],
+    )
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def analyze_and_store_many(
+    service: Analyzer,
+    storage: Storage,
+    session_factory: sessionmaker[Session],
+    *,
+    uploads: Sequence[CheckedUpload],
+    method: str,
+    owner_id: int,
+    patient_id: int | None = None,
+    new_patient: PatientIn | None = None,
+    patient_info: dict[str, Any] | None = None,
+    slice_index: int | None = None,
+    client: str | None = None,
+    on_commit: Sequence[Callable[[Session, Study], None] | None] | None = None,
+) -> list[str | Exception]:
+    """Analyses checked uploads in one batch (:meth:`AnalysisService.analyze_many`) and records each as a study.
+
+    Each upload gets its own staging folder; its files are flushed and renamed into place before its row
+    is committed (one transaction per study), so a crash at any point leaves complete studies or nothing
+    of an upload (start-up recovery deletes the leftovers). A failed upload does not stop the others.
+
+    Args:
+        uploads: The uploads, analysed with the same method and patient.
+        on_commit: Per upload, called inside its committing transaction (e.g. to mark a batch item done).
+        (the others as for :func:`analyze_and_store`)
+
+    Returns:
+        Per upload, in order, the new study's id or the exception that stopped it.
+    """
+    stagings = [storage.new_staging_dir() for _ in uploads]
     try:
         # The DICOM results are written with every analysis, for the result page's zip download.
-        options = AnalysisOptions(method=method, slice_index=slice_index, dicom_out=staging / "dicom")
-        analysed = _analyze_upload(service, upload, options, patient_info, staging)
+        scans = [
+            ScanInput(u.data, filename=u.service_filename, out_dir=st, dicom_out=st / "dicom")
+            for u, st in zip(uploads, stagings, strict=True)
+        ]
+        options = AnalysisOptions(method=method, slice_index=slice_index)
+        outcomes = service.analyze_many(scans, options, out_dir=stagings[0], patient=patient_info)
+        commits = list(on_commit) if on_commit is not None else [None] * len(uploads)
+        stored: list[str | Exception] = []
+        for upload, staging, outcome, then in zip(uploads, stagings, outcomes, commits, strict=True):
+            if isinstance(outcome, Exception):
+                stored.append(outcome)
+                continue
+            try:
+                analysed = _Analysed(outcome, _collect_files(outcome, staging), _result_dict(outcome))
+                stored.append(
+                    _publish(
+                        storage,
+                        session_factory,
+                        staging,
+                        upload,
+                        analysed,
+                        method,
+                        owner_id,
+                        patient_id,
+                        new_patient,
+                        client,
+                        then,
+                    )
+                )
+            except Exception as exc:  # this upload's failure; the others are recorded
+                stored.append(exc)
+        return stored
+    finally:
+        for staging in stagings:
+            storage.discard(staging)  # gone already after a successful publish
+
+
+def _publish(
+    storage: Storage,
+    session_factory: sessionmaker[Session],
+    staging: Path,
+    upload: CheckedUpload,
+    analysed: _Analysed,
+    method: str,
+    owner_id: int,
+    patient_id: int | None,
+    new_patient: PatientIn | None,
+    client: str | None,
+    on_commit: Callable[[Session, Study], None] | None,
+) -> str:
+    """Moves an analysis out of its staging folder and commits its study row; the new study's id."""
+    final: Path | None = None
+    try:
         study_id = uuid.uuid4().hex
         final = storage.publish(staging, study_id)
         with session_scope(session_factory) as db:
@@ -213,8 +309,6 @@ def analyze_and_store(
     except BaseException:
         storage.discard(final)
         raise
-    finally:
-        storage.discard(staging)  # gone already after a successful publish
 
 
 @dataclass(frozen=True)
@@ -224,20 +318,6 @@ class _Analysed:
     result: Any
     files: dict[str, str]
     data: dict[str, Any]
-
-
-def _analyze_upload(
-    service: Analyzer,
-    upload: CheckedUpload,
-    options: AnalysisOptions,
-    patient_info: dict[str, Any] | None,
-    staging: Path,
-) -> _Analysed:
-    """Runs the analysis into the staging folder and checks that its files are there."""
-    result = service.analyze(
-        upload.data, options, out_dir=staging, filename=upload.service_filename, patient=patient_info
-    )
-    return _Analysed(result, _collect_files(result, staging), _result_dict(result))
 
 
 def _study_patient(

@@ -1,5 +1,5 @@
-"""Batch jobs: created from the uploaded files, then processed in the background one item at a time,
-each recorded as it finishes.
+"""Batch jobs: created from the uploaded files, then processed in the background a few items at a time
+(one batched analysis, ``pipeline.steps.EXPLAIN_BATCH``), each recorded as it finishes.
 
 Jobs survive restarts: queued and interrupted items are picked up again at start-up. An item's
 study and its "done" mark are committed in one transaction, so no item is analysed twice.
@@ -8,6 +8,7 @@ study and its "done" mark are committed in one transaction, so no item is analys
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from dataclasses import dataclass
@@ -16,13 +17,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from brainxai.pipeline.steps import EXPLAIN_BATCH
 from brainxai.web import crud
-from brainxai.web.analysis import Analyzer, InferenceRunner, analyze_and_store, patient_for_report
+from brainxai.web.analysis import Analyzer, InferenceRunner, analyze_and_store_many, patient_for_report
 from brainxai.web.db import session_scope
 from brainxai.web.models import BatchItem, BatchJob, Patient, Study, User, utcnow
 from brainxai.web.schemas import BatchJobOut, PatientIn
 from brainxai.web.storage import Storage
-from brainxai.web.uploads import UploadError, check_upload, safe_display_name
+from brainxai.web.uploads import CheckedUpload, UploadError, check_upload, safe_display_name
 from brainxai.web.views import job_out
 
 logger = logging.getLogger(__name__)
@@ -54,6 +56,13 @@ class JobRequest:
     client: str | None
 
 
+def _mark_done(item_id: int, db: Session, study: Study) -> None:
+    """Marks a batch item done, in the transaction that commits its study."""
+    item = db.get(BatchItem, item_id)
+    if item is not None:
+        item.status, item.study_id, item.upload_path = "done", study.id, None
+
+
 def _item_error(item_id: int, exc: Exception) -> str:
     """What a failed item records: the file's own problem said plainly, else the kind of failure (logged)."""
     if isinstance(exc, UploadError):
@@ -61,9 +70,9 @@ def _item_error(item_id: int, exc: Exception) -> str:
     if isinstance(exc, ValueError):  # ImageReadError and friends: the file's fault.
         return str(exc)
     if isinstance(exc, OSError):
-        logger.exception("batch item %s: storage error", item_id)
+        logger.error("batch item %s: storage error", item_id, exc_info=exc)
         return f"storage error ({exc.strerror or type(exc).__name__})"
-    logger.exception("batch item %s failed", item_id)
+    logger.error("batch item %s failed", item_id, exc_info=exc)
     return f"internal error while analysing this file ({type(exc).__name__})"
 
 
@@ -177,13 +186,14 @@ class BatchWorker:
                 logger.exception("batch job %s failed", job_id)
 
     async def process(self, job_id: str) -> None:
-        """Analyses every queued item of a job, then marks the job done."""
+        """Analyses every queued item of a job, a few at a time (one batched analysis), then marks the job done."""
         plan = await asyncio.to_thread(self._start_job, job_id)
         if plan is None:
             return
         owner_id, method, patient_id, patient_info, items = plan
-        for item_id, filename, upload_path in items:
-            await self._process_item(item_id, filename, upload_path, owner_id, method, patient_id, patient_info)
+        for start in range(0, len(items), EXPLAIN_BATCH):
+            chunk = items[start : start + EXPLAIN_BATCH]
+            await self._process_items(chunk, owner_id, method, patient_id, patient_info)
         await asyncio.to_thread(self._finish_job, job_id)
 
     def _start_job(self, job_id: str) -> tuple[Any, ...] | None:
@@ -203,55 +213,60 @@ class BatchWorker:
                 job.status = "done"
                 job.finished_at = utcnow()
 
-    async def _process_item(
+    async def _process_items(
         self,
-        item_id: int,
-        filename: str,
-        upload_path: str | None,
+        items: list[tuple[int, str, str | None]],
         owner_id: int,
         method: str,
         patient_id: int | None,
         patient_info: dict[str, Any] | None,
     ) -> None:
-        await asyncio.to_thread(self._set_item, item_id, status="running")
-        error: str | None = None
+        """Reads back and analyses some items of a job in one batch; records each as done or failed."""
+        ready: list[tuple[int, str | None, CheckedUpload]] = []
+        for item_id, filename, upload_path in items:
+            await asyncio.to_thread(self._set_item, item_id, status="running")
+            try:
+                ready.append((item_id, upload_path, await self._read_item(filename, upload_path)))
+            except Exception as exc:
+                await self._end_item(item_id, upload_path, exc)
+        if not ready:
+            return
         try:
-            if self.service is None:
-                raise RuntimeError("the model is not loaded")
-            if upload_path is None:
-                raise UploadError("the upload was lost")
-            data = await asyncio.to_thread(self.storage.resolve(upload_path).read_bytes)
-            upload = await asyncio.to_thread(
-                check_upload,
-                data,
-                filename,
-                max_bytes=self.max_upload_bytes,
-                max_volume_bytes=self.max_volume_bytes,
-            )
-
-            def mark_done(db: Session, study: Study) -> None:
-                item = db.get(BatchItem, item_id)
-                if item is not None:
-                    item.status, item.study_id, item.upload_path = "done", study.id, None
-
-            await self.runner.run(
-                analyze_and_store,
+            outcomes: list[str | Exception] = await self.runner.run(
+                analyze_and_store_many,
                 self.service,
                 self.storage,
                 self.session_factory,
-                upload=upload,
+                uploads=[upload for _, _, upload in ready],
                 method=method,
                 owner_id=owner_id,
                 patient_id=patient_id,
                 patient_info=patient_info,
                 client="batch",
-                on_commit=mark_done,
+                on_commit=[functools.partial(_mark_done, item_id) for item_id, _, _ in ready],
                 wait=True,
             )
-        except Exception as exc:
-            error = _item_error(item_id, exc)
+        except Exception as exc:  # the batch's shared pass failed: every item of it did
+            outcomes = [exc] * len(ready)
+        for (item_id, upload_path, _), outcome in zip(ready, outcomes, strict=True):
+            await self._end_item(item_id, upload_path, outcome if isinstance(outcome, Exception) else None)
+
+    async def _read_item(self, filename: str, upload_path: str | None) -> CheckedUpload:
+        """An item's stored upload, checked again as when it arrived."""
+        if self.service is None:
+            raise RuntimeError("the model is not loaded")
+        if upload_path is None:
+            raise UploadError("the upload was lost")
+        data = await asyncio.to_thread(self.storage.resolve(upload_path).read_bytes)
+        return await asyncio.to_thread(
+            check_upload, data, filename, max_bytes=self.max_upload_bytes, max_volume_bytes=self.max_volume_bytes
+        )
+
+    async def _end_item(self, item_id: int, upload_path: str | None, error: Exception | None) -> None:
+        """Records a failed item's error (a done item was marked in its study's transaction); drops the upload."""
         if error is not None:
-            await asyncio.to_thread(self._set_item, item_id, status="error", error=error, upload_path=None)
+            message = _item_error(item_id, error)
+            await asyncio.to_thread(self._set_item, item_id, status="error", error=message, upload_path=None)
         await asyncio.to_thread(self.storage.remove_upload, upload_path)
 
     def _set_item(self, item_id: int, **values: Any) -> None:
