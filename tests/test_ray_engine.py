@@ -62,6 +62,25 @@ def test_drop_failed_rows_keeps_analysed_rows_and_removes_only_failures(tmp_path
     assert drop_failed_rows(results) == set() and drop_failed_rows(tmp_path / "missing") == set()
 
 
+def test_actors_get_at_most_one_cpu_each_after_the_io_tasks(tmp_path: Path) -> None:
+    from brainxai.pipeline.options import AnalysisOptions
+    from brainxai.scale.ray_engine import TASK_CPUS, RayRunConfig, _plan_resources
+
+    def plan(workers: int | None, cpus: float, gpus: float = 0.0) -> tuple:
+        config = RayRunConfig(out=tmp_path, options=AnalysisOptions(), workers=workers)
+        p = _plan_resources(config, {"CPU": cpus, "GPU": gpus})
+        return p.workers, p.actor_cpus, p.threads, p.device
+
+    io = 2 * TASK_CPUS
+    assert plan(None, 2) == (1, 1.0, 1, "cpu")  # one thread even alone: two ran slower (benchmarks/scale.py)
+    assert plan(2, 2) == (2, (2 - io) / 2, 1, "cpu")
+    assert plan(None, 16) == (15, 1.0, 1, "cpu")
+    assert plan(4, 16) == (4, 1.0, 1, "cpu")
+    assert plan(None, 8, gpus=2) == (2, 1.0, 1, "cuda")
+    with pytest.raises(ValueError, match="do not fit"):
+        plan(8, 2)
+
+
 def test_default_engine_never_imports_ray() -> None:
     code = "import sys, brainxai.cli; print('ray' in sys.modules, 'brainxai.scale' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
