@@ -238,6 +238,9 @@ def analyze_and_store_many(
     Returns:
         Per upload, in order, the new study's id or the exception that stopped it.
     """
+    if not uploads:
+        return []
+    where = _Destination(storage, session_factory, method, owner_id, patient_id, new_patient, client)
     stagings = [storage.new_staging_dir() for _ in uploads]
     try:
         # The DICOM results are written with every analysis, for the result page's zip download.
@@ -255,21 +258,7 @@ def analyze_and_store_many(
                 continue
             try:
                 analysed = _Analysed(outcome, _collect_files(outcome, staging), _result_dict(outcome))
-                stored.append(
-                    _publish(
-                        storage,
-                        session_factory,
-                        staging,
-                        upload,
-                        analysed,
-                        method,
-                        owner_id,
-                        patient_id,
-                        new_patient,
-                        client,
-                        then,
-                    )
-                )
+                stored.append(_publish(where, staging, upload, analysed, then))
             except Exception as exc:  # this upload's failure; the others are recorded
                 stored.append(exc)
         return stored
@@ -278,31 +267,39 @@ def analyze_and_store_many(
             storage.discard(staging)  # gone already after a successful publish
 
 
+@dataclass(frozen=True)
+class _Destination:
+    """Where analyses are recorded: the study folders, the database, and whose studies they become."""
+
+    storage: Storage
+    session_factory: sessionmaker[Session]
+    method: str
+    owner_id: int
+    patient_id: int | None
+    new_patient: PatientIn | None
+    client: str | None
+
+
 def _publish(
-    storage: Storage,
-    session_factory: sessionmaker[Session],
+    where: _Destination,
     staging: Path,
     upload: CheckedUpload,
     analysed: _Analysed,
-    method: str,
-    owner_id: int,
-    patient_id: int | None,
-    new_patient: PatientIn | None,
-    client: str | None,
     on_commit: Callable[[Session, Study], None] | None,
 ) -> str:
     """Moves an analysis out of its staging folder and commits its study row; the new study's id."""
+    storage, method = where.storage, where.method
     final: Path | None = None
     try:
         study_id = uuid.uuid4().hex
         final = storage.publish(staging, study_id)
-        with session_scope(session_factory) as db:
-            owner = db.get(User, owner_id)
-            patient_id = _study_patient(db, owner, patient_id, new_patient)
-            study = _new_study(study_id, owner_id, patient_id, upload, analysed, storage.relative(final), method)
+        with session_scope(where.session_factory) as db:
+            owner = db.get(User, where.owner_id)
+            patient_id = _study_patient(db, owner, where.patient_id, where.new_patient)
+            study = _new_study(study_id, where.owner_id, patient_id, upload, analysed, storage.relative(final), method)
             db.add(study)
             db.flush()
-            audit(db, owner, "study.create", "study", study_id, f"{upload.display_name} method={method}", client)
+            audit(db, owner, "study.create", "study", study_id, f"{upload.display_name} method={method}", where.client)
             if on_commit is not None:
                 on_commit(db, study)
         return study_id
