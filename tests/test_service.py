@@ -254,6 +254,25 @@ def test_a_batch_writes_each_scan_where_its_input_says(
     assert not (shared / "dicom").exists()
 
 
+def test_an_analysis_without_files_gives_the_same_result_and_writes_nothing(
+    service: AnalysisService, samples_dir: Path, tmp_path: Path
+) -> None:
+    scan = sorted(samples_dir.glob("*.jpg"))[0]
+    with_files = service.analyze(scan, AnalysisOptions(report=False), out_dir=tmp_path / "files")
+    bare = service.analyze(scan, AnalysisOptions(report=False, write_files=False), out_dir=tmp_path / "none")
+    assert not (tmp_path / "none").exists()
+    assert bare.images == {} and bare.report_json is None and bare.report_pdf is None
+    assert bare.to_dict()["report_json"] is None
+    assert bare.prediction == with_files.prediction
+    assert bare.probabilities == pytest.approx(with_files.probabilities, abs=1e-6)
+    assert [(p["key"], p["status"], p["value"]) for p in bare.spatial_parameters] == [
+        (p["key"], p["status"], p["value"]) for p in with_files.spatial_parameters
+    ]
+    for bad in ({"report": True}, {"report": False, "dicom_out": tmp_path / "dicom"}):
+        with pytest.raises(ValueError, match="writes nothing"):
+            AnalysisOptions(write_files=False, **bad)
+
+
 def test_analyze_batch_goes_in_batches_and_keeps_going_past_failures(
     service: AnalysisService, samples_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

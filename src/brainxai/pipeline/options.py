@@ -30,6 +30,9 @@ class AnalysisOptions:
         segment: Outline the tumour with the segmentation model and measure the lesion on it. None: when a
             segmentation model is available (given to the service, or shipped); True: required (an error when
             none is available); False: off (the parameters describe the explanation's relevance region).
+        write_files: Write the scan's files (PNGs and the JSON sidecar; the PDF with ``report``). False: the
+            result only (no images, ``report_json`` None), e.g. for a table of results; needs ``report=False``
+            and no ``dicom_out``.
     """
 
     method: str = "lrp"
@@ -41,6 +44,11 @@ class AnalysisOptions:
     perfusion_map: np.ndarray | None = field(default=None, compare=False, repr=False)
     dicom_out: str | Path | None = None
     segment: bool | None = None
+    write_files: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.write_files and (self.report or self.dicom_out is not None):
+            raise ValueError("write_files=False writes nothing: it needs report=False and no dicom_out")
 
     def assumed_spacing(self) -> tuple[float, float] | None:
         """The assumed spacing as ``(row, column)`` millimetres, or None when none was given."""

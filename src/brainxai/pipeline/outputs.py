@@ -118,6 +118,8 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 def write_report_and_json(result: AnalysisResult, rendered: Rendered) -> None:
     """Writes the PDF report (when the result has a path for it), then the JSON sidecar."""
+    if result.report_json is None:
+        raise ValueError("the result has no JSON path: it was analysed without writing files")
     payload = result.to_dict()
     if result.report_pdf is not None:
         from brainxai.reporting.pdf import write_report
@@ -132,6 +134,8 @@ def write_dicom(
     """Writes the DICOM outputs (SR, parametric map, overlay SC, encapsulated PDF) after the PDF and JSON."""
     from brainxai.reporting.dicom import AnalysisImages, write_dicom_outputs
 
+    if result.report_json is None:
+        raise ValueError("the result has no JSON path: it was analysed without writing files")
     header = dicom_header(source) if result.scan.get("format") == "dicom" else None
     pdf = result.report_pdf.read_bytes() if result.report_pdf is not None and result.report_pdf.is_file() else None
     # As in the images: no region where none is drawn (a "no tumour" prediction has no tumour region).

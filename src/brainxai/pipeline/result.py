@@ -34,7 +34,7 @@ class AnalysisResult:
     model: dict[str, Any]
     images: dict[str, Path]
     report_pdf: Path | None
-    report_json: Path
+    report_json: Path | None  # None when the analysis wrote no files (``AnalysisOptions.write_files``)
     patient: dict[str, Any] | None = None
     agreement: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
@@ -67,7 +67,7 @@ class AnalysisResult:
         d = asdict(self)
         d["images"] = {k: str(v) for k, v in self.images.items()}
         d["report_pdf"] = str(self.report_pdf) if self.report_pdf else None
-        d["report_json"] = str(self.report_json)
+        d["report_json"] = str(self.report_json) if self.report_json else None
         d["prediction_title"] = CLASS_TITLES.get(self.prediction, self.prediction)
         d["tumour"] = self.is_tumour
         d["assessable"] = self.assessable

@@ -328,11 +328,13 @@ class AnalysisService:
         pending = self._start_segmenting(segmenter, prepared, finding, run)
         agreement = _agreement(finding, options, prepared, regions)
         tumour = self._segment(segmenter, pending, prepared, regions, finding, spacing, run)
-        out.mkdir(parents=True, exist_ok=True)
         base = safe_stem(item.name) if item.name else f"{safe_stem(scan.source_name)}-{run.id[:8]}"
-        rendered = outputs.render(scan.pixels, regions, finding.prediction, tumour.mask if tumour else None)
-        # Written in the background while the figures below and the PDF are computed.
-        images = outputs.start_writing_images(rendered.arrays, out, base)
+        rendered, images = None, outputs.PendingImages({}, [])
+        if options.write_files:
+            out.mkdir(parents=True, exist_ok=True)
+            rendered = outputs.render(scan.pixels, regions, finding.prediction, tumour.mask if tumour else None)
+            # Written in the background while the figures below and the PDF are computed.
+            images = outputs.start_writing_images(rendered.arrays, out, base)
         try:
             on_tumour = tumour.region() if tumour else None
             params = measure.spatial_parameters(
@@ -353,7 +355,7 @@ class AnalysisService:
                 model=self.model_info,
                 images=images.paths,
                 report_pdf=_report_pdf(out, base, options, item.report_path),
-                report_json=out / f"{base}.json",
+                report_json=out / f"{base}.json" if options.write_files else None,
                 patient=patient_info.to_dict() if patient_info else None,
                 agreement=agreement,
                 notes=run.notes,
@@ -364,11 +366,14 @@ class AnalysisService:
                 segmentation=tumour.to_dict() if tumour else None,
                 relevance_in_tumour=tumour.relevance_in_tumour if tumour else None,
             )
-            outputs.write_report_and_json(result, rendered)
+            if rendered is not None:
+                outputs.write_report_and_json(result, rendered)
         finally:
             images.wait()
         dicom_out = item.dicom_out if item.dicom_out is not None else options.dicom_out
         if dicom_out is not None:
+            if rendered is None:
+                raise ValueError("DICOM results asked for an analysis that writes no files (write_files=False)")
             outputs.write_dicom(result, rendered, regions.relevance, item.source, dicom_out)
         return result
 

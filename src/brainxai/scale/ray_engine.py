@@ -130,9 +130,12 @@ def run_ray_analysis(sources: Sequence[str | Path], config: RayRunConfig) -> Ray
     """
     import ray
 
-    if not config.per_scan_outputs and config.options.report:
-        # Nothing of a scan's files is kept without per-scan outputs: building its PDF would be wasted.
-        config = dataclasses.replace(config, options=dataclasses.replace(config.options, report=False))
+    if not config.per_scan_outputs:
+        # Nothing of a scan's files is kept without per-scan outputs: its PDF, PNGs and JSON would be wasted
+        # work (the files the DICOM results are made from excepted).
+        keep_for_dicom = config.options.dicom_out is not None
+        options = dataclasses.replace(config.options, report=False, write_files=keep_for_dicom)
+        config = dataclasses.replace(config, options=options)
     paths = resolve_sources(sources)
     if config.retry_failed:
         drop_failed_rows(config.results_dir)
