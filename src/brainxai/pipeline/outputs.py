@@ -118,14 +118,20 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 def write_report_and_json(result: AnalysisResult, rendered: Rendered) -> None:
     """Writes the PDF report (when the result has a path for it), then the JSON sidecar."""
-    if result.report_json is None:
-        raise ValueError("the result has no JSON path: it was analysed without writing files")
+    json_path = _json_path(result)
     payload = result.to_dict()
     if result.report_pdf is not None:
         from brainxai.reporting.pdf import write_report
 
         write_report(payload, rendered.report_images(), result.report_pdf)
-    atomic_write_bytes(result.report_json, json_bytes(payload))
+    atomic_write_bytes(json_path, json_bytes(payload))
+
+
+def _json_path(result: AnalysisResult) -> Path:
+    """The result's JSON sidecar path; a result analysed without writing files has none (an error here)."""
+    if result.report_json is None:
+        raise ValueError("the result has no JSON path: it was analysed without writing files")
+    return result.report_json
 
 
 def write_dicom(
@@ -134,16 +140,13 @@ def write_dicom(
     """Writes the DICOM outputs (SR, parametric map, overlay SC, encapsulated PDF) after the PDF and JSON."""
     from brainxai.reporting.dicom import AnalysisImages, write_dicom_outputs
 
-    if result.report_json is None:
-        raise ValueError("the result has no JSON path: it was analysed without writing files")
+    base = _json_path(result).stem
     header = dicom_header(source) if result.scan.get("format") == "dicom" else None
     pdf = result.report_pdf.read_bytes() if result.report_pdf is not None and result.report_pdf.is_file() else None
     # As in the images: no region where none is drawn (a "no tumour" prediction has no tumour region).
     region = rendered.region if rendered.region_drawn else np.zeros_like(rendered.region, dtype=bool)
     images = AnalysisImages(rendered.arrays["original"], relevance, region, rendered.arrays["overlay"], rendered.tumour)
-    written = write_dicom_outputs(
-        result.to_dict(), images, out_dir=out_dir, base=result.report_json.stem, pdf=pdf, source=header
-    )
+    written = write_dicom_outputs(result.to_dict(), images, out_dir=out_dir, base=base, pdf=pdf, source=header)
     logger.info("%s: DICOM outputs in %s (study %s)", result.source_name, out_dir, written.study_uid)
     return written
 
