@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -312,6 +313,27 @@ def test_batch_analyses_items_in_batches_and_keeps_each_failure_its_own(
         assert client.get(study["links"]["report_pdf"], headers=auth("alice")).content == MINIMAL_PDF
     assert list((client.app.state.brainxai.storage.uploads).iterdir()) == []
     assert list(client.app.state.brainxai.storage.staging_root.iterdir()) == []  # no staging folder left
+
+
+def test_batch_shared_pass_failure_fails_its_items_and_logs_once(
+    client, auth, samples_dir, fake_service, caplog
+) -> None:
+    names = ["glioma", "meningioma", "notumor", "pituitary", "glioma"]
+    files = [("files", (f"{i}-{c}.jpg", (samples_dir / f"{c}.jpg").read_bytes())) for i, c in enumerate(names)]
+    fake_service.failing_batches = 1  # the first batch's shared pass fails; the second batch is analysed
+    with caplog.at_level(logging.ERROR, logger="brainxai.web.batch"):
+        created = client.post("/api/batch", headers=auth("alice"), files=files).json()
+        job = wait_for_job(client, auth("alice"), created["id"])
+    assert fake_service.batches == [EXPLAIN_BATCH, len(names) - EXPLAIN_BATCH]
+    statuses = [i["status"] for i in job["items"]]
+    assert statuses == ["error"] * EXPLAIN_BATCH + ["done"] * (len(names) - EXPLAIN_BATCH)
+    assert {i["error"] for i in job["items"][:EXPLAIN_BATCH]} == {
+        "internal error while analysing this file (RuntimeError)"
+    }
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1 and "shared analysis failed" in tracebacks[0].getMessage()
+    assert list((client.app.state.brainxai.storage.uploads).iterdir()) == []
+    assert list(client.app.state.brainxai.storage.staging_root.iterdir()) == []
 
 
 def test_batch_limits(client, auth, sample_jpeg) -> None:

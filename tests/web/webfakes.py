@@ -39,6 +39,7 @@ class FakeService:
         unreadable: File names whose analysis fails as an undecodable scan would (ValueError).
         calls: Arguments of every call, for assertions.
         batches: The number of scans of every ``analyze_many`` call.
+        failing_batches: How many of the next ``analyze_many`` calls fail as a whole (their shared pass).
     """
 
     delay_s: float = 0.0
@@ -46,6 +47,7 @@ class FakeService:
     unreadable: set[str] = field(default_factory=set)
     calls: list[dict[str, Any]] = field(default_factory=list)
     batches: list[int] = field(default_factory=list)
+    failing_batches: int = 0
 
     def __post_init__(self) -> None:
         self.classifier = SimpleNamespace(
@@ -115,6 +117,9 @@ class FakeService:
     ) -> list[AnalysisResult | Exception]:
         """As the real service: per scan, its result or the exception its analysis raised."""
         self.batches.append(len(scans))
+        if self.failing_batches:
+            self.failing_batches -= 1
+            raise RuntimeError("simulated failure of the shared pass")
         outcomes: list[AnalysisResult | Exception] = []
         for scan in scans:
             folder = Path(scan.out_dir if scan.out_dir is not None else out_dir)

@@ -63,16 +63,18 @@ def _mark_done(item_id: int, db: Session, study: Study) -> None:
         item.status, item.study_id, item.upload_path = "done", study.id, None
 
 
-def _item_error(item_id: int, exc: Exception) -> str:
+def _item_error(item_id: int, exc: Exception, *, log: bool = True) -> str:
     """What a failed item records: the file's own problem said plainly, else the kind of failure (logged)."""
     if isinstance(exc, UploadError):
         return exc.message
     if isinstance(exc, ValueError):  # ImageReadError and friends: the file's fault.
         return str(exc)
     if isinstance(exc, OSError):
-        logger.error("batch item %s: storage error", item_id, exc_info=exc)
+        if log:
+            logger.error("batch item %s: storage error", item_id, exc_info=exc)
         return f"storage error ({exc.strerror or type(exc).__name__})"
-    logger.error("batch item %s failed", item_id, exc_info=exc)
+    if log:
+        logger.error("batch item %s failed", item_id, exc_info=exc)
     return f"internal error while analysing this file ({type(exc).__name__})"
 
 
@@ -231,6 +233,7 @@ class BatchWorker:
                 await self._end_item(item_id, upload_path, exc)
         if not ready:
             return
+        shared_failure = False
         try:
             outcomes: list[str | Exception] = await self.runner.run(
                 analyze_and_store_many,
@@ -246,10 +249,13 @@ class BatchWorker:
                 on_commit=[functools.partial(_mark_done, item_id) for item_id, _, _ in ready],
                 wait=True,
             )
-        except Exception as exc:  # the batch's shared pass failed: every item of it did
+        except Exception as exc:  # the batch's shared pass failed: every item of it did (logged once, here)
+            logger.error("batch items %s: their shared analysis failed", [i for i, _, _ in ready], exc_info=exc)
             outcomes = [exc] * len(ready)
+            shared_failure = True
         for (item_id, upload_path, _), outcome in zip(ready, outcomes, strict=True):
-            await self._end_item(item_id, upload_path, outcome if isinstance(outcome, Exception) else None)
+            error = outcome if isinstance(outcome, Exception) else None
+            await self._end_item(item_id, upload_path, error, log=not shared_failure)
 
     async def _read_item(self, filename: str, upload_path: str | None) -> CheckedUpload:
         """An item's stored upload, checked again as when it arrived."""
@@ -262,10 +268,16 @@ class BatchWorker:
             check_upload, data, filename, max_bytes=self.max_upload_bytes, max_volume_bytes=self.max_volume_bytes
         )
 
-    async def _end_item(self, item_id: int, upload_path: str | None, error: Exception | None) -> None:
-        """Records a failed item's error (a done item was marked in its study's transaction); drops the upload."""
+    async def _end_item(
+        self, item_id: int, upload_path: str | None, error: Exception | None, *, log: bool = True
+    ) -> None:
+        """Records a failed item's error (a done item was marked in its study's transaction); drops the upload.
+
+        Args:
+            log: Log an unexpected error's traceback (False when it was logged once for the whole batch).
+        """
         if error is not None:
-            message = _item_error(item_id, error)
+            message = _item_error(item_id, error, log=log)
             await asyncio.to_thread(self._set_item, item_id, status="error", error=message, upload_path=None)
         await asyncio.to_thread(self.storage.remove_upload, upload_path)
 
