@@ -282,13 +282,18 @@ def _figures(
     return figures, cleanup
 
 
-def _segment_figure(device: str, scans: list[Any], sync: Callable[[], Any] | None) -> list[Figure]:
-    """The shipped tumour segmenter on one decoded slice (crop, resize, network, map back); none when not shipped."""
+def _segment_figure(
+    device: str, scans: list[Any], sync: Callable[[], Any] | None, checkpoint: str | Path | None = None
+) -> list[Figure]:
+    """A tumour segmenter on one decoded slice (crop, resize, network, map back).
+
+    ``checkpoint`` None: the shipped segmenter, and no figure when none is shipped.
+    """
     from brainxai.segmentation import Segmenter, default_segmenter_available
 
-    if not default_segmenter_available():
+    if checkpoint is None and not default_segmenter_available():
         return []
-    seg = Segmenter.load(None, device=device)
+    seg = Segmenter.load(checkpoint, device=device)
     return [Figure("segment", _each(scans, lambda s: seg.probability([s])), sync=sync)]
 
 
