@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -72,3 +76,34 @@ def sr_numbers(sr: Dataset) -> dict[str, tuple[float, str]]:
         for item in content_items(measurements)
         if item.ValueType == "NUM"
     }
+
+
+def deferred_and_eager(
+    service: Any, source: Path, options: Any, root: Path, monkeypatch: Any
+) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """One analysis with deferred DICOM outputs, built later from its saved inputs and, for comparison, at once.
+
+    The saved inputs are built as the web app builds them: from the result as stored (its JSON without
+    file paths), the original and overlay PNGs and the PDF. Returns ``(built later, written at once)``, each
+    file name -> bytes.
+    """
+    from brainxai.pipeline import outputs
+
+    save = outputs.save_dicom_inputs
+
+    def save_and_write(result: Any, rendered: Any, relevance: Any, src: Any, out_dir: Any) -> Path:
+        outputs.write_dicom(result, rendered, relevance, src, root / "eager")  # the same analysis, built at once
+        return save(result, rendered, relevance, src, out_dir)
+
+    monkeypatch.setattr(outputs, "save_dicom_inputs", save_and_write)
+    options = dataclasses.replace(options, dicom_out=root / "deferred", dicom_deferred=True)
+    result = service.analyze(source, options, out_dir=root / "out")
+    (inputs,) = (root / "deferred").iterdir()  # nothing built: only what to build from
+    assert inputs.name.endswith(outputs.DICOM_INPUTS_SUFFIX)
+    stored = json.loads(result.report_json.read_text())
+    for key in ("images", "report_pdf", "report_json", "out_dir"):
+        stored.pop(key, None)
+    original, overlay = (outputs.png_array(result.images[k].read_bytes()) for k in ("original", "overlay"))
+    pdf = result.report_pdf.read_bytes() if result.report_pdf is not None else None
+    later = outputs.saved_dicom_files(inputs, stored, original, overlay, pdf)
+    return later, {p.name: p.read_bytes() for p in sorted((root / "eager").iterdir())}

@@ -304,6 +304,18 @@ def test_dicom_segmentation_carries_the_tumour_as_a_second_segment(
     assert result.segmentation["area_px"] == int(mask.sum())
 
 
+def test_deferred_dicom_outputs_keep_the_tumour_segment(
+    service: AnalysisService, dev_slice: tuple[Path, np.ndarray], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from dicomfiles import deferred_and_eager
+
+    path, _ = dev_slice
+    force(monkeypatch, service, "glioma")
+    options = AnalysisOptions(method="gradcam", agreement=False, report=False)
+    later, eager = deferred_and_eager(service, path, options, tmp_path, monkeypatch)
+    assert any(name.endswith("-seg.dcm") for name in eager) and later == eager  # the tumour is the second segment
+
+
 def test_the_real_segmenter_class_fits_the_pipeline(
     random_checkpoint: Path, dev_slice: tuple[Path, np.ndarray], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -18,6 +18,8 @@ sys.path.insert(0, str(Path(__file__).parent / "web"))  # the web tests' helpers
 from webhelpers import login, running_app
 
 from brainxai.pipeline import get_service
+from brainxai.web.db import session_scope
+from brainxai.web.models import Study
 from brainxai.web.settings import Settings
 
 
@@ -51,3 +53,31 @@ def test_result_offers_the_dicom_results_as_a_zip(client, samples_dir: Path) -> 
     assert {ComprehensiveSRStorage, EncapsulatedPDFStorage, SecondaryCaptureImageStorage} <= classes
     assert len({o.StudyInstanceUID for o in objects.values()}) == 1
     assert bytes(objects["pdf"].EncapsulatedDocument).startswith(b"%PDF-")
+
+
+def test_dicom_results_are_built_on_download_and_older_studies_keep_theirs(client, samples_dir: Path) -> None:
+    """Only what the DICOM results are built from is stored; every download builds the same files. A study of an
+    older version, which stored the files themselves, is served from them."""
+    headers = login(client, "alice")
+    data = (samples_dir / "meningioma.jpg").read_bytes()
+    study = client.post("/api/analyze", headers=headers, files={"file": ("scan.jpg", data)}).json()
+    storage = client.app.state.brainxai.storage
+    folder = storage.resolve(f"studies/{study['id']}")
+    assert not list(folder.rglob("*.dcm")) and len(list(folder.rglob("*-dicom-inputs.npz"))) == 1
+    first, second = (client.get(study["links"]["dicom_zip"], headers=headers).content for _ in range(2))
+    assert first == second  # the same instances, not new versions under the same UIDs
+    with zipfile.ZipFile(io.BytesIO(first)) as archive:
+        built = {name: archive.read(name) for name in archive.namelist()}
+    assert len(built) == 5
+
+    # The same study as an older version stored it: the files in dicom/, no inputs.
+    for name, content in built.items():
+        (folder / "dicom" / name).write_bytes(content)
+    next(folder.glob("dicom/*.npz")).unlink()
+    with session_scope(client.app.state.brainxai.session_factory) as db:
+        row = db.get(Study, study["id"])
+        files = {k: v for k, v in row.files.items() if k != "dicom_inputs"}
+        row.files = files | {f"dicom:{name}": f"dicom/{name}" for name in built}
+    got = client.get(study["links"]["dicom_zip"], headers=headers)
+    with zipfile.ZipFile(io.BytesIO(got.content)) as archive:
+        assert {name: archive.read(name) for name in archive.namelist()} == built

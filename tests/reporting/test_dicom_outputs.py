@@ -19,7 +19,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from dicomfiles import IDENTITY_WINDOW, content_items, make_dicom, sr_numbers
+from dicomfiles import IDENTITY_WINDOW, content_items, deferred_and_eager, make_dicom, sr_numbers
 from PIL import Image
 from pydicom.uid import (
     ComprehensiveSRStorage,
@@ -88,11 +88,14 @@ def jpeg_run(random_checkpoint: Path, samples_dir: Path, tmp_path_factory: pytes
     return root, by_kind(root / "dicom")
 
 
+#: The file name endings of an analysis' DICOM outputs, one per kind.
+KINDS = ("source-sc.dcm", "overlay-sc.dcm", "sr.dcm", "pm.dcm", "seg.dcm", "pdf.dcm")
+
+
 def by_kind(folder: Path) -> dict[str, Path]:
     """``{"sr.dcm": path, "overlay-sc.dcm": path, ...}``: the files of one analysis by their kind suffix."""
-    kinds = ("source-sc.dcm", "overlay-sc.dcm", "sr.dcm", "pm.dcm", "seg.dcm", "pdf.dcm")
     files = sorted(folder.iterdir())
-    out = {k: p for p in files for k in kinds if p.name.endswith(f"-{k}")}
+    out = {k: p for p in files for k in KINDS if p.name.endswith(f"-{k}")}
     assert len(out) == len(files), [p.name for p in files]
     return out
 
@@ -380,3 +383,26 @@ def test_dciodvfy_finds_no_errors(dicom_run, jpeg_run) -> None:
 def test_options_carry_dicom_out() -> None:
     options = dataclasses.replace(AnalysisOptions(), dicom_out="x")
     assert options.dicom_out == "x" and AnalysisOptions().dicom_out is None
+
+
+@pytest.mark.parametrize("kind", ["dicom", "jpeg"])
+def test_deferred_outputs_are_the_files_written_at_once(
+    kind: str, service: AnalysisService, sample: np.ndarray, samples_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Saved inputs build byte for byte what the analysis writes at once: for a DICOM slice (parametric map, in
+    the source's study) and a JPEG (new study, region as a Segmentation), from the result as the web stores it."""
+    if kind == "dicom":
+        source = tmp_path / "scan.dcm"
+        source_dataset(sample).save_as(source, enforce_file_format=True)
+    else:
+        source = samples_dir / "glioma.jpg"
+    options = AnalysisOptions(method="gradcam", agreement=False)
+    later, eager = deferred_and_eager(service, source, options, tmp_path, monkeypatch)
+    kinds = {k.removesuffix(".dcm") for name in eager for k in KINDS if name.endswith(f"-{k}")}
+    if kind == "dicom":  # a segmented tumour adds a Segmentation beside the map
+        assert {"sr", "pm", "overlay-sc", "pdf"} <= kinds and "source-sc" not in kinds
+    else:
+        assert kinds == {"source-sc", "sr", "seg", "overlay-sc", "pdf"}
+    assert later.keys() == eager.keys()
+    for name, data in eager.items():
+        assert later[name] == data, name

@@ -27,6 +27,9 @@ class AnalysisOptions:
         sequence: MR sequence (``T1``, ``T2``, ``FLAIR``...) when the file does not say.
         perfusion_map: CBV map on the scan's pixel grid, enabling the rCBV ratio.
         dicom_out: Folder for the DICOM outputs (SR, parametric map, overlay, encapsulated PDF); None: none.
+        dicom_deferred: Where DICOM outputs are asked for, save only what they are built from
+            (:func:`~brainxai.pipeline.outputs.save_dicom_inputs`) and build them when needed
+            (:func:`~brainxai.pipeline.outputs.saved_dicom_files`: the same files), e.g. behind a download link.
         segment: Outline the tumour with the segmentation model and measure the lesion on it. None: when a
             segmentation model is available (given to the service, or shipped); True: required (an error when
             none is available); False: off (the parameters describe the explanation's relevance region).
@@ -43,6 +46,7 @@ class AnalysisOptions:
     sequence: str | None = None
     perfusion_map: np.ndarray | None = field(default=None, compare=False, repr=False)
     dicom_out: str | Path | None = None
+    dicom_deferred: bool = False
     segment: bool | None = None
     write_files: bool = True
 

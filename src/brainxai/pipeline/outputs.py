@@ -18,7 +18,7 @@ from brainxai.util.files import atomic_write_bytes
 from brainxai.util.pools import shared_pool
 
 if TYPE_CHECKING:  # highdicom is imported only when DICOM outputs are asked for
-    from brainxai.reporting.dicom import DicomOutputs
+    from brainxai.reporting.dicom import AnalysisImages, DicomOutputs
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,14 @@ def _write_png(path: Path, image: np.ndarray) -> None:
     atomic_write_bytes(path, png_bytes(image))
 
 
+def png_array(data: bytes) -> np.ndarray:
+    """A PNG written by :func:`png_bytes`, decoded to the same array (RGB or grayscale ``uint8``)."""
+    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise ValueError("not a PNG image")
+    return arr if arr.ndim == 2 else cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+
+
 def png_bytes(image: np.ndarray) -> bytes:
     """An RGB or grayscale ``uint8`` image encoded as PNG."""
     arr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
@@ -138,17 +146,98 @@ def write_dicom(
     result: AnalysisResult, rendered: Rendered, relevance: np.ndarray, source: str | Path | bytes, out_dir: str | Path
 ) -> DicomOutputs:
     """Writes the DICOM outputs (SR, parametric map, overlay SC, encapsulated PDF) after the PDF and JSON."""
-    from brainxai.reporting.dicom import AnalysisImages, write_dicom_outputs
+    from brainxai.reporting.dicom import write_dicom_outputs
 
-    base = _json_path(result).stem
     header = dicom_header(source) if result.scan.get("format") == "dicom" else None
     pdf = result.report_pdf.read_bytes() if result.report_pdf is not None and result.report_pdf.is_file() else None
-    # As in the images: no region where none is drawn (a "no tumour" prediction has no tumour region).
-    region = rendered.region if rendered.region_drawn else np.zeros_like(rendered.region, dtype=bool)
-    images = AnalysisImages(rendered.arrays["original"], relevance, region, rendered.arrays["overlay"], rendered.tumour)
+    images = _dicom_images(rendered, relevance)
+    base = _json_path(result).stem
     written = write_dicom_outputs(result.to_dict(), images, out_dir=out_dir, base=base, pdf=pdf, source=header)
     logger.info("%s: DICOM outputs in %s (study %s)", result.source_name, out_dir, written.study_uid)
     return written
+
+
+def _dicom_images(rendered: Rendered, relevance: np.ndarray) -> AnalysisImages:
+    from brainxai.reporting.dicom import AnalysisImages
+
+    # As in the images: no region where none is drawn (a "no tumour" prediction has no tumour region).
+    region = rendered.region if rendered.region_drawn else np.zeros_like(rendered.region, dtype=bool)
+    return AnalysisImages(rendered.arrays["original"], relevance, region, rendered.arrays["overlay"], rendered.tumour)
+
+
+#: End of the file name (after the scan's base name) that holds what deferred DICOM outputs are built from.
+DICOM_INPUTS_SUFFIX = "-dicom-inputs.npz"
+
+
+def save_dicom_inputs(
+    result: AnalysisResult, rendered: Rendered, relevance: np.ndarray, source: str | Path | bytes, out_dir: str | Path
+) -> Path:
+    """Saves what :func:`write_dicom` builds the DICOM outputs from, to build them later (:func:`saved_dicom_files`).
+
+    Building the objects (highdicom's SR above all) costs more than the rest of writing an analysis' files,
+    so a caller that rarely needs them (the web app: a download link) defers it. Saved in one uncompressed
+    ``<base>-dicom-inputs.npz`` (compressing would cost about what it defers): the relevance map, the region
+    and the segmented tumour (bit-packed), the source's DICOM header without its pixels, and the base name.
+    The scan and overlay images are not saved again: they are the analysis' PNGs.
+
+    Returns:
+        The file written.
+    """
+    import pydicom
+
+    images = _dicom_images(rendered, relevance)
+    arrays: dict[str, Any] = {  # Any: numpy's stubs read ** into savez's keyword options
+        "base": np.array(_json_path(result).stem),
+        "relevance": np.asarray(images.relevance),
+        "shape": np.array(images.region.shape),
+        "region": np.packbits(images.region),
+    }
+    if images.tumour is not None:
+        arrays["tumour"] = np.packbits(images.tumour.astype(bool))
+    if result.scan.get("format") == "dicom":
+        buf = io.BytesIO()
+        pydicom.dcmwrite(buf, dicom_header(source), enforce_file_format=False)
+        arrays["header"] = np.frombuffer(buf.getvalue(), dtype=np.uint8)
+    payload = io.BytesIO()
+    np.savez(payload, **arrays)
+    path = Path(out_dir) / f"{arrays['base']}{DICOM_INPUTS_SUFFIX}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, payload.getvalue())
+    return path
+
+
+def saved_dicom_files(
+    inputs: str | Path, result: dict[str, Any], original: np.ndarray, overlay: np.ndarray, pdf: bytes | None
+) -> dict[str, bytes]:
+    """The DICOM files :func:`write_dicom` would have written, built from :func:`save_dicom_inputs`' file.
+
+    Args:
+        inputs: The saved inputs (``<base>-dicom-inputs.npz``).
+        result: The analysis (:meth:`AnalysisResult.to_dict`, or as stored: without file paths).
+        original: The analysis' ``original`` image (its PNG, decoded by :func:`png_array`).
+        overlay: Its ``overlay`` image, likewise.
+        pdf: Its PDF report's bytes, or None when it has none.
+
+    Returns:
+        File name -> file bytes, the names and contents :func:`write_dicom` writes.
+    """
+    import pydicom
+
+    from brainxai.reporting.dicom import AnalysisImages, dicom_file_name, encode_dicom_outputs
+
+    with np.load(inputs, allow_pickle=False) as saved:
+        shape = tuple(int(n) for n in saved["shape"])
+        size = shape[0] * shape[1]
+
+        def unpack(key: str) -> np.ndarray:
+            return np.unpackbits(saved[key], count=size).reshape(shape).astype(bool)
+
+        tumour = unpack("tumour") if "tumour" in saved.files else None
+        images = AnalysisImages(original, saved["relevance"], unpack("region"), overlay, tumour)
+        header = pydicom.dcmread(io.BytesIO(saved["header"].tobytes()), force=True) if "header" in saved.files else None
+        base = str(saved["base"])
+    encoded, _ = encode_dicom_outputs(result, images, base=base, pdf=pdf, source=header)
+    return {dicom_file_name(base, kind): data for kind, data in encoded.items()}
 
 
 def dicom_header(source: str | Path | bytes) -> Any:

@@ -374,7 +374,8 @@ class AnalysisService:
         if dicom_out is not None:
             if rendered is None:
                 raise ValueError("DICOM results asked for an analysis that writes no files (write_files=False)")
-            outputs.write_dicom(result, rendered, regions.relevance, item.source, dicom_out)
+            save = outputs.save_dicom_inputs if options.dicom_deferred else outputs.write_dicom
+            save(result, rendered, regions.relevance, item.source, dicom_out)
         return result
 
     def _prepare(self, scan: ScanImage, run: _Run) -> steps.PreparedImage:

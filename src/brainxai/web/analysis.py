@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy.orm import Session, sessionmaker
 
 from brainxai.explain.methods import ANALYSIS_METHODS
+from brainxai.pipeline import outputs
 from brainxai.pipeline.options import AnalysisOptions
 from brainxai.pipeline.service import ScanInput
 from brainxai.version import __version__
@@ -34,7 +35,7 @@ from brainxai.web.models import Study, User
 from brainxai.web.schemas import PatientIn, StudyOut
 from brainxai.web.storage import Storage
 from brainxai.web.uploads import CheckedUpload
-from brainxai.web.views import study_out
+from brainxai.web.views import DICOM_INPUTS, study_out
 
 logger = logging.getLogger(__name__)
 
@@ -145,8 +146,8 @@ def _collect_files(result: Any, staging: Path) -> dict[str, str]:
     candidates: dict[str, Any] = {f"image:{k}": v for k, v in (getattr(result, "images", None) or {}).items()}
     candidates["report_pdf"] = getattr(result, "report_pdf", None)
     candidates["report_json"] = getattr(result, "report_json", None)
-    dicom = staging / "dicom"
-    candidates.update({f"dicom:{p.name}": p for p in sorted(dicom.glob("*.dcm"))} if dicom.is_dir() else {})
+    # What its DICOM results are built from (older versions stored the files themselves, as "dicom:<name>").
+    candidates[DICOM_INPUTS] = next((staging / "dicom").glob(f"*{outputs.DICOM_INPUTS_SUFFIX}"), None)
     root = staging.resolve()
     for kind, path in candidates.items():
         if path is None:
@@ -243,12 +244,13 @@ def analyze_and_store_many(
     where = _Destination(storage, session_factory, method, owner_id, patient_id, new_patient, client)
     stagings = [storage.new_staging_dir() for _ in uploads]
     try:
-        # The DICOM results are written with every analysis, for the result page's zip download.
+        # What the DICOM results are built from is saved with every analysis; they are built for the result
+        # page's zip download (study_dicom_files), which most studies never get.
         scans = [
             ScanInput(u.data, filename=u.service_filename, out_dir=st, dicom_out=st / "dicom")
             for u, st in zip(uploads, stagings, strict=True)
         ]
-        options = AnalysisOptions(method=method, slice_index=slice_index)
+        options = AnalysisOptions(method=method, slice_index=slice_index, dicom_deferred=True)
         outcomes = service.analyze_many(scans, options, out_dir=stagings[0], patient=patient_info)
         commits = list(on_commit) if on_commit is not None else [None] * len(uploads)
         stored: list[str | Exception] = []
@@ -352,6 +354,28 @@ def _new_study(
         files=analysed.files,
         storage_dir=storage_dir,
     )
+
+
+def study_dicom_files(files: dict[str, str], result: dict[str, Any], path_of: Callable[[str], str]) -> dict[str, bytes]:
+    """A study's DICOM results, file name -> bytes (empty when it has none).
+
+    Built from the saved inputs, its original and overlay images and its PDF: the files the analysis would have
+    written (:func:`brainxai.pipeline.outputs.saved_dicom_files`). Studies of older versions hold the files.
+
+    Args:
+        files: The study's files (kind -> relative path).
+        result: The study's stored result.
+        path_of: A file kind's checked path on disk.
+    """
+    if DICOM_INPUTS not in files:
+        return {
+            key.removeprefix("dicom:"): Path(path_of(key)).read_bytes()
+            for key in sorted(files)
+            if key.startswith("dicom:")
+        }
+    original, overlay = (outputs.png_array(Path(path_of(f"image:{k}")).read_bytes()) for k in ("original", "overlay"))
+    pdf = Path(path_of("report_pdf")).read_bytes() if "report_pdf" in files else None
+    return outputs.saved_dicom_files(path_of(DICOM_INPUTS), result, original, overlay, pdf)
 
 
 def age_on(birth_date: str | None, day: date | None = None) -> int | None:

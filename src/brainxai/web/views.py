@@ -32,6 +32,15 @@ def patient_out(patient: Patient, study_count: int = 0, last_study_at: datetime 
     )
 
 
+#: The key of a study's files that names the inputs of its deferred DICOM results.
+DICOM_INPUTS = "dicom_inputs"
+
+
+def has_dicom_results(files: dict[str, str]) -> bool:
+    """Whether a study's files hold DICOM results (their inputs, or the files older versions wrote)."""
+    return DICOM_INPUTS in files or any(key.startswith("dicom:") for key in files)
+
+
 def study_links(study: Study) -> StudyLinks:
     base = f"/api/studies/{study.id}"
     images = {
@@ -43,7 +52,7 @@ def study_links(study: Study) -> StudyLinks:
         self=base,
         images=images,
         report_pdf=f"{base}/report.pdf" if "report_pdf" in study.files else None,
-        dicom_zip=f"{base}/dicom.zip" if any(k.startswith("dicom:") for k in study.files) else None,
+        dicom_zip=f"{base}/dicom.zip" if has_dicom_results(study.files) else None,
     )
 
 

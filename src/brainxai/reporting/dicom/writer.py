@@ -102,7 +102,41 @@ def build_dicom_outputs(
     objects["overlay"] = overlay_capture(images.overlay, context, result)
     if pdf is not None:
         objects["pdf"] = encapsulated_pdf(pdf, context, result)
+    for ds in objects.values():
+        _reproducible(ds, context.created)
     return objects, summary
+
+
+#: Date and time attributes that highdicom fills with the moment of building: (date keyword or None, time keyword).
+_BUILD_TIMES = (
+    ("InstanceCreationDate", "InstanceCreationTime"),
+    ("DateOfSecondaryCapture", "TimeOfSecondaryCapture"),
+    (None, "ContributionDateTime"),  # the Contributing Equipment entry highdicom adds for itself
+)
+
+
+def _reproducible(ds: Dataset, created: Any) -> None:
+    """Makes an object a function of the analysis alone: what highdicom draws at build time is derived instead.
+
+    The creation (and content) dates become the analysis time, as the other objects' content dates are, and a
+    random Dimension Organization UID one derived from the object's own UID. An object built again later
+    (deferred outputs, :func:`encode_dicom_outputs`) is then the same instance byte for byte, not a second
+    version under the same SOP Instance UID.
+    """
+    from pydicom.uid import generate_uid
+
+    date, time = created.strftime("%Y%m%d"), created.strftime("%H%M%S")
+    ds.ContentDate, ds.ContentTime = date, time
+    dimension_uid = str(generate_uid(entropy_srcs=[str(ds.SOPInstanceUID), "dimension-organization"]))
+    for item in [ds, *(i for e in ds.iterall() if e.VR == "SQ" for i in e.value)]:
+        for date_key, time_key in _BUILD_TIMES:
+            if date_key is None and time_key in item:
+                setattr(item, time_key, date + time)
+            elif date_key is not None and time_key in item:
+                setattr(item, date_key, date)
+                setattr(item, time_key, time)
+        if "DimensionOrganizationUID" in item:
+            item.DimensionOrganizationUID = dimension_uid
 
 
 def _heatmap_object(
@@ -147,6 +181,36 @@ def _segmentation(
     return None
 
 
+def dicom_file_name(base: str, kind: str) -> str:
+    """The file name of one object: ``<base>-<kind>.dcm`` (``overlay-sc`` and ``source-sc`` for the captures)."""
+    suffix = {"overlay": "overlay-sc", "source": "source-sc"}
+    return f"{base}-{suffix.get(kind, kind)}.dcm"
+
+
+def encode_dicom_outputs(
+    result: Mapping[str, Any],
+    images: AnalysisImages,
+    *,
+    base: str,
+    pdf: bytes | None = None,
+    source: Dataset | None = None,
+) -> tuple[dict[str, bytes], DicomOutputs]:
+    """Builds the DICOM objects of one analysis and encodes them as files, without writing them.
+
+    Args: as for :func:`write_dicom_outputs`.
+
+    Returns:
+        The encoded files by kind (named by :func:`dicom_file_name`), and the summary (its ``files`` empty).
+    """
+    objects, summary = build_dicom_outputs(result, images, pdf, source)
+    encoded: dict[str, bytes] = {}
+    for kind, ds in objects.items():
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        encoded[kind] = buf.getvalue()
+    return encoded, summary
+
+
 def write_dicom_outputs(
     result: Mapping[str, Any],
     images: AnalysisImages,
@@ -169,14 +233,11 @@ def write_dicom_outputs(
     Returns:
         The files written and the study they belong to.
     """
-    objects, summary = build_dicom_outputs(result, images, pdf, source)
+    encoded, summary = encode_dicom_outputs(result, images, base=base, pdf=pdf, source=source)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    suffix = {"overlay": "overlay-sc", "source": "source-sc"}
-    for kind, ds in objects.items():
-        path = out / f"{base}-{suffix.get(kind, kind)}.dcm"
-        buf = io.BytesIO()
-        ds.save_as(buf, enforce_file_format=True)
-        atomic_write_bytes(path, buf.getvalue())
+    for kind, data in encoded.items():
+        path = out / dicom_file_name(base, kind)
+        atomic_write_bytes(path, data)
         summary.files[kind] = path
     return summary

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse, Response
 
 from brainxai.web import crud
+from brainxai.web.analysis import study_dicom_files
 from brainxai.web.deps import DB, Client, CurrentUser, Offset, PageSize, State
 from brainxai.web.models import Study
 from brainxai.web.schemas import ErrorOut, StudyOut, StudySummary
@@ -91,14 +92,14 @@ def study_report(study_id: str, client: Client, user: CurrentUser, db: DB, state
 def study_dicom_zip(study_id: str, client: Client, user: CurrentUser, db: DB, state: State) -> Response:
     """The study's DICOM results (SR, relevance map, overlay, encapsulated PDF; research use only) as one zip."""
     study = crud.get_study(db, user, study_id)
-    keys = sorted(k for k in study.files if k.startswith("dicom:"))
-    if not keys:
+    files = study_dicom_files(study.files, study.result, lambda key: _file(state, study, key))
+    if not files:
         raise HTTPException(404, f"study {study.id} has no DICOM results")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
-        for key in keys:
-            archive.write(_file(state, study, key), arcname=key.removeprefix("dicom:"))
-    crud.audit(db, user, "dicom.download", "study", study.id, f"{len(keys)} files", client)
+        for name, data in files.items():
+            archive.writestr(name, data)
+    crud.audit(db, user, "dicom.download", "study", study.id, f"{len(files)} files", client)
     db.commit()
     name = f"brainxai-dicom-{study.id[:12]}.zip"
     disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
