@@ -158,6 +158,7 @@ def write_dicom(
 
 
 def _dicom_images(rendered: Rendered, relevance: np.ndarray) -> AnalysisImages:
+    """The arrays the DICOM objects are built from."""
     from brainxai.reporting.dicom import AnalysisImages
 
     # As in the images: no region where none is drawn (a "no tumour" prediction has no tumour region).
