@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from dicomfiles import deferred_and_eager
 from pypdf import PdfReader
 
 from brainxai.analysis.lesion import MIN_LESION_AREA_MODEL_PX
@@ -307,8 +308,6 @@ def test_dicom_segmentation_carries_the_tumour_as_a_second_segment(
 def test_deferred_dicom_outputs_keep_the_tumour_segment(
     service: AnalysisService, dev_slice: tuple[Path, np.ndarray], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from dicomfiles import deferred_and_eager
-
     path, _ = dev_slice
     force(monkeypatch, service, "glioma")
     options = AnalysisOptions(method="gradcam", agreement=False, report=False)

@@ -21,6 +21,7 @@ from brainxai.pipeline import get_service
 from brainxai.web.db import session_scope
 from brainxai.web.models import Study
 from brainxai.web.settings import Settings
+from brainxai.web.views import DICOM_INPUTS
 
 
 @pytest.fixture()
@@ -76,7 +77,7 @@ def test_dicom_results_are_built_on_download_and_older_studies_keep_theirs(clien
     next(folder.glob("dicom/*.npz")).unlink()
     with session_scope(client.app.state.brainxai.session_factory) as db:
         row = db.get(Study, study["id"])
-        files = {k: v for k, v in row.files.items() if k != "dicom_inputs"}
+        files = {k: v for k, v in row.files.items() if k != DICOM_INPUTS}
         row.files = files | {f"dicom:{name}": f"dicom/{name}" for name in built}
     got = client.get(study["links"]["dicom_zip"], headers=headers)
     with zipfile.ZipFile(io.BytesIO(got.content)) as archive:
