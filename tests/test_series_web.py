@@ -6,6 +6,7 @@ Runs the real analysis service (an untrained model) behind the app, so the zip h
 from __future__ import annotations
 
 import io
+import json
 import sys
 import zipfile
 from pathlib import Path
@@ -65,6 +66,12 @@ def test_dicom_results_are_built_on_download_and_older_studies_keep_theirs(clien
     storage = client.app.state.brainxai.storage
     folder = storage.resolve(f"studies/{study['id']}")
     assert not list(folder.rglob("*.dcm")) and len(list(folder.rglob("*-dicom-inputs.npz"))) == 1
+    with session_scope(client.app.state.brainxai.session_factory) as db:
+        row = db.get(Study, study["id"])
+        sidecar = json.loads((folder / row.files["report_json"]).read_text())
+        stored = row.result
+    paths = ("images", "report_pdf", "report_json", "out_dir")
+    assert stored == {k: v for k, v in sidecar.items() if k not in paths}  # what the DICOM results are built from
     first, second = (client.get(study["links"]["dicom_zip"], headers=headers).content for _ in range(2))
     assert first == second  # the same instances, not new versions under the same UIDs
     with zipfile.ZipFile(io.BytesIO(first)) as archive:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from brainxai.explain.methods import ANALYSIS_METHODS
 from brainxai.pipeline import outputs
 from brainxai.pipeline.options import AnalysisOptions
+from brainxai.pipeline.result import json_bytes
 from brainxai.pipeline.service import ScanInput
 from brainxai.version import __version__
 from brainxai.web import crud
@@ -128,16 +129,14 @@ class InferenceRunner:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
 def _result_dict(result: Any) -> dict[str, Any]:
     data = result.to_dict() if hasattr(result, "to_dict") else dict(vars(result))
     # File locations are the server's business (they pointed into the staging folder anyway).
     for key in ("images", "report_pdf", "report_json", "out_dir"):
         data.pop(key, None)
-    return _jsonable(data)
+    # Encoded as the JSON sidecar is, so the stored result is the sidecar's (DICOM results are built from it).
+    stored: dict[str, Any] = json.loads(json_bytes(data))
+    return stored
 
 
 def _collect_files(result: Any, staging: Path) -> dict[str, str]:
