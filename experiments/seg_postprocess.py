@@ -5,8 +5,8 @@ the BRISC no-tumour groups it never saw), exactly as ``experiments/seg_threshold
 probability map is computed once (plain and horizontally flipped input, on the model grid; cached in
 ``--cache``) and every variant is scored on the same maps, on the slice's own pixel grid:
 
-- ``threshold``: ``prob >= 0.8`` (the shipped recipe; the baseline),
-- ``hysteresis-L``: seeds ``>= 0.8`` grown into 8-connected pixels ``>= L``, L in {0.3, 0.4, 0.5, 0.6},
+- ``threshold``: ``prob >= 0.8`` (the 160-px recipe; the baseline; ``--threshold`` sets another seed threshold),
+- ``hysteresis-L``: seeds ``>= 0.8`` grown into 8-connected pixels ``>= L``, L in {0.3, 0.4, 0.5, 0.6} below the seed,
 - each of those ``+lcc`` (largest 8-connected component only), ``+fill`` (holes filled), ``+lcc+fill``,
 - flip TTA (mean of the plain and the flipped map) with the selected variant and with the baseline.
 
@@ -48,8 +48,8 @@ from brainxai.segmentation import Segmenter, map_back
 from brainxai.segmentation.postprocess import PostProcess, probability_mask
 from brainxai.util.files import atomic_write_text
 
-THRESHOLD = 0.8
-LOWS = (0.3, 0.4, 0.5, 0.6)
+THRESHOLD = 0.8  # the seed threshold of the run that chose the shipped 160-px rule; --threshold for another model
+LOWS = (0.3, 0.4, 0.5, 0.6)  # hysteresis lows; only those below the seed threshold are variants
 CLASSES = ("glioma", "meningioma", "pituitary")
 FP_MARGIN = 0.005
 COST_MS = 2.0
@@ -61,10 +61,10 @@ SELECTION_RULE = (
 )
 
 
-def variants() -> dict[str, PostProcess | None]:
-    """Every non-TTA variant by name; None: the plain threshold (baseline)."""
+def variants(threshold: float = THRESHOLD) -> dict[str, PostProcess | None]:
+    """Every non-TTA variant by name for seeds at ``threshold``; None: the plain threshold (baseline)."""
     out: dict[str, PostProcess | None] = {}
-    for low in (None, *LOWS):
+    for low in (None, *(v for v in LOWS if v < threshold)):
         for lcc in (False, True):
             for fill in (False, True):
                 base = "threshold" if low is None else f"hysteresis-{low}"
@@ -126,7 +126,11 @@ def _row(s: SegSlice, truth: np.ndarray, pred: np.ndarray, scale: float, ms: flo
 
 
 def score_fold(
-    slices: list[SegSlice], cache: Any, posts: dict[str, PostProcess | None], tta: dict[str, PostProcess | None]
+    slices: list[SegSlice],
+    cache: Any,
+    posts: dict[str, PostProcess | None],
+    tta: dict[str, PostProcess | None],
+    threshold: float = THRESHOLD,
 ) -> dict[str, list[dict[str, Any]]]:
     """Rows per variant of ``posts`` on the plain maps and (``tta:NAME``) of ``tta`` on the TTA maps, for one fold."""
     pre = shipped_classifier_preprocess()
@@ -138,7 +142,7 @@ def score_fold(
         ]
         for name, p, post in jobs:
             t0 = time.perf_counter()
-            pred = probability_mask(p, THRESHOLD, post)
+            pred = probability_mask(p, threshold, post)
             ms = (time.perf_counter() - t0) * 1e3
             rows[name].append(_row(s, truth, pred, scale, ms))
     return rows
@@ -189,7 +193,9 @@ def main() -> None:
     ap.add_argument("--extra", type=Path, default=Path("/work/shared/data/brisc-masks-dev"))
     ap.add_argument("--cache", type=Path, default=Path("runs/seg_postprocess"))
     ap.add_argument("--out", type=Path, default=Path("experiments/seg_postprocess.json"))
+    ap.add_argument("--threshold", type=float, default=THRESHOLD, help="seed threshold (the model's mask threshold)")
     args = ap.parse_args()
+    candidates = variants(args.threshold)
     folds = []
     for i in (0, 1):
         run, path = args.runs / f"fold{i}", args.cache / f"fold{i}.npz"
@@ -199,20 +205,20 @@ def main() -> None:
         folds.append((slices, np.load(path)))
     pooled: dict[str, list[dict[str, Any]]] = {}
     for slices, cache in folds:
-        for name, rows in score_fold(slices, cache, variants(), {}).items():
+        for name, rows in score_fold(slices, cache, candidates, {}, args.threshold).items():
             pooled.setdefault(name, []).extend(rows)
     table = {name: summary(rows) for name, rows in pooled.items()}
     chosen = select(table)
-    tta = {"threshold": None, chosen: variants()[chosen]}
+    tta = {"threshold": None, chosen: candidates[chosen]}
     for slices, cache in folds:
-        for name, rows in score_fold(slices, cache, {}, tta).items():
+        for name, rows in score_fold(slices, cache, {}, tta, args.threshold).items():
             pooled.setdefault(name, []).extend(rows)
     table.update({name: summary(pooled[name]) for name in pooled if name.startswith("tta:")})
     forward = np.mean([c["forward_ms"] for _, c in folds], axis=0)
-    post = variants()[chosen]
+    post = candidates[chosen]
     result = {
         "command": shlex.join(["python", *sys.argv]),
-        "threshold": THRESHOLD,
+        "threshold": args.threshold,
         "selection_rule": SELECTION_RULE,
         "backend": str(folds[0][1]["backend"]),
         "forward_ms_per_slice": {"plain": float(forward[0]), "flip": float(forward[1])},
