@@ -166,6 +166,7 @@ def test_area_in_mm2_with_a_known_spacing(
     text = "".join(page.extract_text() for page in PdfReader(str(result.report_pdf)).pages)
     assert "Segmented tumour" in text and "Relevance in tumour" in text and "stub-seg" in text
     assert "pixel spacing ASSUMED" in " ".join(text.split())
+    assert "tumour probability ≥ 0.5" in " ".join(text.split())  # a segmenter that does not name its rule
 
 
 def test_no_tumour_prediction_with_a_sizeable_lesion_warns(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from brainxai.io import read_raster
-from brainxai.segmentation.postprocess import PostProcess, probability_mask
+from brainxai.segmentation.postprocess import PostProcess, mask_rule, probability_mask
 
 SHIPPED = Path(__file__).resolve().parents[1] / "src/brainxai/weights/segmentation.safetensors"
 needs_shipped = pytest.mark.skipif(not SHIPPED.is_file(), reason="no segmenter shipped")
@@ -79,6 +79,19 @@ def test_postprocess_json_round_trip_and_errors() -> None:
         PostProcess.from_dict({"method": "threshold", "open": 2})
 
 
+def test_mask_rule_in_words_names_every_step_and_reaches_the_pdf() -> None:
+    from brainxai.reporting.pdf import _segmentation_lines
+
+    assert mask_rule(0.5, None) == mask_rule(0.5, PostProcess()) == "tumour probability ≥ 0.5"
+    assert mask_rule(0.5, PostProcess(fill_holes=True)) == "tumour probability ≥ 0.5, holes filled"
+    hysteresis = PostProcess("hysteresis", 0.5, largest_component=True)
+    assert mask_rule(0.8, hysteresis) == "tumour probability ≥ 0.8, hysteresis down to 0.5, largest component"
+    seg = {"status": "empty", "threshold": 0.8, "model": {"name": "m", "sha256": "0" * 64}}
+    assert "(SHA-256 000000000000…, tumour probability ≥ 0.8)" in _segmentation_lines(seg)[0]  # older results
+    seg["model"]["mask_rule"] = mask_rule(0.8, hysteresis)
+    assert "tumour probability ≥ 0.8, hysteresis down to 0.5, largest component)" in _segmentation_lines(seg)[0]
+
+
 @needs_shipped
 def test_old_checkpoint_without_postprocess_gives_the_thresholded_mask(tmp_path: Path, samples_dir: Path) -> None:
     from brainxai.segmentation import Segmenter
@@ -105,6 +118,7 @@ def test_shipped_mask_is_the_function_of_its_probability_map(samples_dir: Path) 
     meta = json.loads(SHIPPED.with_suffix(".json").read_text())
     post = PostProcess.from_dict(meta.get("postprocess"))
     assert seg.postprocess == post
+    assert seg.info()["mask_rule"] == mask_rule(meta["threshold"], post)  # what the reports print
     image = read_raster(samples_dir / "glioma.jpg")
     mask = seg.segment(image)
     assert mask.any()

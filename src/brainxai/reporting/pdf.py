@@ -333,7 +333,9 @@ def _segmentation_lines(seg: Mapping[str, Any] | None) -> list[str]:
         return []
     model = seg.get("model") or {}
     who = f"segmentation model {model.get('name', '?')} (SHA-256 {str(model.get('sha256', '?'))[:12]}…, "
-    who += f"tumour probability ≥ {seg.get('threshold', 0.5):g})"
+    # Results written before the rule was named carry only the threshold.
+    rule = model.get("mask_rule") or f"tumour probability ≥ {seg.get('threshold', 0.5):g}"
+    who += f"{rule})"
     if seg.get("status") == "empty":
         return [f"Segmented tumour: none outlined by the {who}."]
     unit = seg.get("diameter_unit", "px")

@@ -20,7 +20,7 @@ from brainxai.data.preprocess import PreprocessConfig, prepare_with_box, to_arra
 from brainxai.models.checkpoint import LoadedCheckpoint, checkpoint_paths, load_checkpoint
 from brainxai.models.fusion import fold_batchnorm
 from brainxai.models.onnx import SEGMENTER, OnnxModel, OnnxSlot
-from brainxai.segmentation.postprocess import PostProcess, probability_mask
+from brainxai.segmentation.postprocess import PostProcess, mask_rule, probability_mask
 from brainxai.util.device import resolve_device
 from brainxai.version import __version__
 
@@ -139,7 +139,7 @@ class Segmenter:
         return self.checkpoint.preprocess
 
     def info(self) -> dict[str, Any]:
-        """Identity for reports: name, checkpoint file, version, created, sha256, input size, threshold, postprocess."""
+        """Identity for reports: name, checkpoint, version, created, sha256, input size, mask rule (and in words)."""
         return {
             "name": self.name,
             "checkpoint": self.checkpoint.weights_path.name,
@@ -149,6 +149,7 @@ class Segmenter:
             "input_size": self.preprocess.img_size,
             "threshold": self.threshold,
             **({} if self.postprocess is None else {"postprocess": self.postprocess.to_dict()}),
+            "mask_rule": mask_rule(self.threshold, self.postprocess),
         }
 
     def prepare(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:

@@ -93,6 +93,15 @@ class PostProcess:
         return ", ".join(parts)
 
 
+def mask_rule(threshold: float, post: PostProcess | None) -> str:
+    """The whole mask rule in words for reports, e.g. ``tumour probability ≥ 0.5, holes filled``."""
+    rule = f"tumour probability ≥ {threshold:g}"
+    if post is None or post.plain:
+        return rule
+    steps = post.describe().removeprefix("plain threshold")
+    return f"{rule}, {steps.lstrip(', ')}"
+
+
 def _box(mask: np.ndarray) -> tuple[slice, slice]:
     """The bounding box of a non-empty mask, one pixel wider on each side where the slice allows."""
     rows = np.flatnonzero(mask.any(axis=1))

@@ -290,7 +290,8 @@ function segmentationText(seg) {
   // The segmented tumour in one or two sentences; empty without a segmentation model.
   if (!seg) return "";
   const model = seg.model || {};
-  const who = `segmentation model ${model.name || "?"} (probability ≥ ${seg.threshold})`;
+  // Results stored before the rule was named carry only the threshold.
+  const who = `segmentation model ${model.name || "?"} (${model.mask_rule || `probability ≥ ${seg.threshold}`})`;
   if (seg.status === "empty") return `Segmented tumour: none outlined by the ${who}.`;
   const assumed = seg.pixel_spacing_source === "assumed" ? ", pixel spacing assumed" : "";
   const area = seg.area_mm2 != null ? `${seg.area_mm2.toFixed(1)} mm² (${seg.area_px} px²${assumed})` : `${seg.area_px} px²`;
