@@ -23,7 +23,7 @@ from pypdf import PdfReader
 from brainxai.analysis.lesion import MIN_LESION_AREA_MODEL_PX
 from brainxai.analysis.spatial import feret_diameters
 from brainxai.analysis.spatial.geometry import Spacing
-from brainxai.pipeline import AnalysisOptions, AnalysisService
+from brainxai.pipeline import AnalysisOptions, AnalysisResult, AnalysisService
 from brainxai.pipeline import segment as segment_step
 from brainxai.pipeline.segment import SegmenterUnavailableError, TumourSegmenter
 
@@ -379,3 +379,38 @@ def test_analysis_with_the_segmenter_in_a_worker_gives_the_same_result(
     assert threaded.segmentation is not None and threaded.segmentation["area_px"] == int(mask.sum())
     assert {**threaded.segmentation, "model": None} == {**inline.segmentation, "model": None}
     assert threaded.spatial_parameters == inline.spatial_parameters and threaded.agreement == inline.agreement
+
+
+def test_a_batch_queues_every_segmentation_before_finishing_its_first_scan(
+    random_checkpoint: Path, dev_slice: tuple[Path, np.ndarray], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The worker segments the next scans while the first is measured; an out-of-domain scan is not segmented."""
+    from brainxai.pipeline.service import ScanInput
+
+    path, mask = dev_slice
+    svc = AnalysisService(random_checkpoint, device="cpu", segmenter=WorkerStub(mask))
+    force(monkeypatch, svc, "glioma")
+    probs, _ = svc.classifier.assess_outputs(None, None)
+    scores = np.array([0.0, 0.0, 9.0])  # the third scan is out of domain
+    monkeypatch.setattr(
+        svc.classifier, "assess_outputs", lambda logits, features: (np.repeat(probs, len(logits), 0), scores)
+    )
+    monkeypatch.setattr(type(svc.classifier), "domain_threshold", property(lambda self: 1.0))
+    events: list[str] = []
+    start, finish = svc._segmenter.start, svc._finish
+
+    def logged(name: str, call: Any) -> Any:
+        def run(*args: Any) -> Any:
+            events.append(name)
+            return call(*args)
+
+        return run
+
+    monkeypatch.setattr(svc._segmenter, "start", logged("start", start))
+    monkeypatch.setattr(svc, "_finish", logged("finish", finish))
+    scans = [ScanInput(path, name=f"s{i}") for i in range(3)]
+    results = svc.analyze_many(scans, QUICK, out_dir=tmp_path)
+    assert events == ["start", "start", "finish", "finish", "finish"]
+    done = [r for r in results if isinstance(r, AnalysisResult)]
+    assert len(done) == 3 and [r.segmentation is not None for r in done] == [True, True, False]
+    assert done[0].segmentation == done[1].segmentation and done[0].segmentation["area_px"] == int(mask.sum())

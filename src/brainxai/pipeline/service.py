@@ -288,16 +288,31 @@ class AnalysisService:
         started = [self._start(scan, options) for scan in scans]
         ready = [s for s in started if isinstance(s, _Started)]
         found = iter(self._classify_and_explain([s.prepared for s in ready], options, [s.run for s in ready]))
-        outcomes: list[AnalysisResult | Exception] = []
+        checked: list[tuple[_Started, Finding, Future[np.ndarray] | None] | Exception] = []
         for s in started:
             if isinstance(s, Exception):
-                outcomes.append(s)
+                checked.append(s)
                 continue
             finding = next(found)  # the findings come in the order of the ready scans
             try:
                 finding = _check_sequence(finding, measure.sequence(s.scan, options), s.run)
+                # Every scan's segmentation is queued now: the worker thread segments the next scans while
+                # this thread measures, renders and writes the first ones (an ONNX segmenter; torch runs it here).
+                early = None
+                if segmenter is not None and _segmentable(finding):
+                    early = self._segmenter.start(segmenter, s.prepared.original)
+                checked.append((s, finding, early))
+            except Exception as exc:  # this scan's failure; the others go on
+                checked.append(exc)
+        outcomes: list[AnalysisResult | Exception] = []
+        for item in checked:
+            if isinstance(item, Exception):
+                outcomes.append(item)
+                continue
+            s, finding, early = item
+            try:
                 out = Path(s.item.out_dir if s.item.out_dir is not None else out_dir)
-                outcomes.append(self._finish(s, finding, options, segmenter, out, patient_info))
+                outcomes.append(self._finish(s, finding, options, segmenter, out, patient_info, early))
             except Exception as exc:  # this scan's failure; the others go on
                 outcomes.append(exc)
         return outcomes
@@ -319,13 +334,17 @@ class AnalysisService:
         segmenter: segment.TumourSegmenter | None,
         out: Path,
         patient_info: PatientInfo | None,
+        early: Future[np.ndarray] | None = None,
     ) -> AnalysisResult:
-        """Everything after the classification and explanation of one scan: measure, render, write."""
+        """Everything after the classification and explanation of one scan: measure, render, write.
+
+        ``early``: the scan's segmentation, already started (by :meth:`analyze_many`); None: started here.
+        """
         scan, prepared, run, item = started.scan, started.prepared, started.run, started.item
         regions = measure.locate(finding.relevance, prepared)
         spacing = measure.pixel_spacing(scan, options, run.notes)
         # The segmentation network runs in a worker thread (when it can) while the agreement is measured.
-        pending = self._start_segmenting(segmenter, prepared, finding, run)
+        pending = self._start_segmenting(segmenter, prepared, finding, run, early)
         agreement = _agreement(finding, options, prepared, regions)
         tumour = self._segment(segmenter, pending, prepared, regions, finding, spacing, run)
         base = safe_stem(item.name) if item.name else f"{safe_stem(scan.source_name)}-{run.id[:8]}"
@@ -392,14 +411,15 @@ class AnalysisService:
         prepared: steps.PreparedImage,
         finding: Finding,
         run: _Run,
+        early: Future[np.ndarray] | None = None,
     ) -> Future[np.ndarray] | None:
-        """The tumour mask on its way (:meth:`SegmenterSlot.start`); None without a segmenter or out of domain."""
+        """The tumour mask on its way (``early``, else :meth:`SegmenterSlot.start`); None when not segmented."""
         if segmenter is None:
             return None
-        if finding.in_domain is False:
+        if not _segmentable(finding):
             run.notes.append("The tumour was not segmented: the image is outside what the models were trained on.")
             return None
-        return self._segmenter.start(segmenter, prepared.original)
+        return early if early is not None else self._segmenter.start(segmenter, prepared.original)
 
     def _segment(
         self,
@@ -469,6 +489,11 @@ class AnalysisService:
         for i, other in zip(todo, others, strict=True):
             findings[i] = dataclasses.replace(findings[i], second_method=second, second_relevance=other)
         return findings
+
+
+def _segmentable(finding: Finding) -> bool:
+    """Whether the scan's tumour is segmented (when a segmenter is in use): not when it is out of domain."""
+    return finding.in_domain is not False
 
 
 def _check_sequence(finding: Finding, sequence: str | None, run: _Run) -> Finding:
