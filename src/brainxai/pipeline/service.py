@@ -298,10 +298,10 @@ class AnalysisService:
                 finding = _check_sequence(finding, measure.sequence(s.scan, options), s.run)
                 # Every scan's segmentation is queued now: the worker thread segments the next scans while
                 # this thread measures, renders and writes the first ones (an ONNX segmenter; torch runs it here).
-                early = None
+                pending = None
                 if segmenter is not None and _segmentable(finding):
-                    early = self._segmenter.start(segmenter, s.prepared.original)
-                checked.append((s, finding, early))
+                    pending = self._segmenter.start(segmenter, s.prepared.original)
+                checked.append((s, finding, pending))
             except Exception as exc:  # this scan's failure; the others go on
                 checked.append(exc)
         outcomes: list[AnalysisResult | Exception] = []
@@ -309,10 +309,10 @@ class AnalysisService:
             if isinstance(item, Exception):
                 outcomes.append(item)
                 continue
-            s, finding, early = item
+            s, finding, pending = item
             try:
                 out = Path(s.item.out_dir if s.item.out_dir is not None else out_dir)
-                outcomes.append(self._finish(s, finding, options, segmenter, out, patient_info, early))
+                outcomes.append(self._finish(s, finding, options, segmenter, out, patient_info, pending))
             except Exception as exc:  # this scan's failure; the others go on
                 outcomes.append(exc)
         return outcomes
@@ -334,17 +334,18 @@ class AnalysisService:
         segmenter: segment.TumourSegmenter | None,
         out: Path,
         patient_info: PatientInfo | None,
-        early: Future[np.ndarray] | None = None,
+        pending: Future[np.ndarray] | None,
     ) -> AnalysisResult:
         """Everything after the classification and explanation of one scan: measure, render, write.
 
-        ``early``: the scan's segmentation, already started (by :meth:`analyze_many`); None: started here.
+        ``pending``: the scan's tumour mask on its way (started by :meth:`analyze_many`); None: not segmented.
         """
         scan, prepared, run, item = started.scan, started.prepared, started.run, started.item
         regions = measure.locate(finding.relevance, prepared)
         spacing = measure.pixel_spacing(scan, options, run.notes)
-        # The segmentation network runs in a worker thread (when it can) while the agreement is measured.
-        pending = self._start_segmenting(segmenter, prepared, finding, run, early)
+        if segmenter is not None and not _segmentable(finding):
+            run.notes.append("The tumour was not segmented: the image is outside what the models were trained on.")
+        # The mask is made in a worker thread (when the segmenter allows) while the agreement is measured.
         agreement = _agreement(finding, options, prepared, regions)
         tumour = self._segment(segmenter, pending, prepared, regions, finding, spacing, run)
         base = safe_stem(item.name) if item.name else f"{safe_stem(scan.source_name)}-{run.id[:8]}"
@@ -404,22 +405,6 @@ class AnalysisService:
             logger.warning("%s: %s", scan.source_name, prepared.crop_warning)
             run.warnings.append(prepared.crop_warning)
         return prepared
-
-    def _start_segmenting(
-        self,
-        segmenter: segment.TumourSegmenter | None,
-        prepared: steps.PreparedImage,
-        finding: Finding,
-        run: _Run,
-        early: Future[np.ndarray] | None = None,
-    ) -> Future[np.ndarray] | None:
-        """The tumour mask on its way (``early``, else :meth:`SegmenterSlot.start`); None when not segmented."""
-        if segmenter is None:
-            return None
-        if not _segmentable(finding):
-            run.notes.append("The tumour was not segmented: the image is outside what the models were trained on.")
-            return None
-        return early if early is not None else self._segmenter.start(segmenter, prepared.original)
 
     def _segment(
         self,

@@ -83,23 +83,23 @@ class PostProcess:
             out["low"] = self.low
         return {**out, "largest_component": self.largest_component, "fill_holes": self.fill_holes}
 
-    def describe(self) -> str:
-        """One line for method notes, e.g. ``hysteresis down to 0.5, largest component, holes filled``."""
-        parts = [f"hysteresis down to {self.low:g}" if self.method == "hysteresis" else "plain threshold"]
+    def steps(self) -> list[str]:
+        """The steps after the threshold in words, e.g. ``["hysteresis down to 0.5", "largest component"]``."""
+        parts = [f"hysteresis down to {self.low:g}"] if self.method == "hysteresis" else []
         if self.largest_component:
             parts.append("largest component")
         if self.fill_holes:
             parts.append("holes filled")
-        return ", ".join(parts)
+        return parts
+
+    def describe(self) -> str:
+        """One line for method notes, e.g. ``hysteresis down to 0.5, largest component, holes filled``."""
+        return ", ".join(self.steps() if self.method == "hysteresis" else ["plain threshold", *self.steps()])
 
 
 def mask_rule(threshold: float, post: PostProcess | None) -> str:
     """The whole mask rule in words for reports, e.g. ``tumour probability ≥ 0.5, holes filled``."""
-    rule = f"tumour probability ≥ {threshold:g}"
-    if post is None or post.plain:
-        return rule
-    steps = post.describe().removeprefix("plain threshold")
-    return f"{rule}, {steps.lstrip(', ')}"
+    return ", ".join([f"tumour probability ≥ {threshold:g}", *(post.steps() if post is not None else [])])
 
 
 def _box(mask: np.ndarray) -> tuple[slice, slice]:
