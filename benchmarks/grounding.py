@@ -10,6 +10,10 @@ measured on
   of the same patients may be in the training half): the share of the true class's squared
   input-gradient mass inside the mask (undilated, and dilated as in training), Grad-CAM's positive
   energy inside the mask and its pointing game (is the map's maximum in the mask);
+* with ``--reliance-csv`` (a ``*-masks-dev/slices.csv``; with ``--exclude-twins-of`` the same CSV its
+  slices' patients are held out of training): accuracy there and, per tumour class, the median
+  in-painting drop of the annotated class's probability against in-painting the mirrored area
+  (:func:`brainxai.xai_benchmark.reliance.image_reliance`, the xai-benchmark's measure);
 * the cost of one training step (ms per batch, the fastest of ``--time-steps`` steps on one fixed batch
   after one warm-up step: on a shared CPU the fastest is the least disturbed), against ``none``: the
   price of double back-propagation for ``rrr``.
@@ -20,6 +24,9 @@ A reduced recipe runs on a 2-core CPU in minutes per kind; the lead runs the rea
         --masks-brisc ../shared/data/brisc-masks-dev --masks-figshare ../shared/data/figshare-masks-dev \\
         --kinds none,rrr,cam,multitask,inpaint --epochs 3 --img-size 128 --limit-per-class 300 \\
         --out benchmarks/grounding
+
+A kind may carry a variant: ``inpaint-control`` is ``inpaint`` with ``--inpaint-control-p`` (the mirrored
+area in-painted on that share of masked images, label kept).
 
 Research use only: these are development figures on a small split, not a clinical validation.
 """
@@ -49,8 +56,15 @@ from brainxai.inference import Classifier
 from brainxai.training.grounding import Grounding, dilate, input_gradient_outside
 from brainxai.training.split import training_split
 from brainxai.training.trainer import TrainConfig, train
+from brainxai.xai_benchmark.data import load_box_images, read_boxes
+from brainxai.xai_benchmark.masks import mask_to_input
+from brainxai.xai_benchmark.metrics import score_fn
+from brainxai.xai_benchmark.reliance import image_reliance, reliance_summary
 
 logger = logging.getLogger("benchmarks.grounding")
+
+#: Kind names that are a grounding kind with other settings: name -> (grounding kind, TrainConfig overrides).
+VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {"inpaint-control": ("inpaint", ("inpaint_control_p",))}
 
 
 def recall_table(labels: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
@@ -139,6 +153,7 @@ def held_out(args: argparse.Namespace, clf: Classifier) -> dict[str, Any]:
         val_fraction=args.val_fraction,
         seed=args.seed,
         limit_per_class=args.limit_per_class,
+        exclude_twins_of=args.exclude_twins_of,
         cache_dir=args.cache_dir,
         progress=False,
     )
@@ -146,6 +161,22 @@ def held_out(args: argparse.Namespace, clf: Classifier) -> dict[str, Any]:
     val_samples = [split.samples[i] for i in split.val_idx]
     masks, has = prepared_masks(val_samples, split.folder, found.masks, clf.preprocess)
     return {"images": split.images[split.val_idx], "labels": split.labels[split.val_idx], "masks": masks, "has": has}
+
+
+def reliance_figures(args: argparse.Namespace, clf: Classifier) -> dict[str, Any]:
+    """Accuracy on all of ``--reliance-csv``'s slices and, per class, the median in-painting drops."""
+    records = read_boxes(args.reliance_csv)
+    data = load_box_images(records, clf)
+    labels = np.array([CLASSES.index(r.label) for r in records])
+    pred = clf.predict_proba_prepared(data.prepared).argmax(1)
+    assert data.masks is not None  # a masks-dev CSV
+    size = data.prepared.shape[1]
+    rows = []
+    for i, label in enumerate(labels):
+        mask = mask_to_input(data.masks[i], data.crops[i], size)
+        info = image_reliance(data.prepared[i], mask, score_fn(clf, int(label)), args.dilate_px)
+        rows.append(info | {"label": CLASSES[label]})
+    return {"csv": args.reliance_csv, "accuracy": recall_table(labels, pred), "reliance": reliance_summary(rows)}
 
 
 def evaluate_run(args: argparse.Namespace, kind: str, checkpoint: Path, val: dict[str, Any]) -> dict[str, Any]:
@@ -159,6 +190,8 @@ def evaluate_run(args: argparse.Namespace, kind: str, checkpoint: Path, val: dic
         out["testing_raw"] = recall_table(decoded.labels, clf.predict_proba_prepared(decoded.images).argmax(1))
     h = val["has"]
     out["grounding"] = grounding_figures(clf, val["images"][h], val["labels"][h], val["masks"][h], args.dilate_px)
+    if args.reliance_csv:
+        out["held_out_patients"] = reliance_figures(args, clf)
     meta = clf.checkpoint.meta
     out["history"] = meta.history
     out["masks"] = meta.recipe.get("data_info", {}).get("masks")
@@ -207,7 +240,44 @@ def write_report(out: Path, results: dict[str, Any], command: str) -> None:
         f"Held-out masked validation images: {n['n']} (median mask area {n['median_mask_area_share']:.3f} of the "
         "image).",
     ]
+    lines += reliance_lines(results)
     (out / "grounding.md").write_text("\n".join(lines) + "\n")
+
+
+def reliance_lines(results: dict[str, Any]) -> list[str]:
+    """The held-out patients' table: accuracy, glioma recall and the in-painting drops per tumour class."""
+    runs = {k: r["held_out_patients"] for k, r in results["runs"].items() if "held_out_patients" in r}
+    if not runs:
+        return []
+    first = next(iter(runs.values()))
+    tumours = [c for c in CLASSES if c in first["reliance"]]
+
+    def f(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    lines = [
+        "",
+        f"## Held-out slices: `{first['csv']}`",
+        "",
+        "Accuracy and recall on its slices; per class the median drop of the annotated class's probability when"
+        " the dilated lesion is in-painted (xai-benchmark's measure) / when the mirrored area is (the control)."
+        f" Excluded from training as pHash twins: `{results['recipe'].get('exclude_twins_of')}`.",
+        "",
+        "| kind | n | accuracy | recall "
+        + "/".join(c[:2] for c in tumours)
+        + " | "
+        + " | ".join(f"{c} drop / mirrored" for c in tumours)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(tumours),
+    ]
+    for kind, r in runs.items():
+        acc = r["accuracy"]
+        recall = "/".join(f(acc["recall"][c]) for c in tumours)
+        drops = " | ".join(
+            f"{f(r['reliance'][c]['median_drop'])} / {f(r['reliance'][c]['mirrored_median_drop'])}" for c in tumours
+        )
+        lines.append(f"| {kind} | {acc['n']} | {acc['accuracy']:.4f} | {recall} | {drops} |")
+    return lines
 
 
 def _trained(config: TrainConfig, reuse: bool) -> tuple[Path, float | None]:
@@ -217,7 +287,9 @@ def _trained(config: TrainConfig, reuse: bool) -> tuple[Path, float | None]:
         recipe = json.loads(best.with_suffix(".json").read_text()).get("recipe", {})
         wanted = config.to_dict()
         keys = ("model", "epochs", "img_size", "limit_per_class", "seed", "grounding", "grounding_weight", "augment")
-        if all(recipe.get(k) == wanted.get(k) for k in keys):
+        keys += ("inpaint_p", "inpaint_control_p", "exclude_twins_of")  # absent from old recipes: their defaults
+        defaults = {"inpaint_p": 0.25, "inpaint_control_p": 0.0, "exclude_twins_of": None}
+        if all(recipe.get(k, defaults.get(k)) == wanted.get(k) for k in keys):
             logger.info("%s: reusing %s (same recipe)", config.grounding, best)
             return best, None
         logger.info("%s: %s has another recipe; training again", config.grounding, best)
@@ -241,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--augment", default="default")
     ap.add_argument("--grounding-weight", type=float, default=1.0)
     ap.add_argument("--dilate-px", type=int, default=5)
+    ap.add_argument("--inpaint-control-p", type=float, default=0.25, help="the inpaint-control variant's share")
+    ap.add_argument("--exclude-twins-of", help="keep these images (a folder or CSV) and their twins out of training")
+    ap.add_argument("--reliance-csv", help="a *-masks-dev/slices.csv: accuracy and in-painting drops there")
     ap.add_argument("--val-fraction", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
@@ -266,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
             "augment",
             "grounding_weight",
             "dilate_px",
+            "inpaint_control_p",
+            "exclude_twins_of",
             "val_fraction",
             "seed",
         )
@@ -274,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"recipe": recipe, "runs": {}, "command": command}
     val: dict[str, Any] | None = None
     for kind in args.kinds.split(","):
+        grounding, overrides = VARIANTS.get(kind, (kind, ()))
         config = TrainConfig(
             data=args.data,
             model=args.model,
@@ -289,12 +367,14 @@ def main(argv: list[str] | None = None) -> int:
             cache_dir=args.cache_dir,
             limit_per_class=args.limit_per_class,
             lr_schedule="cosine",
-            grounding=kind,
+            grounding=grounding,
             grounding_weight=args.grounding_weight,
             grounding_dilate_px=args.dilate_px,
             masks_brisc=args.masks_brisc,
             masks_figshare=args.masks_figshare,
+            exclude_twins_of=args.exclude_twins_of,
             progress=False,
+            **{name: getattr(args, name) for name in overrides},
         )
         checkpoint, train_s = _trained(config, args.reuse)
         if val is None:
@@ -302,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         run = evaluate_run(args, kind, checkpoint, val)
         run["train_seconds"] = train_s
         if args.time_steps:
-            run["ms_per_step"] = time_training_steps(config, kind, args.batch_size, args.time_steps)["min"]
+            run["ms_per_step"] = time_training_steps(config, grounding, args.batch_size, args.time_steps)["min"]
         results["runs"][kind] = run
         logger.info("%s: val acc %.4f, grounding %s", kind, run["validation"]["accuracy"], run["grounding"])
         write_report(out, results, command)  # after each kind: a long run stopped early keeps what it measured

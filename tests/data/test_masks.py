@@ -8,7 +8,7 @@ import pytest
 
 from brainxai.data.augment import RandomAffine, RandomHorizontalFlip, default_augmentation
 from brainxai.data.dataset import discover_samples
-from brainxai.data.lesion import dilate_mask, resize_mask
+from brainxai.data.lesion import dilate_mask, inpaint_regions, resize_mask
 from brainxai.data.masks import (
     MaskedMRIDataset,
     load_lesion_masks,
@@ -139,6 +139,41 @@ def test_masked_dataset_moves_the_mask_with_the_image_and_inpaints_inside_the_di
     changed = np.abs(x[0].numpy() * 255 - img[0]) > 0.5
     assert inpainted == 1.0 and changed.any() and not (changed & ~dilate_mask(masks[0], 5)).any()
     assert x[0].numpy().max() < 200 / 255  # the bright lesion is gone
+
+
+def test_control_inpainting_fills_only_the_mirrored_area_and_keeps_the_label():
+    cfg = PreprocessConfig(img_size=64, channels=1, normalize="unit", crop=False)
+    img = np.full((1, 64, 64), 60, np.uint8)
+    img[0, 20:40, 20:40] = 120  # a textured head: the fill must have something to change
+    img[0, ::2] += 10
+    masks = np.zeros((1, 64, 64), bool)
+    img[0, 10:26, 40:56] = 250
+    masks[0, 10:26, 40:56] = True
+    ds = MaskedMRIDataset(img, np.array([0]), cfg, masks, np.array([True]), control_p=1.0)
+    x, y, m, has, inpainted = ds[0]
+    assert y == 0 and inpainted == 0.0 and has == 1.0
+    _, control, _ = inpaint_regions(masks[0], 5)
+    changed = np.abs(x[0].numpy() * 255 - img[0]) > 0.5
+    assert changed.any() and not (changed & ~control).any()  # only the mirrored area, never the lesion
+    assert x[0].numpy()[10:26, 40:56].min() > 240 / 255  # the lesion is still there
+    # One draw decides: a share of images gets the lesion filled, another the control, the rest nothing.
+    n = 200
+    many = MaskedMRIDataset(
+        np.repeat(img, n, 0),
+        np.zeros(n, int),
+        cfg,
+        np.repeat(masks, n, 0),
+        np.ones(n, bool),
+        inpaint_p=0.3,
+        control_p=0.3,
+    )
+    items = [many[i] for i in range(n)]
+    lesion = sum(int(item[4]) for item in items)
+    controls = [bool((np.abs(item[0][0].numpy() * 255 - img[0]) > 0.5)[control].any()) for item in items]
+    assert 40 <= lesion <= 80 and 40 <= sum(controls) <= 80
+    assert not any(c and item[4] for c, item in zip(controls, items))  # never both on one image
+    with pytest.raises(ValueError, match="sum to <= 1"):
+        MaskedMRIDataset(img, np.array([0]), cfg, masks, np.array([True]), inpaint_p=0.6, control_p=0.6)
 
 
 def test_geometric_transforms_carry_the_mask_through_the_dataset_exactly():

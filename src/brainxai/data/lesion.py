@@ -87,6 +87,25 @@ def mirrored_mask(mask: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray((np.asarray(mask) != 0)[:, ::-1])
 
 
+def inpaint_regions(mask: np.ndarray, dilate_px: int = 5) -> tuple[np.ndarray, np.ndarray, float]:
+    """The area to in-paint for the lesion and for its mirrored control, both already dilated.
+
+    Args:
+        mask: ``(S, S)`` lesion mask in the model input.
+        dilate_px: Dilation radius in pixels.
+
+    Returns:
+        ``(lesion, control, overlap)``: the dilated lesion; the dilated mirrored lesion less the dilated
+        lesion; the share of the dilated mirrored lesion removed for lying on the lesion (NaN when the
+        mask is empty).
+    """
+    lesion = dilate_mask(mask, dilate_px)
+    mirrored = dilate_mask(mirrored_mask(mask), dilate_px)
+    control = mirrored & ~lesion
+    overlap = 1.0 - control.sum() / mirrored.sum() if mirrored.any() else float("nan")
+    return lesion, control, float(overlap)
+
+
 def read_mask(path: str | Path) -> np.ndarray:
     """Read a binary mask image (0/255 or 0/1, single channel; PNG recommended).
 

@@ -34,7 +34,7 @@ from brainxai.constants import CLASSES
 from brainxai.data.audit import hamming_matrix, hash_samples
 from brainxai.data.augment import apply_pair
 from brainxai.data.dataset import MRIDataset, Sample, discover_samples
-from brainxai.data.lesion import inpaint_lesion, read_mask, resize_mask
+from brainxai.data.lesion import inpaint_lesion, inpaint_regions, read_mask, resize_mask
 from brainxai.data.preprocess import PreprocessConfig, contour_crop, to_tensor
 from brainxai.io.raster import read_raster
 from brainxai.util.files import atomic_write
@@ -292,6 +292,11 @@ class MaskedMRIDataset(MRIDataset):
     0/1 floats. With ``inpaint_p`` > 0 an image with a mask has its lesion in-painted first
     (:func:`brainxai.data.lesion.inpaint_lesion`, mask dilated by ``inpaint_dilate_px``), drawn from
     a generator of its own, so the augmentation draws are the same with and without in-painting.
+    With ``control_p`` > 0, otherwise (the same draw) an image with a mask has the *control* area
+    in-painted instead, with probability ``control_p``: the dilated lesion mirrored left-right, less
+    the dilated lesion (:func:`brainxai.data.lesion.inpaint_regions`, the in-painting drop's control).
+    It keeps its label and ``inpainted`` stays 0: an in-painted patch then appears on images of both
+    targets, so the patch itself cannot tell the model "no tumour"; only the missing lesion can.
 
     Args:
         images: ``(N, S, S)`` uint8 prepared images.
@@ -303,6 +308,8 @@ class MaskedMRIDataset(MRIDataset):
         seed: Base seed (as :class:`MRIDataset`).
         inpaint_p: Probability of in-painting an image that has a mask.
         inpaint_dilate_px: Dilation of the mask before in-painting (pixels of the prepared image).
+        control_p: Probability of in-painting the mirrored control area of an image that has a mask
+            (``inpaint_p + control_p`` <= 1).
     """
 
     def __init__(
@@ -316,8 +323,11 @@ class MaskedMRIDataset(MRIDataset):
         seed: int = 0,
         inpaint_p: float = 0.0,
         inpaint_dilate_px: int = 5,
+        control_p: float = 0.0,
     ) -> None:
         super().__init__(images, labels, config, augment=augment, seed=seed)
+        if min(inpaint_p, control_p) < 0 or inpaint_p + control_p > 1:
+            raise ValueError(f"inpaint_p {inpaint_p} and control_p {control_p} must be >= 0 and sum to <= 1")
         if masks.shape != images.shape or len(has_mask) != len(images):
             raise ValueError(f"masks {masks.shape} / has_mask {len(has_mask)} do not match images {images.shape}")
         # Only the rows with a mask are stored: most images of a real training set have none.
@@ -326,15 +336,20 @@ class MaskedMRIDataset(MRIDataset):
         self.masks = np.ascontiguousarray(masks[self.has_mask])
         self.inpaint_p = inpaint_p
         self.inpaint_dilate_px = inpaint_dilate_px
+        self.control_p = control_p
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor, float, float]:  # type: ignore[override]
         img = self.images[index]
         has = bool(self.has_mask[index])
         mask = self.masks[self.mask_row[index]] if has else np.zeros(img.shape, dtype=bool)
         inpainted = False
-        if has and self.inpaint_p > 0:
-            if np.random.default_rng((self.seed, self.epoch, index, 1)).random() < self.inpaint_p:
+        if has and self.inpaint_p + self.control_p > 0:
+            draw = np.random.default_rng((self.seed, self.epoch, index, 1)).random()
+            if draw < self.inpaint_p:
                 img, inpainted = inpaint_lesion(img, mask, self.inpaint_dilate_px), True
+            elif draw < self.inpaint_p + self.control_p:
+                _, control, _ = inpaint_regions(mask, self.inpaint_dilate_px)
+                img = inpaint_lesion(img, control, dilate_px=0)
         if self.augment is not None:
             rng = np.random.default_rng((self.seed, self.epoch, index))
             img, moved = apply_pair(self.augment, img, mask, rng)

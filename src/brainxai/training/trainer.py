@@ -89,6 +89,7 @@ class TrainConfig:
     grounding_weight: float = 1.0
     grounding_dilate_px: int = 5  # mask dilation (model-input pixels) for rrr and inpaint
     inpaint_p: float = 0.25  # inpaint: probability of in-painting a masked tumour image
+    inpaint_control_p: float = 0.0  # inpaint: probability of in-painting the mirrored control area instead
     masks_brisc: str | None = None  # brisc-masks-dev folder (masks of Kaggle twins)
     masks_figshare: str | None = None  # figshare-masks-dev folder (masks of mirrored figshare slices)
     extra_data: tuple[str, ...] = ()  # class-per-folder folders added to the training half only

@@ -27,6 +27,7 @@ metrics, per-class means), :mod:`.masks` (the mask metrics), :mod:`.reliance` (t
 (``xai.md`` section by section), :mod:`.figure` and :mod:`.benchmark` (:func:`run_xai_benchmark`).
 """
 
+from brainxai.data.lesion import inpaint_regions
 from brainxai.xai_benchmark.benchmark import run_xai_benchmark
 from brainxai.xai_benchmark.data import BoxImages, BoxRecord, load_box_images, read_boxes, scaled_box, scaled_mask
 from brainxai.xai_benchmark.masks import (
@@ -52,7 +53,7 @@ from brainxai.xai_benchmark.reliance import (
     INPAINT_DILATE_PX,
     INPAINT_DROP_GOAL,
     MIRROR_DROP_LIMIT,
-    inpaint_regions,
+    image_reliance,
     inpaint_reliance,
     reliance_summary,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "box_reliance",
     "energy_in_mask",
     "image_metrics",
+    "image_reliance",
     "inpaint_regions",
     "inpaint_reliance",
     "load_box_images",

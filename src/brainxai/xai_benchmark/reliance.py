@@ -16,12 +16,12 @@ appearance mattered, not that an unusual black square appeared.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from brainxai.data.lesion import dilate_mask, inpaint_lesion, mirrored_mask
+from brainxai.data.lesion import inpaint_lesion, inpaint_regions
 from brainxai.xai_benchmark.data import BoxImages
 from brainxai.xai_benchmark.masks import mask_to_input
 from brainxai.xai_benchmark.metrics import score_fn
@@ -41,26 +41,22 @@ MIRROR_DROP_LIMIT = 0.05
 RELIANCE_KEYS: tuple[str, ...] = ("label_probability", "inpaint_drop", "mirror_inpaint_drop", "mirror_overlap")
 
 
-def inpaint_regions(mask: np.ndarray, dilate_px: int = INPAINT_DILATE_PX) -> tuple[np.ndarray, np.ndarray, float]:
-    """The area to in-paint for the lesion and for its mirrored control, both already dilated.
+def image_reliance(
+    image: np.ndarray, mask: np.ndarray, score: Callable[[np.ndarray], np.ndarray], dilate_px: int = INPAINT_DILATE_PX
+) -> dict[str, Any]:
+    """One image's :data:`RELIANCE_KEYS`: the followed class's probability and the two in-painting drops.
 
     Args:
+        image: ``(S, S)`` uint8 model input (prepared).
         mask: ``(S, S)`` lesion mask in the model input.
-        dilate_px: Dilation radius in pixels.
+        score: Batch of prepared images -> the followed class's probability per image
+            (:func:`brainxai.xai_benchmark.metrics.score_fn`).
+        dilate_px: Dilation of the mask before in-painting.
 
     Returns:
-        ``(lesion, control, overlap)``: the dilated lesion; the dilated mirrored lesion less the dilated
-        lesion; the share of the dilated mirrored lesion removed for lying on the lesion (NaN when the
-        mask is empty).
+        The keys; the drops are None when the mask is empty (the lesion lies outside the crop), the
+        control's when the whole mirrored area lies on the lesion.
     """
-    lesion = dilate_mask(mask, dilate_px)
-    mirrored = dilate_mask(mirrored_mask(mask), dilate_px)
-    control = mirrored & ~lesion
-    overlap = 1.0 - control.sum() / mirrored.sum() if mirrored.any() else float("nan")
-    return lesion, control, float(overlap)
-
-
-def _image_reliance(image: np.ndarray, mask: np.ndarray, score: Any, dilate_px: int) -> dict[str, Any]:
     lesion, control, overlap = inpaint_regions(mask, dilate_px)
     if not lesion.any():  # the lesion lies outside the crop: nothing to in-paint
         return {"label_probability": float(score(image[None].astype(np.float32))[0])} | dict.fromkeys(RELIANCE_KEYS[1:])
@@ -100,7 +96,7 @@ def inpaint_reliance(
     out = []
     for i, label in enumerate(labels):
         mask = mask_to_input(data.masks[i], data.crops[i], size)
-        out.append(_image_reliance(data.prepared[i], mask, score_fn(classifier, int(label)), dilate_px))
+        out.append(image_reliance(data.prepared[i], mask, score_fn(classifier, int(label)), dilate_px))
     return out
 
 
