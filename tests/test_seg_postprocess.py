@@ -79,7 +79,8 @@ def test_postprocess_json_round_trip_and_errors() -> None:
         PostProcess.from_dict({"method": "threshold", "open": 2})
 
 
-def test_mask_rule_in_words_names_every_step_and_reaches_the_pdf() -> None:
+def test_mask_rule_in_words_names_every_step_and_reaches_the_pdf_and_the_sr() -> None:
+    from brainxai.reporting.dicom.sr import tumour_method_text
     from brainxai.reporting.pdf import _segmentation_lines
 
     assert mask_rule(0.5, None) == mask_rule(0.5, PostProcess()) == "tumour probability ≥ 0.5"
@@ -90,6 +91,8 @@ def test_mask_rule_in_words_names_every_step_and_reaches_the_pdf() -> None:
     assert "(SHA-256 000000000000…, tumour probability ≥ 0.8)" in _segmentation_lines(seg)[0]  # older results
     seg["model"]["mask_rule"] = mask_rule(0.8, hysteresis)
     assert "tumour probability ≥ 0.8, hysteresis down to 0.5, largest component)" in _segmentation_lines(seg)[0]
+    sr_text = tumour_method_text({"segmentation": seg})
+    assert sr_text is not None and "(tumour probability ≥ 0.8, hysteresis down to 0.5, largest component)" in sr_text
 
 
 @needs_shipped

@@ -22,7 +22,7 @@ from reportlab.platypus import Flowable, KeepTogether, Spacer, Table, TableStyle
 
 from brainxai.constants import CLASS_TITLES, DISCLAIMER, NO_TUMOUR
 from brainxai.reporting.guidance import guidance_for
-from brainxai.reporting.labels import date_text, method_title
+from brainxai.reporting.labels import date_text, mask_rule_text, method_title
 from brainxai.reporting.pdf_layout import (
     ACCENT,
     BAND,
@@ -333,9 +333,7 @@ def _segmentation_lines(seg: Mapping[str, Any] | None) -> list[str]:
         return []
     model = seg.get("model") or {}
     who = f"segmentation model {model.get('name', '?')} (SHA-256 {str(model.get('sha256', '?'))[:12]}…, "
-    # Results written before the rule was named carry only the threshold.
-    rule = model.get("mask_rule") or f"tumour probability ≥ {seg.get('threshold', 0.5):g}"
-    who += f"{rule})"
+    who += f"{mask_rule_text(seg)})"
     if seg.get("status") == "empty":
         return [f"Segmented tumour: none outlined by the {who}."]
     unit = seg.get("diameter_unit", "px")

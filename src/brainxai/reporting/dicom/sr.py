@@ -38,6 +38,7 @@ from brainxai.reporting.dicom import codes
 from brainxai.reporting.dicom import source as src
 from brainxai.reporting.dicom.common import algorithm_parameters
 from brainxai.reporting.dicom.source import DicomSource
+from brainxai.reporting.labels import mask_rule_text
 
 SR_SERIES = 9905
 #: Size parameters: written as numbers only with a spacing read from the file, or in pixels.
@@ -160,7 +161,7 @@ def tumour_method_text(result: Mapping[str, Any]) -> str | None:
     where = f" of slice {seg['slice_index']}" if seg.get("slice_index") is not None else ""
     text = (
         f"Segmentation model {model.get('name', '?')} (sha256 {model.get('sha256', '?')}), estimate: the tumour{where} "
-        f"as outlined automatically at probability threshold {seg.get('threshold')}, not an expert delineation. "
+        f"as outlined automatically ({mask_rule_text(seg)}), not an expert delineation. "
         f"{seg.get('method', '')}"
     )
     if seg.get("status") == "empty":
