@@ -26,7 +26,7 @@ A reduced recipe runs on a 2-core CPU in minutes per kind; the lead runs the rea
         --out benchmarks/grounding
 
 A kind may carry a variant: ``inpaint-control`` is ``inpaint`` with ``--inpaint-control-p`` (the mirrored
-area in-painted on that share of masked images, label kept).
+area in-painted on that share of masked images, label kept), ``inpaint-control-50`` the same at 0.50.
 
 Research use only: these are development figures on a small split, not a clinical validation.
 """
@@ -63,8 +63,18 @@ from brainxai.xai_benchmark.reliance import image_reliance, reliance_summary
 
 logger = logging.getLogger("benchmarks.grounding")
 
-#: Kind names that are a grounding kind with other settings: name -> (grounding kind, TrainConfig overrides).
-VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {"inpaint-control": ("inpaint", ("inpaint_control_p",))}
+
+def kind_settings(name: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]:
+    """A ``--kinds`` entry -> (grounding kind, TrainConfig overrides).
+
+    ``inpaint-control`` is ``inpaint`` with ``--inpaint-control-p``; ``inpaint-control-Q`` with Q percent instead
+    (several control shares in one comparison); ``inpaint`` kinds take ``--inpaint-p``.
+    """
+    if name == "inpaint-control":
+        return "inpaint", {"inpaint_p": args.inpaint_p, "inpaint_control_p": args.inpaint_control_p}
+    if name.startswith("inpaint-control-"):
+        return "inpaint", {"inpaint_p": args.inpaint_p, "inpaint_control_p": int(name.rsplit("-", 1)[1]) / 100}
+    return name, {"inpaint_p": args.inpaint_p} if name == "inpaint" else {}
 
 
 def recall_table(labels: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
@@ -313,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--augment", default="default")
     ap.add_argument("--grounding-weight", type=float, default=1.0)
     ap.add_argument("--dilate-px", type=int, default=5)
+    ap.add_argument("--inpaint-p", type=float, default=0.25, help="inpaint kinds: share of masked images in-painted")
     ap.add_argument("--inpaint-control-p", type=float, default=0.25, help="the inpaint-control variant's share")
     ap.add_argument("--exclude-twins-of", help="keep these images (a folder or CSV) and their twins out of training")
     ap.add_argument("--reliance-csv", help="a *-masks-dev/slices.csv: accuracy and in-painting drops there")
@@ -341,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             "augment",
             "grounding_weight",
             "dilate_px",
+            "inpaint_p",
             "inpaint_control_p",
             "exclude_twins_of",
             "val_fraction",
@@ -351,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"recipe": recipe, "runs": {}, "command": command}
     val: dict[str, Any] | None = None
     for kind in args.kinds.split(","):
-        grounding, overrides = VARIANTS.get(kind, (kind, ()))
+        grounding, overrides = kind_settings(kind, args)
         config = TrainConfig(
             data=args.data,
             model=args.model,
@@ -374,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             masks_figshare=args.masks_figshare,
             exclude_twins_of=args.exclude_twins_of,
             progress=False,
-            **{name: getattr(args, name) for name in overrides},
+            **overrides,
         )
         checkpoint, train_s = _trained(config, args.reuse)
         if val is None:
