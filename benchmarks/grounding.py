@@ -64,17 +64,18 @@ from brainxai.xai_benchmark.reliance import image_reliance, reliance_summary
 logger = logging.getLogger("benchmarks.grounding")
 
 
-def kind_settings(name: str, args: argparse.Namespace) -> tuple[str, dict[str, float]]:
+def kind_settings(name: str, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """A ``--kinds`` entry -> (grounding kind, TrainConfig overrides).
 
     ``inpaint-control`` is ``inpaint`` with ``--inpaint-control-p``; ``inpaint-control-Q`` with Q percent instead
-    (several control shares in one comparison); ``inpaint`` kinds take ``--inpaint-p``.
+    (several control shares in one comparison); ``inpaint`` kinds take ``--inpaint-p`` and ``--inpaint-fill``.
     """
+    inpaint = {"inpaint_p": args.inpaint_p, "inpaint_fill": args.inpaint_fill}
     if name == "inpaint-control":
-        return "inpaint", {"inpaint_p": args.inpaint_p, "inpaint_control_p": args.inpaint_control_p}
+        return "inpaint", inpaint | {"inpaint_control_p": args.inpaint_control_p}
     if name.startswith("inpaint-control-"):
-        return "inpaint", {"inpaint_p": args.inpaint_p, "inpaint_control_p": int(name.rsplit("-", 1)[1]) / 100}
-    return name, {"inpaint_p": args.inpaint_p} if name == "inpaint" else {}
+        return "inpaint", inpaint | {"inpaint_control_p": int(name.rsplit("-", 1)[1]) / 100}
+    return name, inpaint if name == "inpaint" else {}
 
 
 def recall_table(labels: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
@@ -297,8 +298,8 @@ def _trained(config: TrainConfig, reuse: bool) -> tuple[Path, float | None]:
         recipe = json.loads(best.with_suffix(".json").read_text()).get("recipe", {})
         wanted = config.to_dict()
         keys = ("model", "epochs", "img_size", "limit_per_class", "seed", "grounding", "grounding_weight", "augment")
-        keys += ("inpaint_p", "inpaint_control_p", "exclude_twins_of")  # absent from old recipes: their defaults
-        defaults = {"inpaint_p": 0.25, "inpaint_control_p": 0.0, "exclude_twins_of": None}
+        keys += ("inpaint_p", "inpaint_control_p", "inpaint_fill", "exclude_twins_of")  # absent from old recipes
+        defaults = {"inpaint_p": 0.25, "inpaint_control_p": 0.0, "inpaint_fill": "telea", "exclude_twins_of": None}
         if all(recipe.get(k, defaults.get(k)) == wanted.get(k) for k in keys):
             logger.info("%s: reusing %s (same recipe)", config.grounding, best)
             return best, None
@@ -325,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dilate-px", type=int, default=5)
     ap.add_argument("--inpaint-p", type=float, default=0.25, help="inpaint kinds: share of masked images in-painted")
     ap.add_argument("--inpaint-control-p", type=float, default=0.25, help="the inpaint-control variant's share")
+    ap.add_argument("--inpaint-fill", default="telea", help="inpaint kinds: telea | transplant")
     ap.add_argument("--exclude-twins-of", help="keep these images (a folder or CSV) and their twins out of training")
     ap.add_argument("--reliance-csv", help="a *-masks-dev/slices.csv: accuracy and in-painting drops there")
     ap.add_argument("--val-fraction", type=float, default=0.2)
@@ -354,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
             "dilate_px",
             "inpaint_p",
             "inpaint_control_p",
+            "inpaint_fill",
             "exclude_twins_of",
             "val_fraction",
             "seed",

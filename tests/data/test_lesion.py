@@ -4,7 +4,15 @@ import cv2
 import numpy as np
 import pytest
 
-from brainxai.data.lesion import dilate_mask, inpaint_lesion, mirrored_mask, read_mask, resize_mask
+from brainxai.data.lesion import (
+    dilate_mask,
+    fill_region,
+    inpaint_lesion,
+    mirrored_mask,
+    read_mask,
+    resize_mask,
+    transplant_fill,
+)
 
 
 def _slice_with_lesion() -> tuple[np.ndarray, np.ndarray]:
@@ -47,6 +55,46 @@ def test_inpaint_changes_only_the_dilated_mask_and_removes_the_lesion():
     img_before = img.copy()
     inpaint_lesion(img, mask)
     assert np.array_equal(img, img_before)  # input not modified
+
+
+def _textured_head(size: int = 64) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    img = rng.integers(60, 140, (size, size)).astype(np.uint8)  # tissue texture everywhere (no background)
+    img[:, size // 2 :] += 20  # the right half brighter: the mean shift must match the surroundings
+    return img
+
+
+def test_transplant_moves_the_other_hemispheres_tissue_into_a_lateral_lesion():
+    img = _textured_head()
+    region = np.zeros(img.shape, bool)
+    region[20:36, 44:60] = True  # right side; its left-right reflection (columns 4:20) is lesion-free
+    out = transplant_fill(img, region, avoid=region, feather_px=3)
+    assert np.array_equal(out[~region], img[~region])
+    ring = dilate_mask(region, 3) & ~region
+    shift = img[ring].mean() - img[:, ::-1][ring].mean()
+    core = np.zeros_like(region)
+    core[23:33, 47:57] = True  # deeper than the feather: pure transplant
+    expected = np.clip(np.rint(img[:, ::-1].astype(np.float32) + shift), 0, 255)
+    assert np.abs(out[core].astype(float) - expected[core]).max() <= 1
+    assert 15 < shift < 25  # the left half is 20 darker
+
+
+def test_transplant_never_copies_the_lesion_and_falls_back_to_telea():
+    img = _textured_head()
+    lesion = np.zeros(img.shape, bool)
+    lesion[8:24, 40:56] = True
+    img[lesion] = 250  # a bright lesion
+    control = lesion[:, ::-1] & ~lesion  # its mirror, as the in-painting control
+    out = fill_region(img, control, avoid=lesion, fill="transplant")
+    assert out[control].max() < 200  # tissue from the top-bottom reflection, not the lesion
+    assert np.array_equal(out[~control], img[~control])
+    everywhere = np.ones(img.shape, bool)
+    centre = np.zeros(img.shape, bool)
+    centre[24:40, 24:40] = True  # every reflection of a centred square is itself
+    assert np.array_equal(transplant_fill(img, centre, avoid=centre), inpaint_lesion(img, centre, dilate_px=0))
+    assert np.array_equal(transplant_fill(img, ~everywhere, avoid=centre), img)
+    with pytest.raises(ValueError, match="unknown fill"):
+        fill_region(img, centre, centre, fill="blur")
 
 
 def test_inpaint_rejects_bad_inputs():

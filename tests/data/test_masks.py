@@ -141,7 +141,8 @@ def test_masked_dataset_moves_the_mask_with_the_image_and_inpaints_inside_the_di
     assert x[0].numpy().max() < 200 / 255  # the bright lesion is gone
 
 
-def test_control_inpainting_fills_only_the_mirrored_area_and_keeps_the_label():
+@pytest.mark.parametrize("fill", ["telea", "transplant"])
+def test_control_inpainting_fills_only_the_mirrored_area_and_keeps_the_label(fill: str):
     cfg = PreprocessConfig(img_size=64, channels=1, normalize="unit", crop=False)
     img = np.full((1, 64, 64), 60, np.uint8)
     img[0, 20:40, 20:40] = 120  # a textured head: the fill must have something to change
@@ -149,7 +150,7 @@ def test_control_inpainting_fills_only_the_mirrored_area_and_keeps_the_label():
     masks = np.zeros((1, 64, 64), bool)
     img[0, 10:26, 40:56] = 250
     masks[0, 10:26, 40:56] = True
-    ds = MaskedMRIDataset(img, np.array([0]), cfg, masks, np.array([True]), control_p=1.0)
+    ds = MaskedMRIDataset(img, np.array([0]), cfg, masks, np.array([True]), control_p=1.0, fill=fill)
     x, y, m, has, inpainted = ds[0]
     assert y == 0 and inpainted == 0.0 and has == 1.0
     _, control, _ = inpaint_regions(masks[0], 5)

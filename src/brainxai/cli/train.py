@@ -56,6 +56,8 @@ _HELP: dict[str, str] = {
     "grounding_dilate_px": "Mask dilation in model-input pixels (rrr: margin counted as lesion; inpaint: area filled).",
     "inpaint_control_p": "--grounding inpaint: share of masked images whose mirrored area (less the lesion) is "
     "in-painted instead, keeping their label, so the fill is no cue for 'no tumour'.",
+    "inpaint_fill": "--grounding inpaint: telea (cv2's smooth fill) | transplant (the slice's own tissue from a "
+    "reflection that misses the lesion).",
     "extra_data": "A class-per-folder folder of more training images (repeatable), added to the training half "
     "only; images that are pHash twins of a validation image or of --exclude-twins-of are left out.",
     "init_from": "Start from this checkpoint's weights (fine-tuning; same model and preprocessing) instead of "
@@ -111,6 +113,7 @@ def train(
     grounding_dilate_px: Annotated[int, typer.Option(help=_HELP["grounding_dilate_px"])] = 5,
     inpaint_p: Annotated[float, typer.Option(help="--grounding inpaint: share of masked images in-painted.")] = 0.25,
     inpaint_control_p: Annotated[float, typer.Option(help=_HELP["inpaint_control_p"])] = 0.0,
+    inpaint_fill: Annotated[str, typer.Option(help=_HELP["inpaint_fill"])] = "telea",
     masks_brisc: Annotated[Path | None, typer.Option(help=_HELP["masks_brisc"])] = None,
     masks_figshare: Annotated[Path | None, typer.Option(help=_HELP["masks_figshare"])] = None,
     extra_data: Annotated[list[Path] | None, typer.Option(help=_HELP["extra_data"])] = None,

@@ -34,7 +34,7 @@ from brainxai.constants import CLASSES
 from brainxai.data.audit import hamming_matrix, hash_samples
 from brainxai.data.augment import apply_pair
 from brainxai.data.dataset import MRIDataset, Sample, discover_samples
-from brainxai.data.lesion import inpaint_lesion, inpaint_regions, read_mask, resize_mask
+from brainxai.data.lesion import FILLS, fill_region, inpaint_regions, read_mask, resize_mask
 from brainxai.data.preprocess import PreprocessConfig, contour_crop, to_tensor
 from brainxai.io.raster import read_raster
 from brainxai.util.files import atomic_write
@@ -310,6 +310,8 @@ class MaskedMRIDataset(MRIDataset):
         inpaint_dilate_px: Dilation of the mask before in-painting (pixels of the prepared image).
         control_p: Probability of in-painting the mirrored control area of an image that has a mask
             (``inpaint_p + control_p`` <= 1).
+        fill: How areas are filled (:data:`brainxai.data.lesion.FILLS`): ``telea`` (cv2's in-painting, as
+            the xai-benchmark measures) or ``transplant`` (the slice's own tissue from a reflection).
     """
 
     def __init__(
@@ -324,6 +326,7 @@ class MaskedMRIDataset(MRIDataset):
         inpaint_p: float = 0.0,
         inpaint_dilate_px: int = 5,
         control_p: float = 0.0,
+        fill: str = "telea",
     ) -> None:
         super().__init__(images, labels, config, augment=augment, seed=seed)
         if min(inpaint_p, control_p) < 0 or inpaint_p + control_p > 1:
@@ -337,6 +340,9 @@ class MaskedMRIDataset(MRIDataset):
         self.inpaint_p = inpaint_p
         self.inpaint_dilate_px = inpaint_dilate_px
         self.control_p = control_p
+        if fill not in FILLS:
+            raise ValueError(f"unknown fill {fill!r}; use one of {', '.join(FILLS)}")
+        self.fill = fill
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor, float, float]:  # type: ignore[override]
         img = self.images[index]
@@ -345,11 +351,10 @@ class MaskedMRIDataset(MRIDataset):
         inpainted = False
         if has and self.inpaint_p + self.control_p > 0:
             draw = np.random.default_rng((self.seed, self.epoch, index, 1)).random()
-            if draw < self.inpaint_p:
-                img, inpainted = inpaint_lesion(img, mask, self.inpaint_dilate_px), True
-            elif draw < self.inpaint_p + self.control_p:
-                _, control, _ = inpaint_regions(mask, self.inpaint_dilate_px)
-                img = inpaint_lesion(img, control, dilate_px=0)
+            if draw < self.inpaint_p + self.control_p:
+                lesion, control, _ = inpaint_regions(mask, self.inpaint_dilate_px)
+                inpainted = draw < self.inpaint_p
+                img = fill_region(img, lesion if inpainted else control, avoid=lesion, fill=self.fill)
         if self.augment is not None:
             rng = np.random.default_rng((self.seed, self.epoch, index))
             img, moved = apply_pair(self.augment, img, mask, rng)

@@ -34,6 +34,8 @@ Kinds (``brainxai train --grounding``):
     class. Why soft: the fill is a smooth patch, not anatomy, and oedema or mass effect beyond the
     dilated mask may remain. With ``inpaint_control_p`` > 0 as many images again (by that share) have
     the mirrored control area in-painted and keep their label, so that the fill itself is no cue.
+    ``inpaint_fill`` chooses the fill: ``telea`` (the xai-benchmark's) or ``transplant`` (the slice's
+    own tissue from a reflection, :func:`brainxai.data.lesion.transplant_fill`).
 """
 
 from __future__ import annotations
@@ -278,7 +280,8 @@ def grounded_dataset(
         preprocess: The model's preprocessing (the masks follow its head crop and size).
         augment: The training augmentation (must have ``apply_pair``), or None.
         config: The run's :class:`~brainxai.training.trainer.TrainConfig` (``grounding``, ``masks_*``,
-            ``inpaint_p``, ``inpaint_control_p``, ``grounding_dilate_px``, ``cache_dir``, ``seed``).
+            ``inpaint_p``, ``inpaint_control_p``, ``inpaint_fill``, ``grounding_dilate_px``, ``cache_dir``,
+            ``seed``).
     """
     t0 = time.perf_counter()
     found = load_lesion_masks(split.folder, config.masks_brisc, config.masks_figshare, cache_dir=config.cache_dir)
@@ -296,6 +299,7 @@ def grounded_dataset(
         inpaint_p=config.inpaint_p if config.grounding == "inpaint" else 0.0,
         inpaint_dilate_px=config.grounding_dilate_px,
         control_p=config.inpaint_control_p if config.grounding == "inpaint" else 0.0,
+        fill=config.inpaint_fill,
     )
     per_class = {c: int(has[labels == i].sum()) for i, c in enumerate(CLASSES)}
     info = {

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from brainxai.constants import CLASSES
 from brainxai.data.augment import AUGMENT_PRESETS, augmentation
 from brainxai.data.dataset import MRIDataset
+from brainxai.data.lesion import FILLS
 from brainxai.data.preprocess import PreprocessConfig
 from brainxai.models import create_model
 from brainxai.models.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, save_checkpoint
@@ -90,6 +91,7 @@ class TrainConfig:
     grounding_dilate_px: int = 5  # mask dilation (model-input pixels) for rrr and inpaint
     inpaint_p: float = 0.25  # inpaint: probability of in-painting a masked tumour image
     inpaint_control_p: float = 0.0  # inpaint: probability of in-painting the mirrored control area instead
+    inpaint_fill: str = "telea"  # inpaint: telea | transplant (brainxai.data.lesion.FILLS)
     masks_brisc: str | None = None  # brisc-masks-dev folder (masks of Kaggle twins)
     masks_figshare: str | None = None  # figshare-masks-dev folder (masks of mirrored figshare slices)
     extra_data: tuple[str, ...] = ()  # class-per-folder folders added to the training half only
@@ -102,6 +104,8 @@ class TrainConfig:
             raise ValueError(f"unknown --augment {self.augment!r}; use one of {', '.join(AUGMENT_PRESETS)}")
         if self.grounding not in GROUNDING_KINDS:
             raise ValueError(f"unknown --grounding {self.grounding!r}; use one of {', '.join(GROUNDING_KINDS)}")
+        if self.inpaint_fill not in FILLS:
+            raise ValueError(f"unknown --inpaint-fill {self.inpaint_fill!r}; use one of {', '.join(FILLS)}")
         if self.grounding != "none" and not (self.masks_brisc or self.masks_figshare):
             raise ValueError("--grounding needs lesion masks: give --masks-brisc and/or --masks-figshare")
 
