@@ -68,9 +68,11 @@ def kind_settings(name: str, args: argparse.Namespace) -> tuple[str, dict[str, A
     """A ``--kinds`` entry -> (grounding kind, TrainConfig overrides).
 
     ``inpaint-control`` is ``inpaint`` with ``--inpaint-control-p``; ``inpaint-control-Q`` with Q percent instead
-    (several control shares in one comparison); ``inpaint`` kinds take ``--inpaint-p`` and ``--inpaint-fill``.
+    (several control shares in one comparison); ``inpaint`` kinds take ``--inpaint-p``, ``--inpaint-fill`` and
+    ``--inpaint-classes``.
     """
-    inpaint = {"inpaint_p": args.inpaint_p, "inpaint_fill": args.inpaint_fill}
+    classes = tuple(c for c in args.inpaint_classes.split(",") if c)
+    inpaint = {"inpaint_p": args.inpaint_p, "inpaint_fill": args.inpaint_fill, "inpaint_classes": classes}
     if name == "inpaint-control":
         return "inpaint", inpaint | {"inpaint_control_p": args.inpaint_control_p}
     if name.startswith("inpaint-control-"):
@@ -298,8 +300,14 @@ def _trained(config: TrainConfig, reuse: bool) -> tuple[Path, float | None]:
         recipe = json.loads(best.with_suffix(".json").read_text()).get("recipe", {})
         wanted = config.to_dict()
         keys = ("model", "epochs", "img_size", "limit_per_class", "seed", "grounding", "grounding_weight", "augment")
-        keys += ("inpaint_p", "inpaint_control_p", "inpaint_fill", "exclude_twins_of")  # absent from old recipes
-        defaults = {"inpaint_p": 0.25, "inpaint_control_p": 0.0, "inpaint_fill": "telea", "exclude_twins_of": None}
+        keys += ("inpaint_p", "inpaint_control_p", "inpaint_fill", "inpaint_classes", "exclude_twins_of")
+        defaults = {  # absent from old recipes
+            "inpaint_p": 0.25,
+            "inpaint_control_p": 0.0,
+            "inpaint_fill": "telea",
+            "inpaint_classes": [],
+            "exclude_twins_of": None,
+        }
         if all(recipe.get(k, defaults.get(k)) == wanted.get(k) for k in keys):
             logger.info("%s: reusing %s (same recipe)", config.grounding, best)
             return best, None
@@ -327,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inpaint-p", type=float, default=0.25, help="inpaint kinds: share of masked images in-painted")
     ap.add_argument("--inpaint-control-p", type=float, default=0.25, help="the inpaint-control variant's share")
     ap.add_argument("--inpaint-fill", default="telea", help="inpaint kinds: telea | transplant")
+    ap.add_argument("--inpaint-classes", default="", help="inpaint kinds: comma-separated classes (default: all)")
     ap.add_argument("--exclude-twins-of", help="keep these images (a folder or CSV) and their twins out of training")
     ap.add_argument("--reliance-csv", help="a *-masks-dev/slices.csv: accuracy and in-painting drops there")
     ap.add_argument("--val-fraction", type=float, default=0.2)
@@ -357,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             "inpaint_p",
             "inpaint_control_p",
             "inpaint_fill",
+            "inpaint_classes",
             "exclude_twins_of",
             "val_fraction",
             "seed",

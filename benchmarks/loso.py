@@ -78,6 +78,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--masks-figshare", type=Path, help="figshare-masks-dev folder (for --grounding).")
     p.add_argument("--inpaint-control-p", type=float, default=0.0, help="--grounding inpaint: control share.")
     p.add_argument("--inpaint-fill", default="telea", help="--grounding inpaint: telea | transplant.")
+    p.add_argument("--inpaint-classes", nargs="*", default=[], help="--grounding inpaint: only these classes.")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-boot", type=int, default=1000)
@@ -148,6 +149,7 @@ def _run_fold(root: Path, labels: list[SourceLabel], held_out: str, args: argpar
         grounding=args.grounding,
         inpaint_control_p=args.inpaint_control_p,
         inpaint_fill=args.inpaint_fill,
+        inpaint_classes=tuple(args.inpaint_classes),
         masks_brisc=str(args.masks_brisc) if args.masks_brisc else None,
         masks_figshare=str(args.masks_figshare) if args.masks_figshare else None,
         seed=args.seed,
@@ -260,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "grounding",
                 "inpaint_control_p",
                 "inpaint_fill",
+                "inpaint_classes",
                 "seed",
                 "device",
             )

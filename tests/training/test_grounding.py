@@ -233,6 +233,10 @@ def test_grounding_needs_masks_and_a_known_kind_and_the_cli_records_the_preset(t
     with pytest.raises(ValueError, match="augment"):
         _config(data, tmp_path / "x", augment="heavy")
     assert _config(data, tmp_path / "x", augment=False).augment == "none"  # old recipes stored a bool
+    with pytest.raises(ValueError, match="inpaint-fill"):
+        _config(data, tmp_path / "x", grounding="inpaint", masks_brisc=str(brisc), inpaint_fill="blur")
+    with pytest.raises(ValueError, match="inpaint-class.*'tumour'"):
+        _config(data, tmp_path / "x", grounding="inpaint", masks_brisc=str(brisc), inpaint_classes=("tumour",))
     base = ["train", "--data", str(data), "--model", "cnn-lstm", "--epochs", "1", "--device", "cpu", "--scratch"]
     base += ["--cache-dir", str(tmp_path / "cache"), "--val-fraction", "0.25", "--batch-size", "8"]
     bad = CliRunner().invoke(
@@ -246,6 +250,13 @@ def test_grounding_needs_masks_and_a_known_kind_and_the_cli_records_the_preset(t
     assert ok.exit_code == 0, ok.output
     recipe = json.loads((tmp_path / "ok" / "best.json").read_text())["recipe"]
     assert recipe["augment"] == "mr" and recipe["grounding"] == "rrr" and recipe["masks_brisc"] == str(brisc)
+    inpaint = ["--grounding", "inpaint", "--masks-brisc", str(brisc), "--inpaint-control-p", "0.5"]
+    inpaint += ["--inpaint-fill", "transplant", "--inpaint-class", "meningioma", "--inpaint-class", "pituitary"]
+    ok = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "inpaint"), *inpaint])
+    assert ok.exit_code == 0, ok.output
+    recipe = json.loads((tmp_path / "inpaint" / "best.json").read_text())["recipe"]
+    assert recipe["inpaint_control_p"] == 0.5 and recipe["inpaint_fill"] == "transplant"
+    assert recipe["inpaint_classes"] == ["meningioma", "pituitary"]
     plain = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "plain"), "--no-augment"])
     assert plain.exit_code == 0, plain.output
     assert json.loads((tmp_path / "plain" / "best.json").read_text())["recipe"]["augment"] == "none"

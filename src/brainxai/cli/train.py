@@ -58,6 +58,7 @@ _HELP: dict[str, str] = {
     "in-painted instead, keeping their label, so the fill is no cue for 'no tumour'.",
     "inpaint_fill": "--grounding inpaint: telea (cv2's smooth fill) | transplant (the slice's own tissue from a "
     "reflection that misses the lesion).",
+    "inpaint_class": "--grounding inpaint: in-paint only this class's images (repeatable; default: every class).",
     "extra_data": "A class-per-folder folder of more training images (repeatable), added to the training half "
     "only; images that are pHash twins of a validation image or of --exclude-twins-of are left out.",
     "init_from": "Start from this checkpoint's weights (fine-tuning; same model and preprocessing) instead of "
@@ -114,6 +115,7 @@ def train(
     inpaint_p: Annotated[float, typer.Option(help="--grounding inpaint: share of masked images in-painted.")] = 0.25,
     inpaint_control_p: Annotated[float, typer.Option(help=_HELP["inpaint_control_p"])] = 0.0,
     inpaint_fill: Annotated[str, typer.Option(help=_HELP["inpaint_fill"])] = "telea",
+    inpaint_class: Annotated[list[str] | None, typer.Option(help=_HELP["inpaint_class"])] = None,
     masks_brisc: Annotated[Path | None, typer.Option(help=_HELP["masks_brisc"])] = None,
     masks_figshare: Annotated[Path | None, typer.Option(help=_HELP["masks_figshare"])] = None,
     extra_data: Annotated[list[Path] | None, typer.Option(help=_HELP["extra_data"])] = None,
@@ -155,6 +157,7 @@ def _train_config(options: dict[str, Any]) -> TrainConfig:
         "masks_figshare": str(options["masks_figshare"]) if options["masks_figshare"] else None,
         "exclude_sources": tuple(options["exclude_source"] or ()),
         "extra_data": tuple(str(p) for p in options["extra_data"] or ()),
+        "inpaint_classes": tuple(options["inpaint_class"] or ()),
         "init_from": str(options["init_from"]) if options["init_from"] else None,
         "time_budget_s": budget * 60 if budget else None,  # minutes on the command line
     }

@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -312,6 +312,7 @@ class MaskedMRIDataset(MRIDataset):
             (``inpaint_p + control_p`` <= 1).
         fill: How areas are filled (:data:`brainxai.data.lesion.FILLS`): ``telea`` (cv2's in-painting, as
             the xai-benchmark measures) or ``transplant`` (the slice's own tissue from a reflection).
+        inpaint_labels: The labels whose images may be in-painted (lesion or control); None: every label.
     """
 
     def __init__(
@@ -327,6 +328,7 @@ class MaskedMRIDataset(MRIDataset):
         inpaint_dilate_px: int = 5,
         control_p: float = 0.0,
         fill: str = "telea",
+        inpaint_labels: Collection[int] | None = None,
     ) -> None:
         super().__init__(images, labels, config, augment=augment, seed=seed)
         if min(inpaint_p, control_p) < 0 or inpaint_p + control_p > 1:
@@ -343,13 +345,15 @@ class MaskedMRIDataset(MRIDataset):
         if fill not in FILLS:
             raise ValueError(f"unknown fill {fill!r}; use one of {', '.join(FILLS)}")
         self.fill = fill
+        eligible = self.has_mask if inpaint_labels is None else self.has_mask & np.isin(labels, list(inpaint_labels))
+        self.inpaint_eligible = np.asarray(eligible, dtype=bool)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor, float, float]:  # type: ignore[override]
         img = self.images[index]
         has = bool(self.has_mask[index])
         mask = self.masks[self.mask_row[index]] if has else np.zeros(img.shape, dtype=bool)
         inpainted = False
-        if has and self.inpaint_p + self.control_p > 0:
+        if self.inpaint_eligible[index] and self.inpaint_p + self.control_p > 0:
             draw = np.random.default_rng((self.seed, self.epoch, index, 1)).random()
             if draw < self.inpaint_p + self.control_p:
                 lesion, control, _ = inpaint_regions(mask, self.inpaint_dilate_px)

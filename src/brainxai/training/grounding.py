@@ -35,7 +35,8 @@ Kinds (``brainxai train --grounding``):
     dilated mask may remain. With ``inpaint_control_p`` > 0 as many images again (by that share) have
     the mirrored control area in-painted and keep their label, so that the fill itself is no cue.
     ``inpaint_fill`` chooses the fill: ``telea`` (the xai-benchmark's) or ``transplant`` (the slice's
-    own tissue from a reflection, :func:`brainxai.data.lesion.transplant_fill`).
+    own tissue from a reflection, :func:`brainxai.data.lesion.transplant_fill`); ``inpaint_classes``
+    limits the in-painting to those classes' images.
 """
 
 from __future__ import annotations
@@ -280,8 +281,8 @@ def grounded_dataset(
         preprocess: The model's preprocessing (the masks follow its head crop and size).
         augment: The training augmentation (must have ``apply_pair``), or None.
         config: The run's :class:`~brainxai.training.trainer.TrainConfig` (``grounding``, ``masks_*``,
-            ``inpaint_p``, ``inpaint_control_p``, ``inpaint_fill``, ``grounding_dilate_px``, ``cache_dir``,
-            ``seed``).
+            ``inpaint_p``, ``inpaint_control_p``, ``inpaint_fill``, ``inpaint_classes``, ``grounding_dilate_px``,
+            ``cache_dir``, ``seed``).
     """
     t0 = time.perf_counter()
     found = load_lesion_masks(split.folder, config.masks_brisc, config.masks_figshare, cache_dir=config.cache_dir)
@@ -300,6 +301,7 @@ def grounded_dataset(
         inpaint_dilate_px=config.grounding_dilate_px,
         control_p=config.inpaint_control_p if config.grounding == "inpaint" else 0.0,
         fill=config.inpaint_fill,
+        inpaint_labels=[CLASSES.index(c) for c in config.inpaint_classes] or None,
     )
     per_class = {c: int(has[labels == i].sum()) for i, c in enumerate(CLASSES)}
     info = {

@@ -92,6 +92,7 @@ class TrainConfig:
     inpaint_p: float = 0.25  # inpaint: probability of in-painting a masked tumour image
     inpaint_control_p: float = 0.0  # inpaint: probability of in-painting the mirrored control area instead
     inpaint_fill: str = "telea"  # inpaint: telea | transplant (brainxai.data.lesion.FILLS)
+    inpaint_classes: tuple[str, ...] = ()  # inpaint: the classes whose images get in-painted (empty: all)
     masks_brisc: str | None = None  # brisc-masks-dev folder (masks of Kaggle twins)
     masks_figshare: str | None = None  # figshare-masks-dev folder (masks of mirrored figshare slices)
     extra_data: tuple[str, ...] = ()  # class-per-folder folders added to the training half only
@@ -104,6 +105,9 @@ class TrainConfig:
             raise ValueError(f"unknown --augment {self.augment!r}; use one of {', '.join(AUGMENT_PRESETS)}")
         if self.grounding not in GROUNDING_KINDS:
             raise ValueError(f"unknown --grounding {self.grounding!r}; use one of {', '.join(GROUNDING_KINDS)}")
+        unknown = set(self.inpaint_classes) - set(CLASSES)
+        if unknown:
+            raise ValueError(f"unknown --inpaint-class {sorted(unknown)}; use class names ({', '.join(CLASSES)})")
         if self.inpaint_fill not in FILLS:
             raise ValueError(f"unknown --inpaint-fill {self.inpaint_fill!r}; use one of {', '.join(FILLS)}")
         if self.grounding != "none" and not (self.masks_brisc or self.masks_figshare):
@@ -114,6 +118,7 @@ class TrainConfig:
         d["phase_epochs"] = list(self.phase_epochs)
         d["phase_lrs"] = list(self.phase_lrs)
         d["extra_data"] = list(self.extra_data)
+        d["inpaint_classes"] = list(self.inpaint_classes)
         return d
 
 
