@@ -1,6 +1,7 @@
 """Lesion masks for Kaggle-style training images from BRISC twins and mirrored figshare slices (synthetic sets)."""
 
 import csv
+from typing import Any
 
 import cv2
 import numpy as np
@@ -159,30 +160,19 @@ def test_control_inpainting_fills_only_the_mirrored_area_and_keeps_the_label(fil
     assert x[0].numpy()[10:26, 40:56].min() > 240 / 255  # the lesion is still there
     # One draw decides: a share of images gets the lesion filled, another the control, the rest nothing.
     n = 200
-    many = MaskedMRIDataset(
-        np.repeat(img, n, 0),
-        np.zeros(n, int),
-        cfg,
-        np.repeat(masks, n, 0),
-        np.ones(n, bool),
-        inpaint_p=0.3,
-        control_p=0.3,
-    )
+
+    def copies(**kw: Any) -> MaskedMRIDataset:
+        return MaskedMRIDataset(
+            np.repeat(img, n, 0), np.zeros(n, int), cfg, np.repeat(masks, n, 0), np.ones(n, bool), **kw
+        )
+
+    many = copies(inpaint_p=0.3, control_p=0.3, fill=fill)
     items = [many[i] for i in range(n)]
     lesion = sum(int(item[4]) for item in items)
     controls = [bool((np.abs(item[0][0].numpy() * 255 - img[0]) > 0.5)[control].any()) for item in items]
     assert 40 <= lesion <= 80 and 40 <= sum(controls) <= 80
     assert not any(c and item[4] for c, item in zip(controls, items))  # never both on one image
-    only_label_1 = MaskedMRIDataset(
-        np.repeat(img, n, 0),
-        np.zeros(n, int),
-        cfg,
-        np.repeat(masks, n, 0),
-        np.ones(n, bool),
-        inpaint_p=0.5,
-        control_p=0.5,
-        inpaint_labels=[1],
-    )  # every image would be filled, but their label (0) is not eligible
+    only_label_1 = copies(inpaint_p=0.5, control_p=0.5, inpaint_labels=[1])  # all would be filled, but label 0
     assert all(np.allclose(only_label_1[i][0][0].numpy() * 255, img[0], atol=0.5) for i in range(5))
     with pytest.raises(ValueError, match="sum to <= 1"):
         MaskedMRIDataset(img, np.array([0]), cfg, masks, np.array([True]), inpaint_p=0.6, control_p=0.6)
