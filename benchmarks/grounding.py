@@ -53,7 +53,7 @@ from brainxai.data.masks import load_lesion_masks, prepared_masks
 from brainxai.data.preprocess import to_tensor
 from brainxai.explain.base import create_explainer
 from brainxai.inference import Classifier
-from brainxai.training.grounding import Grounding, dilate, input_gradient_outside
+from brainxai.training.grounding import INPAINT_KINDS, Grounding, dilate, input_gradient_outside
 from brainxai.training.split import training_split
 from brainxai.training.trainer import TrainConfig, train
 from brainxai.xai_benchmark.data import load_box_images, read_boxes
@@ -68,16 +68,18 @@ def kind_settings(name: str, args: argparse.Namespace) -> tuple[str, dict[str, A
     """A ``--kinds`` entry -> (grounding kind, TrainConfig overrides).
 
     ``inpaint-control`` is ``inpaint`` with ``--inpaint-control-p``; ``inpaint-control-Q`` with Q percent instead
-    (several control shares in one comparison); ``inpaint`` kinds take ``--inpaint-p``, ``--inpaint-fill`` and
-    ``--inpaint-classes``.
+    (several control shares in one comparison); the same for ``multitask-inpaint``. In-painting kinds take
+    ``--inpaint-p``, ``--inpaint-fill`` and ``--inpaint-classes``.
     """
     classes = tuple(c for c in args.inpaint_classes.split(",") if c)
-    inpaint = {"inpaint_p": args.inpaint_p, "inpaint_fill": args.inpaint_fill, "inpaint_classes": classes}
-    if name == "inpaint-control":
-        return "inpaint", inpaint | {"inpaint_control_p": args.inpaint_control_p}
-    if name.startswith("inpaint-control-"):
-        return "inpaint", inpaint | {"inpaint_control_p": int(name.rsplit("-", 1)[1]) / 100}
-    return name, inpaint if name == "inpaint" else {}
+    kind, control, share = name.partition("-control")
+    if kind not in INPAINT_KINDS:
+        return name, {}
+    settings: dict[str, Any] = {"inpaint_p": args.inpaint_p, "inpaint_fill": args.inpaint_fill}
+    settings["inpaint_classes"] = classes
+    if control:
+        settings["inpaint_control_p"] = int(share[1:]) / 100 if share else args.inpaint_control_p
+    return kind, settings
 
 
 def recall_table(labels: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
@@ -141,7 +143,7 @@ def time_training_steps(config: TrainConfig, kind: str, batch_size: int, steps: 
     mask = torch.zeros(batch_size, 1, s, s)
     mask[:, :, s // 4 : s // 2, s // 4 : s // 2] = 1
     has = torch.as_tensor(np.arange(batch_size) % 2 == 0, dtype=torch.float32)
-    inpainted = has if kind == "inpaint" else torch.zeros(batch_size)
+    inpainted = has if kind in INPAINT_KINDS else torch.zeros(batch_size)
     grounding = Grounding(kind, weight=1.0, dilate_px=config.grounding_dilate_px)
     grounding.attach(model, s, torch.device("cpu"))
     opt = torch.optim.Adam(list(model.parameters()) + grounding.parameters(), lr=1e-4)

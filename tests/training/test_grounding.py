@@ -133,6 +133,34 @@ def test_multitask_head_hooks_the_encoder_and_leaves_the_classifier_unchanged():
         Grounding("gradcam")
 
 
+def test_multitask_inpaint_adds_the_no_tumour_target_and_an_empty_mask_for_in_painted_slices():
+    torch.manual_seed(0)
+    model = create_model("cnn-lstm", pretrained=False).eval()
+    x = torch.rand(3, 1, 64, 64)
+    y = torch.tensor([0, 0, 2])
+    mask = torch.zeros(3, 1, 64, 64)
+    mask[:2, :, 10:30, 10:30] = 1  # slices 0 and 1 have a lesion mask; slice 1 was in-painted
+    has, inpainted = torch.tensor([1.0, 1.0, 0.0]), torch.tensor([0.0, 1.0, 0.0])
+    both = Grounding("multitask-inpaint", weight=0.5)
+    both.attach(model, 64, torch.device("cpu"))
+    loss, logits, target, term = both.batch_loss(model, [x, y, mask, has, inpainted], nn.CrossEntropyLoss(), False)
+    assert target.tolist() == [0, 2, 2]  # the in-painted glioma counts as "no tumour"
+    soft = torch.tensor([0.1, 0.0, 0.9, 0.0])
+    extra = -(soft * torch.log_softmax(logits[1], 0)).sum()
+    base = nn.CrossEntropyLoss()(logits[[0, 2]], y[[0, 2]])
+    kept = torch.tensor([True, False, False])
+    head_term = float(term) - float(extra)
+    expected = base + 0.5 * extra + 0.5 * head_term
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    # The head's target: slice 0's lesion, slice 1 empty (in-painted), slice 2 empty (no tumour).
+    both._features.clear()
+    model(x)
+    head_out = both.head(both._features[-1])
+    wanted = mask_loss(head_out, mask * kept[:, None, None, None], kept, torch.tensor([False, True, True]))
+    assert head_term == pytest.approx(float(wanted), rel=1e-4)
+    assert "head" in both.summary() and "target" in both.summary()
+
+
 def _slice(seed: int, cls: int, size: int = 80):
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size]
@@ -204,6 +232,7 @@ def _config(data, out, **kw):
         pytest.param("rrr", marks=pytest.mark.slow),
         pytest.param("multitask", marks=pytest.mark.slow),
         pytest.param("cam", marks=pytest.mark.slow),
+        pytest.param("multitask-inpaint", marks=pytest.mark.slow),
         "inpaint",
     ],
 )
@@ -223,7 +252,7 @@ def test_each_grounding_kind_trains_records_and_reloads(tiny_data, tmp_path, kin
     clf = Classifier.load(result.checkpoint, device="cpu")  # the classifier alone, unchanged in shape
     probs = clf.predict_proba_prepared(np.zeros((2, 64, 64), np.uint8))
     assert probs.shape == (2, 4)
-    assert (tmp_path / kind / "mask_head.safetensors").is_file() == (kind == "multitask")
+    assert (tmp_path / kind / "mask_head.safetensors").is_file() == kind.startswith("multitask")
 
 
 def test_grounding_needs_masks_and_a_known_kind_and_the_cli_records_the_preset(tiny_data, tmp_path):

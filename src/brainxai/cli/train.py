@@ -51,7 +51,7 @@ _HELP: dict[str, str] = {
         "Lesion-grounded training: none | rrr (penalise input-gradient mass outside the dilated lesion mask) | cam "
         "(the same on the Grad-CAM map; cheap) | "
         "multitask (a mask head on the encoder, discarded at inference) | inpaint (in-paint the lesion, target no "
-        "tumour). Needs --masks-brisc and/or --masks-figshare."
+        "tumour) | multitask-inpaint (both). Needs --masks-brisc and/or --masks-figshare."
     ),
     "grounding_dilate_px": "Mask dilation in model-input pixels (rrr: margin counted as lesion; inpaint: area filled).",
     "inpaint_control_p": "--grounding inpaint: share of masked images whose mirrored area (less the lesion) is "

@@ -37,6 +37,11 @@ Kinds (``brainxai train --grounding``):
     ``inpaint_fill`` chooses the fill: ``telea`` (the xai-benchmark's) or ``transplant`` (the slice's
     own tissue from a reflection, :func:`brainxai.data.lesion.transplant_fill`); ``inpaint_classes``
     limits the in-painting to those classes' images.
+``multitask-inpaint``
+    Both: the mask head learns the lesion while in-painted slices train towards "no tumour"; on an
+    in-painted slice the head's target is empty (the lesion is gone), on a control slice the lesion.
+    Why together: counterfactuals alone take away what the glioma decision rested on (the sources'
+    look) without teaching a lesion to rest on instead (``experiments/inpaint_control/``).
 """
 
 from __future__ import annotations
@@ -59,7 +64,10 @@ from brainxai.training.split import TrainingSplit
 
 logger = logging.getLogger(__name__)
 
-GROUNDING_KINDS = ("none", "rrr", "cam", "multitask", "inpaint")
+GROUNDING_KINDS = ("none", "rrr", "cam", "multitask", "inpaint", "multitask-inpaint")
+#: Kinds whose dataset in-paints lesions, and kinds that train the mask head.
+INPAINT_KINDS = ("inpaint", "multitask-inpaint")
+HEAD_KINDS = ("multitask", "multitask-inpaint")
 #: Soft target of an in-painted image: this much "no tumour", the rest the original class.
 INPAINT_NOTUMOR_SHARE = 0.9
 NOTUMOR = CLASSES.index("notumor")
@@ -186,7 +194,7 @@ class Grounding:
 
     def attach(self, model: nn.Module, img_size: int, device: torch.device) -> None:
         """For ``multitask``: hooks the model's CAM target layer and builds the head for its channel count."""
-        if self.kind not in ("multitask", "cam"):
+        if self.kind not in ("cam", *HEAD_KINDS):
             return
         layer = get_submodule(model, model_config(model).target_layer)
         # One slot, overwritten: validation passes also run the hook and must not pile feature maps up.
@@ -198,7 +206,7 @@ class Grounding:
         model.train(was_training)
         channels = self._features[-1].shape[1]
         self._features.clear()
-        if self.kind == "multitask":
+        if self.kind in HEAD_KINDS:
             self.head = MaskHead(channels).to(device)
 
     def parameters(self) -> list[nn.Parameter]:
@@ -222,14 +230,24 @@ class Grounding:
         with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(x)
         target = torch.where(inpainted, torch.full_like(y, NOTUMOR), y)
-        if self.kind == "inpaint" and inpainted.any():
+        if self.kind in INPAINT_KINDS and inpainted.any():
             soft = F.one_hot(y, logits.shape[1]).float() * (1 - INPAINT_NOTUMOR_SHARE)
             soft[:, NOTUMOR] += INPAINT_NOTUMOR_SHARE
             per = F.cross_entropy(logits.float(), soft, reduction="none")
             extra = per[inpainted].mean()
             base = loss_fn(logits[~inpainted].float(), y[~inpainted]) if (~inpainted).any() else extra * 0.0
-            return base + self.weight * extra, logits, target, float(extra.detach())
-        loss = loss_fn(logits.float(), y)
+            if self.kind == "inpaint":
+                return base + self.weight * extra, logits, target, float(extra.detach())
+            loss, term_value = base + self.weight * extra, float(extra.detach())
+        else:
+            loss, term_value = loss_fn(logits.float(), y), 0.0
+        if self.kind in HEAD_KINDS and self.head is not None and self._features:
+            with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=amp):
+                pred = self.head(self._features[-1])
+            kept = has_mask & ~inpainted  # an in-painted slice's lesion is gone: its target is empty
+            term = mask_loss(pred, mask * kept[:, None, None, None], kept, (y == NOTUMOR) | inpainted)
+            self._features.clear()
+            return loss + self.weight * term, logits, target, term_value + float(term.detach())
         if self.kind == "rrr" and has_mask.any():
             region = dilate(mask, self.dilate_px)[:, 0]
             term = rrr_penalty(x, logits, y, region, has_mask)
@@ -240,12 +258,6 @@ class Grounding:
             share = cam_outside(self._features[-1], logits, y, region)[has_mask]
             self._features.clear()
             term = share.mean()
-            return loss + self.weight * term, logits, target, float(term.detach())
-        if self.kind == "multitask" and self.head is not None and self._features:
-            with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=amp):
-                pred = self.head(self._features[-1])
-            term = mask_loss(pred, mask, has_mask, y == NOTUMOR)
-            self._features.clear()
             return loss + self.weight * term, logits, target, float(term.detach())
         self._features.clear()
         return loss, logits, target, 0.0
@@ -259,11 +271,11 @@ class Grounding:
         if self.kind == "rrr":
             info["dilate_px"] = self.dilate_px
             info["penalty"] = "share of squared channel-summed input-gradient mass outside the dilated mask"
-        if self.kind == "multitask":
+        if self.kind in HEAD_KINDS:
             info["head"] = (
                 "2x1x1 conv on the CAM target layer; BCE (masked + no-tumour) + soft Dice; discarded at inference"
             )
-        if self.kind == "inpaint":
+        if self.kind in INPAINT_KINDS:
             info["target"] = f"soft: {INPAINT_NOTUMOR_SHARE} notumor, {1 - INPAINT_NOTUMOR_SHARE:.1f} original class"
         return info
 
@@ -297,9 +309,9 @@ def grounded_dataset(
         has,
         augment=augment,
         seed=config.seed,
-        inpaint_p=config.inpaint_p if config.grounding == "inpaint" else 0.0,
+        inpaint_p=config.inpaint_p if config.grounding in INPAINT_KINDS else 0.0,
         inpaint_dilate_px=config.grounding_dilate_px,
-        control_p=config.inpaint_control_p if config.grounding == "inpaint" else 0.0,
+        control_p=config.inpaint_control_p if config.grounding in INPAINT_KINDS else 0.0,
         fill=config.inpaint_fill,
         inpaint_labels=[CLASSES.index(c) for c in config.inpaint_classes] or None,
     )
