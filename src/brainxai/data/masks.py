@@ -289,9 +289,9 @@ class MaskedMRIDataset(MRIDataset):
 
     ``mask`` is ``(1, S, S)`` float 0/1 (zeros where there is none), moved with the image by the
     geometric augmentation (``apply_pair``, the same random draws); ``has_mask`` and ``inpainted`` are
-    0/1 floats. With ``inpaint_p`` > 0 an image with a mask has its lesion in-painted first
-    (:func:`brainxai.data.lesion.inpaint_lesion`, mask dilated by ``inpaint_dilate_px``), drawn from
-    a generator of its own, so the augmentation draws are the same with and without in-painting.
+    0/1 floats. With ``inpaint_p`` > 0 an image with a mask has its lesion in-painted first (mask
+    dilated by ``inpaint_dilate_px``, filled by ``fill``: :func:`brainxai.data.lesion.fill_region`), drawn
+    from a generator of its own, so the augmentation draws are the same with and without in-painting.
     With ``control_p`` > 0, otherwise (the same draw) an image with a mask has the *control* area
     in-painted instead, with probability ``control_p``: the dilated lesion mirrored left-right, less
     the dilated lesion (:func:`brainxai.data.lesion.inpaint_regions`, the in-painting drop's control).

@@ -193,7 +193,7 @@ class Grounding:
             raise ValueError(f"unknown grounding {self.kind!r}; use one of {', '.join(GROUNDING_KINDS)}")
 
     def attach(self, model: nn.Module, img_size: int, device: torch.device) -> None:
-        """For ``multitask``: hooks the model's CAM target layer and builds the head for its channel count."""
+        """For ``cam`` and the mask-head kinds: hooks the model's CAM target layer (and builds the head)."""
         if self.kind not in ("cam", *HEAD_KINDS):
             return
         layer = get_submodule(model, model_config(model).target_layer)
