@@ -224,6 +224,9 @@ def write_report(out: Path, results: dict[str, Any], command: str) -> None:
         "",
         f"Recipe: {json.dumps(results['recipe'])}",
         "",
+        "Settings per kind (a kind's name may carry its control share): "
+        + "; ".join(f"{k}: {json.dumps(r.get('settings', {}))}" for k, r in results["runs"].items()),
+        "",
         "Accuracy/recall: on the validation split of Training (and all of Testing, raw, when present). Grounding: on"
         " the validation images with a lesion mask; input-gradient = share of the true class's squared input-gradient"
         " mass inside the mask (dilated: by the training dilation); Grad-CAM = positive energy inside the mask;"
@@ -408,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
             val = held_out(args, Classifier.load(checkpoint, device="cpu"))
         run = evaluate_run(args, kind, checkpoint, val)
         run["train_seconds"] = train_s
+        run["settings"] = {"grounding": grounding, **overrides}  # what the kind's name stood for
         if args.time_steps:
             run["ms_per_step"] = time_training_steps(config, grounding, args.batch_size, args.time_steps)["min"]
         results["runs"][kind] = run
