@@ -13,7 +13,7 @@ measured on
 * with ``--reliance-csv`` (a ``*-masks-dev/slices.csv``; with ``--exclude-twins-of`` the same CSV its
   slices' patients are held out of training): accuracy there and, per tumour class, the median
   in-painting drop of the annotated class's probability against in-painting the mirrored area
-  (:func:`brainxai.xai_benchmark.reliance.image_reliance`, the xai-benchmark's measure);
+  (:func:`brainxai.xai_benchmark.reliance.inpaint_reliance`, the xai-benchmark's measure);
 * the cost of one training step (ms per batch, the fastest of ``--time-steps`` steps on one fixed batch
   after one warm-up step: on a shared CPU the fastest is the least disturbed), against ``none``: the
   price of double back-propagation for ``rrr``.
@@ -57,9 +57,7 @@ from brainxai.training.grounding import INPAINT_KINDS, Grounding, dilate, input_
 from brainxai.training.split import training_split
 from brainxai.training.trainer import TrainConfig, train
 from brainxai.xai_benchmark.data import load_box_images, read_boxes
-from brainxai.xai_benchmark.masks import mask_to_input
-from brainxai.xai_benchmark.metrics import score_fn
-from brainxai.xai_benchmark.reliance import image_reliance, reliance_summary
+from brainxai.xai_benchmark.reliance import inpaint_reliance, reliance_summary
 
 logger = logging.getLogger("benchmarks.grounding")
 
@@ -184,13 +182,8 @@ def reliance_figures(args: argparse.Namespace, clf: Classifier) -> dict[str, Any
     data = load_box_images(records, clf)
     labels = np.array([CLASSES.index(r.label) for r in records])
     pred = clf.predict_proba_prepared(data.prepared).argmax(1)
-    assert data.masks is not None  # a masks-dev CSV
-    size = data.prepared.shape[1]
-    rows = []
-    for i, label in enumerate(labels):
-        mask = mask_to_input(data.masks[i], data.crops[i], size)
-        info = image_reliance(data.prepared[i], mask, score_fn(clf, int(label)), args.dilate_px)
-        rows.append(info | {"label": CLASSES[label]})
+    drops = inpaint_reliance(data, clf, labels, args.dilate_px)  # raises without masks
+    rows = [info | {"label": CLASSES[label]} for info, label in zip(drops, labels)]
     return {"csv": args.reliance_csv, "accuracy": recall_table(labels, pred), "reliance": reliance_summary(rows)}
 
 

@@ -53,7 +53,6 @@ from brainxai.xai_benchmark.reliance import (
     INPAINT_DILATE_PX,
     INPAINT_DROP_GOAL,
     MIRROR_DROP_LIMIT,
-    image_reliance,
     inpaint_reliance,
     reliance_summary,
 )
@@ -75,7 +74,6 @@ __all__ = [
     "box_reliance",
     "energy_in_mask",
     "image_metrics",
-    "image_reliance",
     "inpaint_regions",
     "inpaint_reliance",
     "load_box_images",

@@ -41,7 +41,7 @@ MIRROR_DROP_LIMIT = 0.05
 RELIANCE_KEYS: tuple[str, ...] = ("label_probability", "inpaint_drop", "mirror_inpaint_drop", "mirror_overlap")
 
 
-def image_reliance(
+def _image_reliance(
     image: np.ndarray, mask: np.ndarray, score: Callable[[np.ndarray], np.ndarray], dilate_px: int = INPAINT_DILATE_PX
 ) -> dict[str, Any]:
     """One image's :data:`RELIANCE_KEYS`: the followed class's probability and the two in-painting drops.
@@ -96,7 +96,7 @@ def inpaint_reliance(
     out = []
     for i, label in enumerate(labels):
         mask = mask_to_input(data.masks[i], data.crops[i], size)
-        out.append(image_reliance(data.prepared[i], mask, score_fn(classifier, int(label)), dilate_px))
+        out.append(_image_reliance(data.prepared[i], mask, score_fn(classifier, int(label)), dilate_px))
     return out
 
 
