@@ -17,6 +17,24 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
+@pytest.mark.parametrize("command", ["analyze", "demo", "explain"])
+def test_unknown_method_stops_before_loading_a_model(
+    runner: CliRunner, samples_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    from brainxai.inference import Classifier
+
+    def no_load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was loaded for an unknown method")
+
+    monkeypatch.setattr(Classifier, "load", no_load)
+    out = tmp_path / "out"
+    scan = [] if command == "demo" else [str(samples_dir / "glioma.jpg")]
+    result = runner.invoke(app, [command, *scan, "--method", "nonsense", "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "error: unknown method 'nonsense'; available: lrp, gradcam" in result.output
+    assert "internal error" not in result.output and not out.exists()
+
+
 def test_batch_with_a_corrupt_file(
     runner: CliRunner, samples_dir: Path, random_checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -45,7 +63,9 @@ def test_batch_with_a_corrupt_file(
     )
     assert result.exit_code == 1, result.output
     assert "1 of 3 file(s) failed" in result.output
-    assert "broken.jpg" in result.output
+    listing = result.output.split("file(s) failed:", 1)[1]
+    (listed,) = [line for line in listing.splitlines() if "broken.jpg" in line]
+    assert listed.count("broken.jpg") == 1, listed  # the reason does not repeat the file's name
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert [r["file"].rsplit("/", 1)[-1] for r in rows] == ["a.jpg", "b.jpg", "broken.jpg"]
     assert list(rows[0]) == ["file", "status", "prediction", "confidence", "report", "error"]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from brainxai.cli.app import app, fail
+from brainxai.cli.app import app, check_methods, fail
 
 if TYPE_CHECKING:  # pragma: no cover
     from brainxai.io.series import DicomSeries
@@ -48,8 +48,15 @@ def _run(items_fn: Callable[[Progress], list[BatchItem]], total: int, out: Path,
     if failed:
         typer.secho(f"{len(failed)} of {len(items)} file(s) failed:", fg=typer.colors.RED, err=True)
         for it in failed:
-            typer.secho(f"  {it.file}: {it.error}", fg=typer.colors.RED, err=True)
+            typer.secho(f"  {it.file}: {_reason(it)}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
+
+
+def _reason(item: BatchItem) -> str:
+    """The item's error without the file name that read errors start with (the listing names the file first)."""
+    error = item.error or ""
+    name = f"{Path(item.file).name}: "
+    return error[len(name) :] if error.startswith(name) else error
 
 
 def _load_service(checkpoint: Path | None, device: str) -> AnalysisService:
@@ -131,6 +138,7 @@ def analyze_cmd(
     from brainxai.pipeline.options import AnalysisOptions, PatientInfo
     from brainxai.pipeline.series import plan_inputs
 
+    check_methods([method])
     options = AnalysisOptions(
         method=method,
         agreement=agreement,
@@ -244,6 +252,7 @@ def demo_cmd(
     from brainxai.pipeline.demo import run_demo, sample_scans
     from brainxai.pipeline.service import get_service
 
+    check_methods([method])
     try:
         get_service(checkpoint)
     except CheckpointError as exc:

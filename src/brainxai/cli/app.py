@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+from collections.abc import Iterable
 from typing import NoReturn
 
 import typer
@@ -58,3 +59,14 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Prints an error to stderr and exits with ``code`` (no traceback for user errors)."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+def check_methods(names: Iterable[str]) -> None:
+    """Fails, before any model is loaded or file read, when a name is not a registered explanation method."""
+    from brainxai.explain import list_explainers
+
+    known = list_explainers()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        plural = "s" if len(unknown) > 1 else ""
+        fail(f"unknown method{plural} {', '.join(map(repr, unknown))}; available: {', '.join(known)}")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from brainxai.cli.app import app, fail, invocation
+from brainxai.cli.app import app, check_methods, fail, invocation
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,10 +40,7 @@ def _parse_target(target: str | None, classes: tuple[str, ...]) -> int | None:
 
 
 def _check_method(method: str, composite: str | None) -> None:
-    from brainxai.explain import list_explainers
-
-    if method not in list_explainers():
-        fail(f"unknown method {method!r}; available: {', '.join(list_explainers())}")
+    check_methods([method])
     if composite is not None and method != "lrp":
         fail("--composite applies to --method lrp only")
 
@@ -216,9 +213,7 @@ def xai_benchmark_command(
     if target not in ("label", "predicted"):
         fail("--target must be 'label' or 'predicted'")
     names = list_explainers() if methods.strip() == "all" else [m.strip() for m in methods.split(",") if m.strip()]
-    unknown = [m for m in names if m not in list_explainers()]
-    if unknown:
-        fail(f"unknown method(s) {', '.join(unknown)}; available: {', '.join(list_explainers())}")
+    check_methods(names)
     classifier = _load_classifier(checkpoint, device)
     try:
         results = run_xai_benchmark(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from brainxai.cli.app import app, fail
+from brainxai.cli.app import app, check_methods, fail
 
 if TYPE_CHECKING:  # pragma: no cover
     from brainxai.pacs.client import PacsClient
@@ -77,6 +77,7 @@ def _service(checkpoint: Path | None, device: str) -> AnalysisService:
 def _options(method: str) -> AnalysisOptions:
     from brainxai.pipeline.options import AnalysisOptions
 
+    check_methods([method])
     # dicom_out is set per series by the PACS service; the PDF is stored as Encapsulated PDF.
     return AnalysisOptions(method=method, agreement=False, report=True)
 
@@ -129,7 +130,8 @@ def analyze_cmd(
             typer.echo(f"{len(uids)} stud{'y' if len(uids) == 1 else 'ies'} with StudyDate from {since}")
         else:
             uids = list(study or [])
-        service, options = _service(checkpoint, device), _options(method)
+        options = _options(method)  # checks the method before the model loads
+        service = _service(checkpoint, device)
         failed = 0
         for uid in uids:
             outcome = analyze_pacs_study(client, uid, options, service=service, force=force)
@@ -168,7 +170,8 @@ def watch_cmd(
         client.changes(0, 1)  # fail early on a wrong URL or login, before loading the model
     except (CredentialsError, PacsError, ValueError) as exc:
         fail(str(exc))
-    service, options = _service(checkpoint, device), _options(method)
+    options = _options(method)  # checks the method before the model loads
+    service = _service(checkpoint, device)
     failed = 0
 
     def handle(study_uid: str, series_uids: list[str]) -> StudyOutcome:
