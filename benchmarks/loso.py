@@ -72,7 +72,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--lr-schedule", default="plateau", choices=("plateau", "cosine"))
     p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--augment", default="default", help="Augmentation preset (none | default | mr).")
+    p.add_argument("--augment", default="default", help="Augmentation preset (none | default | mr | mr-histogram).")
     p.add_argument("--grounding", default="none", help="Lesion-grounded training (see `brainxai train --help`).")
     p.add_argument("--masks-brisc", type=Path, help="brisc-masks-dev folder (for --grounding).")
     p.add_argument("--masks-figshare", type=Path, help="figshare-masks-dev folder (for --grounding).")

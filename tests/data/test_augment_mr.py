@@ -14,6 +14,7 @@ from brainxai.data.augment import (
     RandomCropScale,
     RandomGamma,
     RandomGhosting,
+    RandomHistogramShift,
     RandomHorizontalFlip,
     RandomJPEG,
     RandomMotion,
@@ -44,7 +45,7 @@ def _iou(a, b):
 
 
 def test_presets_are_named_and_mr_is_seeded():
-    assert AUGMENT_PRESETS == ("none", "default", "mr")
+    assert AUGMENT_PRESETS == ("none", "default", "mr", "mr-histogram")
     assert augmentation("none") is None
     with pytest.raises(ValueError, match="mr"):
         augmentation("strong")
@@ -94,6 +95,40 @@ def test_intensity_transforms_leave_the_mask_alone_and_flip_is_exact():
     assert same is mask
     img, flipped = RandomHorizontalFlip(p=1.0).apply_pair(_head(), mask, np.random.default_rng(0))
     assert np.array_equal(flipped, mask[:, ::-1]) and np.array_equal(img, _head()[:, ::-1])
+
+
+def test_histogram_shift_remaps_the_head_monotonically_and_keeps_the_background():
+    rng = np.random.default_rng(0)
+    img = np.zeros((64, 64), np.uint8)
+    img[8:56, 8:56] = rng.integers(20, 240, (48, 48))  # a "head" with every grey level from 20 to 239
+    head = img > 10
+    shift = RandomHistogramShift(p=1.0)
+    outs = [shift(img, np.random.default_rng(s)) for s in range(5)]
+    assert np.array_equal(outs[0], shift(img, np.random.default_rng(0)))  # seeded
+    for out in outs:
+        assert np.array_equal(out[~head], img[~head])  # background untouched
+        # Monotone: a brighter head pixel never ends darker; the head's extremes stay.
+        order = np.argsort(img[head], kind="stable")
+        assert np.all(np.diff(out[head][order].astype(int)) >= 0)
+        assert out[head].min() == img[head].min() and out[head].max() == img[head].max()
+        assert (out[head] > 10).all()
+    # It does change the distribution: the median grey level moves by several levels across draws.
+    medians = [float(np.median(o[head])) for o in outs]
+    assert max(medians) - min(medians) > 10
+    # The mask passes through; p=0 is the identity.
+    mask = head.copy()
+    assert shift.apply_pair(img, mask, np.random.default_rng(1))[1] is mask
+    assert np.array_equal(RandomHistogramShift(p=0.0)(img, np.random.default_rng(1)), img)
+
+
+def test_mr_histogram_preset_is_mr_with_the_shift_after_gamma():
+    names = [type(t).__name__ for t in augmentation("mr-histogram").transforms]
+    plain = [type(t).__name__ for t in augmentation("mr").transforms]
+    assert names == [
+        *plain[: plain.index("RandomGamma") + 1],
+        "RandomHistogramShift",
+        *plain[plain.index("RandomGamma") + 1 :],
+    ]
 
 
 def test_gamma_is_the_power_law_of_the_drawn_exponent():

@@ -14,7 +14,7 @@ _HELP = {
     "data": "Folder with slices.csv (file,mask,label,patient,...) and the files it names.",
     "folds": "Cross-validation: split the patients into K folds (with --fold: validate on that one).",
     "val_fraction": "Share of patients held out for validation without --folds; 0 trains on all (last epoch kept).",
-    "augment": "Joint image/mask augmentation preset: none | default | mr.",
+    "augment": "Joint image/mask augmentation preset: none | default | mr | mr-histogram.",
     "window": "Intensity window of every input, at training and inference (recorded in the checkpoint): percentile.",
     "threads": "Torch CPU threads (default: torch's choice).",
     "only_validation": "Evaluate only the checkpoint's validation patients (recorded in its JSON): a CV fold.",

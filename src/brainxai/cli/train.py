@@ -45,7 +45,8 @@ _HELP: dict[str, str] = {
     ),
     "augment": (
         "Training augmentation preset: none | default (small affine, brightness/contrast) | mr (MR-specific: random "
-        "crop/scale, bias field, gamma, ghosting, motion, blur, resolution loss, Rician noise, JPEG re-encoding)."
+        "crop/scale, bias field, gamma, ghosting, motion, blur, resolution loss, Rician noise, JPEG re-encoding) | "
+        "mr-histogram (mr plus a random monotone remapping of the head's grey levels)."
     ),
     "grounding": (
         "Lesion-grounded training: none | rrr (penalise input-gradient mass outside the dilated lesion mask) | cam "

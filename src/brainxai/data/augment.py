@@ -11,7 +11,9 @@ same image for the same generator state.
 Presets (:func:`augmentation`): ``none``; ``default`` (small affine, brightness/contrast); ``mr``
 (MR-specific: random crop/scale, bias field, gamma, ghosting, motion, blur, resolution loss, Rician
 noise and JPEG re-encoding at a random quality, so that neither the contour crop's framing nor the
-224-px JPEG compression of the training set can serve as a cue).
+224-px JPEG compression of the training set can serve as a cue); ``mr-histogram`` (``mr`` plus a random
+monotone remapping of the head's grey levels, :class:`RandomHistogramShift`, so that a source's grey-level
+distribution cannot serve as one either).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 #: Names accepted by :func:`augmentation` (``brainxai train --augment``).
-AUGMENT_PRESETS = ("none", "default", "mr")
+AUGMENT_PRESETS = ("none", "default", "mr", "mr-histogram")
 
 
 def _warp(image: np.ndarray, m: np.ndarray, nearest: bool = False) -> np.ndarray:
@@ -178,6 +180,36 @@ class RandomGamma(_Intensity):
     def _apply(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         g = float(np.exp(rng.uniform(-self.log_gamma, self.log_gamma)))
         return _to_uint8(255.0 * (image.astype(np.float32) / 255.0) ** g)
+
+
+@dataclass(frozen=True)
+class RandomHistogramShift(_Intensity):
+    """Remaps the head's grey levels through a random monotone curve: another source's grey-level distribution.
+
+    ``points`` control points evenly spaced over the head's grey range (pixels above ``background``) keep their
+    order: the two ends stay, the inner ones move to sorted uniform draws within the range (the idea of MONAI's
+    ``RandHistogramShift``). Every pixel keeps its rank among the head's pixels, so anatomy and lesion stay
+    where and what they are; the background is untouched. Why: the shipped classifier's glioma decision
+    follows figshare's grey levels (``experiments/source_look``).
+    """
+
+    points: int = 6
+    background: int = 10
+    p: float = 0.5
+
+    def _apply(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        head = image > self.background
+        if not head.any():
+            return image
+        lo, hi = float(image[head].min()), float(image[head].max())
+        if hi <= lo:
+            return image
+        xp = np.linspace(lo, hi, self.points)
+        yp = np.concatenate([[lo], np.sort(rng.uniform(lo, hi, self.points - 2)), [hi]])
+        lut = np.arange(256, dtype=np.float64)
+        above = lut > self.background
+        lut[above] = np.interp(lut[above], xp, yp)
+        return _to_uint8(lut)[image]
 
 
 @dataclass(frozen=True)
@@ -366,12 +398,12 @@ def default_augmentation(hflip: bool = False) -> Compose:
     return Compose(transforms)
 
 
-def mr_augmentation(hflip: bool = False) -> Compose:
+def mr_augmentation(hflip: bool = False, histogram: bool = False) -> Compose:
     """The ``mr`` preset: geometry (crop/scale, affine), scanner intensity, acquisition artefacts, then export.
 
     Order: geometry first (it moves the mask), then what the scanner does to intensities (bias field,
-    gamma, contrast), then artefacts of the acquisition (ghosting, motion, blur, resolution, noise), and
-    JPEG last, as an export would.
+    gamma, with ``histogram`` a random grey-level remapping (the ``mr-histogram`` preset), contrast), then
+    artefacts of the acquisition (ghosting, motion, blur, resolution, noise), and JPEG last, as an export would.
     """
     transforms: list[Transform] = [
         RandomCropScale(),
@@ -379,9 +411,10 @@ def mr_augmentation(hflip: bool = False) -> Compose:
     ]
     if hflip:
         transforms.append(RandomHorizontalFlip())
+    transforms += [RandomBiasField(), RandomGamma()]
+    if histogram:
+        transforms.append(RandomHistogramShift())
     transforms += [
-        RandomBiasField(),
-        RandomGamma(),
         RandomBrightnessContrast(),
         RandomGhosting(),
         RandomMotion(),
@@ -403,6 +436,6 @@ def augmentation(preset: str, hflip: bool = False) -> Compose | None:
         return None
     if preset == "default":
         return default_augmentation(hflip)
-    if preset == "mr":
-        return mr_augmentation(hflip)
+    if preset in ("mr", "mr-histogram"):
+        return mr_augmentation(hflip, histogram=preset == "mr-histogram")
     raise ValueError(f"unknown augmentation preset {preset!r}; use one of {', '.join(AUGMENT_PRESETS)}")
