@@ -236,8 +236,6 @@ class Grounding:
             per = F.cross_entropy(logits.float(), soft, reduction="none")
             extra = per[inpainted].mean()
             base = loss_fn(logits[~inpainted].float(), y[~inpainted]) if (~inpainted).any() else extra * 0.0
-            if self.kind == "inpaint":
-                return base + self.weight * extra, logits, target, float(extra.detach())
             loss, term_value = base + self.weight * extra, float(extra.detach())
         else:
             loss, term_value = loss_fn(logits.float(), y), 0.0
@@ -260,7 +258,7 @@ class Grounding:
             term = share.mean()
             return loss + self.weight * term, logits, target, float(term.detach())
         self._features.clear()
-        return loss, logits, target, 0.0
+        return loss, logits, target, term_value
 
     def summary(self) -> dict[str, Any]:
         """What the checkpoint records about the grounding."""
