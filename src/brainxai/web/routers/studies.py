@@ -96,9 +96,13 @@ def study_dicom_zip(study_id: str, client: Client, user: CurrentUser, db: DB, st
     if not files:
         raise HTTPException(404, f"study {study.id} has no DICOM results")
     buf = io.BytesIO()
+    # Entries dated by the study, not the download: the same study gives the same bytes on every download.
+    stamp = study.created_at.timetuple()[:6]
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in files.items():
-            archive.writestr(name, data)
+            entry = zipfile.ZipInfo(name, date_time=stamp)
+            entry.external_attr = 0o600 << 16  # what writestr gives an entry named by a string
+            archive.writestr(entry, data, compress_type=zipfile.ZIP_DEFLATED)
     crud.audit(db, user, "dicom.download", "study", study.id, f"{len(files)} files", client)
     db.commit()
     name = f"brainxai-dicom-{study.id[:12]}.zip"
