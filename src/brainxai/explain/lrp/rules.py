@@ -62,8 +62,9 @@ class UniformFlat(Flat):
     becomes evenly spread input relevance away from the border (tested).
 
     Not in any composite yet: as the first-layer rule of ``epsilon-plus-flat`` it takes the shipped
-    model's stride-2 grid energy from 0.19 to 0.0000 but lowers LRP's pointing game on the dev box
-    images from 0.800 to 0.750 (energy in box 0.286 -> 0.287); see ``benchmarks/xai/stride_grid.md``.
+    model's stride-2 grid energy from 0.18 to 0.0001, but on the 1,698 masked figshare-dev slices LRP's
+    pointing game moves by -0.0059 [-0.0141, +0.0029] (energy in the mask +0.0001), short of the rule fixed
+    before that run (``experiments/stride_masks``; 60 box images: 0.800 -> 0.750).
     """
 
     def __init__(self, stabilizer: float = 1e-6, zero_params: Any = None) -> None:
