@@ -35,6 +35,23 @@ def test_unknown_method_stops_before_loading_a_model(
     assert "internal error" not in result.output and not out.exists()
 
 
+def test_missing_inputs_stop_before_loading_a_model(
+    runner: CliRunner, samples_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from brainxai.inference import Classifier
+
+    def no_load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was loaded with nothing to analyse")
+
+    monkeypatch.setattr(Classifier, "load", no_load)
+    out = tmp_path / "out"
+    absent = [str(tmp_path / "nothere.png"), str(tmp_path / "gone")]
+    result = runner.invoke(app, ["analyze", *absent, "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert f"error: not found: {absent[0]}, {absent[1]}" in " ".join(result.output.split())
+    assert not out.exists()
+
+
 def test_batch_with_a_corrupt_file(
     runner: CliRunner, samples_dir: Path, random_checkpoint: Path, tmp_path: Path
 ) -> None:

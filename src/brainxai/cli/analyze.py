@@ -134,6 +134,9 @@ def analyze_cmd(
 
     Several files or a folder run as a batch with a progress bar and OUT/summary.csv. A bad file is reported, the batch goes on, and the command exits with status 1 listing the failures. DICOM files are grouped by series (a folder of them is a study): each series, multi-frame DICOM or NIfTI volume gets one series report (every brain slice analysed, one series finding, heatmap volume as NIfTI). --slice analyses one slice of a volume instead.
     """  # noqa: E501  (typer prints a docstring's line breaks as they are: one line lets it wrap to the terminal)
+    missing = [str(p) for p in paths if not p.exists()]
+    if engine != "ray" and missing and len(missing) == len(paths):  # nothing to analyse: say so before any import
+        fail("not found: " + ", ".join(missing))
     from brainxai.pipeline.batch import analyze_batch, collect_inputs
     from brainxai.pipeline.options import AnalysisOptions, PatientInfo
     from brainxai.pipeline.series import plan_inputs
