@@ -48,7 +48,7 @@ def test_missing_inputs_stop_before_loading_a_model(
     absent = [str(tmp_path / "nothere.png"), str(tmp_path / "gone")]
     result = runner.invoke(app, ["analyze", *absent, "--out", str(out)])
     assert result.exit_code == 1, result.output
-    assert f"error: not found: {absent[0]}, {absent[1]}" in " ".join(result.output.split())
+    assert f"error: file not found: {absent[0]}, {absent[1]}" in " ".join(result.output.split())
     assert not out.exists()
 
 

@@ -136,7 +136,7 @@ def analyze_cmd(
     """  # noqa: E501  (typer prints a docstring's line breaks as they are: one line lets it wrap to the terminal)
     missing = [str(p) for p in paths if not p.exists()]
     if engine != "ray" and missing and len(missing) == len(paths):  # nothing to analyse: say so before any import
-        fail("not found: " + ", ".join(missing))
+        fail("file not found: " + ", ".join(missing))
     from brainxai.pipeline.batch import analyze_batch, collect_inputs
     from brainxai.pipeline.options import AnalysisOptions, PatientInfo
     from brainxai.pipeline.series import plan_inputs
