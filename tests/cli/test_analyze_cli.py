@@ -36,7 +36,7 @@ def test_unknown_method_stops_before_loading_a_model(
 
 
 def test_missing_inputs_stop_before_loading_a_model(
-    runner: CliRunner, samples_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from brainxai.inference import Classifier
 
