@@ -50,3 +50,23 @@ def test_constant_map_and_bad_stride() -> None:
     assert grid_energy(np.ones((16, 16))) == 0.0
     with pytest.raises(ValueError):
         grid_energy(np.ones((16, 16)), stride=1)
+
+
+def test_default_lrp_map_of_the_samples_has_no_stride_grid(samples_dir) -> None:
+    # The shipped model's 3x3, stride-2 stem printed a checkerboard through zennit's Flat first-layer rule;
+    # the default composite's UniformFlat removes it at its source (experiments/stride_pooled).
+    from brainxai.explain import create_explainer
+    from brainxai.inference import Classifier
+    from brainxai.io import read_scan
+    from brainxai.pipeline import steps
+
+    classifier = Classifier.load(None, device="cpu")
+    prepared = [steps.prepare(read_scan(samples_dir / f"{n}.jpg").pixels, classifier) for n in ("glioma", "pituitary")]
+    energy = {}
+    for composite in ("epsilon-plus-flat", None):
+        options = {"composite": composite} if composite else {}
+        with create_explainer("lrp", classifier.model, **options) as explainer:
+            maps = steps.explain(explainer, classifier, prepared, [0, 3])
+        energy[composite] = [grid_energy(e.relevance) for e in maps]
+    assert all(e > 0.1 for e in energy["epsilon-plus-flat"])
+    assert all(e < 0.005 for e in energy[None])

@@ -11,7 +11,7 @@ from torch import nn
 
 from brainxai.data.preprocess import PreprocessConfig
 from brainxai.explain import create_explainer
-from brainxai.explain.lrp import CANONIZERS, MBConvCanonizer, build_composite
+from brainxai.explain.lrp import CANONIZERS, DEFAULT_COMPOSITE, MBConvCanonizer, build_composite
 from brainxai.models import get_model_config, list_models
 from brainxai.models.efficientnet_lite import MBConv
 from brainxai.models.registry import ModelConfig
@@ -32,7 +32,7 @@ def _logit(model: nn.Module, x: torch.Tensor, target: int) -> np.ndarray:
         return model(x)[:, target].numpy()
 
 
-@pytest.mark.parametrize("composite", ["epsilon", "epsilon-plus-flat"])
+@pytest.mark.parametrize("composite", ["epsilon", "epsilon-plus-flat", "epsilon-plus-uniform-flat"])
 def test_relevance_sums_to_the_logit_without_biases(composite, tiny_factory) -> None:
     model = tiny_factory(seed=5, bias=False, batchnorm=False)
     x = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(2))
@@ -162,12 +162,15 @@ def _zennit_reference(model: nn.Module, x: torch.Tensor, composite: str, target:
         return out * torch.nn.functional.one_hot(t, out.shape[1]).to(out.dtype)
 
     from zennit.composites import EpsilonGammaBox, EpsilonPlusFlat
+    from zennit.types import Linear as AnyLinear
 
-    from brainxai.explain.lrp import canonizers_for, input_bounds
+    from brainxai.explain.lrp import UniformFlat, canonizers_for, input_bounds
 
     canonizers = canonizers_for(model)
     if composite == "epsilon-plus-flat":  # zennit's own rules, not ours
         reference = EpsilonPlusFlat(epsilon=1e-6, canonizers=canonizers)
+    elif composite == "epsilon-plus-uniform-flat":  # zennit's, but our first-layer rule
+        reference = EpsilonPlusFlat(epsilon=1e-6, first_map=[(AnyLinear, UniformFlat())], canonizers=canonizers)
     else:
         low, high = input_bounds(model, x.shape[1])
         reference = EpsilonGammaBox(low=low, high=high, epsilon=1e-6, canonizers=canonizers)
@@ -188,7 +191,7 @@ def _randomise_batchnorm(model: nn.Module, seed: int) -> nn.Module:
 
 
 @pytest.mark.parametrize("name", ["efficientnet-lite0", "resnet18"])
-@pytest.mark.parametrize("composite", ["epsilon-plus-flat", "epsilon-gamma-box"])
+@pytest.mark.parametrize("composite", ["epsilon-plus-uniform-flat", "epsilon-plus-flat", "epsilon-gamma-box"])
 def test_cached_lrp_copy_matches_the_plain_zennit_call(name, composite, registered_factory) -> None:
     # The explainer folds batch norm into a private copy and keeps zennit's hooks on it between calls;
     # the maps must equal the library's own per-call canonize-register-attribute-remove sequence.
@@ -212,7 +215,7 @@ def test_cached_lrp_copy_follows_weight_changes_and_leaves_the_model_alone(tiny_
         model.features[0].weight.mul_(-1.5)  # in place: the copy must notice
     second = np.stack([e.relevance for e in explainer.explain(x, 1)])
     assert not np.allclose(first, second)
-    np.testing.assert_allclose(second, _zennit_reference(model, x, "epsilon-plus-flat", 1), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(second, _zennit_reference(model, x, DEFAULT_COMPOSITE, 1), rtol=1e-4, atol=1e-7)
     # Nothing of a finished call is kept: no stored activations, no autograd-node handles piling up.
     assert explainer._hooks and all(not h.stored_tensors and not h.tensor_handles for h in explainer._hooks)
     explainer.close()

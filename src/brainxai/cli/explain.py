@@ -151,7 +151,9 @@ def explain_command(
     ),
     alpha: float = typer.Option(0.5, "--alpha", min=0.0, max=1.0, help="Overlay opacity."),
     composite: str | None = typer.Option(
-        None, "--composite", help="LRP rule set: epsilon-plus-flat (default), epsilon-gamma-box or epsilon."
+        None,
+        "--composite",
+        help="LRP rule set: epsilon-plus-uniform-flat (default), epsilon-plus-flat, epsilon-gamma-box or epsilon.",
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ) -> None:

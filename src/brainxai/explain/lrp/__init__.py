@@ -10,7 +10,7 @@
 """
 
 from brainxai.explain.lrp.canonizers import CANONIZERS, ExactMergeBatchNorm, MBConvCanonizer, canonizers_for
-from brainxai.explain.lrp.composites import COMPOSITES, build_composite, input_bounds
+from brainxai.explain.lrp.composites import COMPOSITES, DEFAULT_COMPOSITE, build_composite, input_bounds
 from brainxai.explain.lrp.explainer import LrpExplainer
 from brainxai.explain.lrp.fast import PassThroughActivation
 from brainxai.explain.lrp.rules import NonNegativeZPlus, UniformFlat
@@ -18,6 +18,7 @@ from brainxai.explain.lrp.rules import NonNegativeZPlus, UniformFlat
 __all__ = [
     "CANONIZERS",
     "COMPOSITES",
+    "DEFAULT_COMPOSITE",
     "ExactMergeBatchNorm",
     "LrpExplainer",
     "MBConvCanonizer",

@@ -1,7 +1,12 @@
 """Composites (rule sets) by name, each with the model's canonizers.
 
-- ``"epsilon-plus-flat"`` (default): Flat rule for the first layer, z+ for convolutions, epsilon for
-  dense layers: the usual recommendation for image CNNs.
+- ``"epsilon-plus-uniform-flat"`` (default): ``epsilon-plus-flat`` with :class:`UniformFlat` on the first
+  layer, which spreads relevance as Flat does without printing a strided stem's window-coverage lattice
+  into the map (EfficientNet's 3x3, stride-2 stem: a 2-pixel checkerboard). Chosen by a rule fixed before
+  its run on 4,395 slices with expert masks: pointing game +0.0007 [-0.0040, +0.0056], energy in the mask
+  +0.0001, stride-2 grid energy 0.18 -> 0.0001 (``experiments/stride_pooled``).
+- ``"epsilon-plus-flat"``: zennit's: Flat rule for the first layer, z+ for convolutions, epsilon for
+  dense layers: the usual recommendation for image CNNs (the default before 2026-12-01).
 - ``"epsilon-gamma-box"``: z^B (box) rule for the first layer with the bounds of the normalised input
   range, gamma for convolutions, epsilon for dense layers.
 - ``"epsilon"``: epsilon everywhere (LRP-epsilon; with ``epsilon=0`` LRP-0, equal to gradient x input on
@@ -23,10 +28,12 @@ from zennit.types import Convolution
 from zennit.types import Linear as AnyLinear
 
 from brainxai.explain.lrp.canonizers import canonizers_for
-from brainxai.explain.lrp.rules import NonNegativeZPlus
+from brainxai.explain.lrp.rules import NonNegativeZPlus, UniformFlat
 from brainxai.models.registry import find_model_config
 
-COMPOSITES: tuple[str, ...] = ("epsilon-plus-flat", "epsilon-gamma-box", "epsilon")
+COMPOSITES: tuple[str, ...] = ("epsilon-plus-uniform-flat", "epsilon-plus-flat", "epsilon-gamma-box", "epsilon")
+#: The ``lrp`` explainer's rule set unless one is named.
+DEFAULT_COMPOSITE = "epsilon-plus-uniform-flat"
 
 
 def check_composite(name: str) -> None:
@@ -52,10 +59,12 @@ def build_composite(name: str, model: nn.Module, channels: int, epsilon: float =
     """A zennit composite by name (one of :data:`COMPOSITES`), with the model's canonizers."""
     check_composite(name)
     canonizers = canonizers_for(model)
-    if name == "epsilon-plus-flat":
-        # zennit's composite with its z+ rule swapped for the equivalent NonNegativeZPlus.
+    if name in ("epsilon-plus-flat", "epsilon-plus-uniform-flat"):
+        # zennit's composite with its z+ rule swapped for the equivalent NonNegativeZPlus; a first_map
+        # entry takes precedence over zennit's own Flat for the first layer.
         fast_zplus = [(Convolution, NonNegativeZPlus(stabilizer=1e-6))]
-        return EpsilonPlusFlat(epsilon=epsilon, layer_map=fast_zplus, canonizers=canonizers)
+        first = [(AnyLinear, UniformFlat())] if name == "epsilon-plus-uniform-flat" else None
+        return EpsilonPlusFlat(epsilon=epsilon, layer_map=fast_zplus, first_map=first, canonizers=canonizers)
     if name == "epsilon-gamma-box":
         low, high = input_bounds(model, channels)
         return EpsilonGammaBox(low=low, high=high, epsilon=epsilon, canonizers=canonizers)

@@ -28,7 +28,7 @@ from zennit.types import Convolution
 
 from brainxai.explain.base import Explainer
 from brainxai.explain.lrp import fast
-from brainxai.explain.lrp.composites import check_composite
+from brainxai.explain.lrp.composites import DEFAULT_COMPOSITE, check_composite
 from brainxai.models.registry import find_model_config
 
 # Modules whose relevance flow no zennit rule models.
@@ -40,14 +40,15 @@ class LrpExplainer(Explainer):
 
     Args:
         model: The classifier.
-        composite: One of :data:`~brainxai.explain.lrp.composites.COMPOSITES`.
+        composite: One of :data:`~brainxai.explain.lrp.composites.COMPOSITES` (default
+            :data:`~brainxai.explain.lrp.composites.DEFAULT_COMPOSITE`).
         epsilon: Stabiliser of the epsilon rule.
     """
 
     name = "lrp"
 
     def __init__(
-        self, model: nn.Module, composite: str = "epsilon-plus-flat", epsilon: float = 1e-6, **kwargs: Any
+        self, model: nn.Module, composite: str = DEFAULT_COMPOSITE, epsilon: float = 1e-6, **kwargs: Any
     ) -> None:
         super().__init__(model, **kwargs)
         check_composite(composite)
