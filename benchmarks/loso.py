@@ -7,6 +7,11 @@ image of S (Training and Testing), and on S's Testing images alone, per class wi
 The recipe is passed through (epochs, image size, model, images per class), so the same tool runs a
 smoke test and the full protocol. Writes ``OUT/loso.json`` and ``OUT/loso.md``, which name the command.
 
+With ``--domain`` (the default) each fold's model also gets out-of-domain statistics fitted as ``brainxai
+domain fit`` fits the shipped model's, but on the fold's own training pool (the held-out source never enters
+them), and the report says how much of the held-out source the score flags and how many of its tumours are
+called "no tumour" *without* a flag: the silent misses that issue 21's external target bounds (<= 10%).
+
     python benchmarks/loso.py --data ../shared/data/brain-tumor-mri --out benchmarks/loso \\
         --runs runs/loso --epochs 30 --device cpu
 
@@ -26,12 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from brainxai.constants import CLASSES, DISCLAIMER
-from brainxai.data.dataset import Sample
+from brainxai.constants import CLASSES, DISCLAIMER, NO_TUMOUR
+from brainxai.data.dataset import Sample, decode_samples
 from brainxai.data.sources import SOURCES, SourceLabel, derive_sources, describe_fold, loso_split, read_sources_csv
 from brainxai.evaluation.by_source import source_metrics
-from brainxai.evaluation.evaluate import predict_folder
 from brainxai.inference import Classifier
+from brainxai.training.domain import fit_and_save
 from brainxai.training.trainer import TrainConfig, train
 
 #: Below this many training images a class is not learnt in any useful sense: the fold cannot test it.
@@ -82,6 +87,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument(
+        "--domain",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Fit each fold's out-of-domain statistics on its training pool and report the flags.",
+    )
     p.add_argument("--cache-dir", default=".cache/brainxai")
     return p.parse_args(argv)
 
@@ -101,12 +112,45 @@ def _test_samples(
     return [(Sample(root / p, CLASSES.index(by_path[p].label)), by_path[p].split) for p in chosen]
 
 
+def _fit_domain(
+    checkpoint: Path, root: Path, train_paths: Sequence[str], labels: Sequence[SourceLabel], args: argparse.Namespace
+) -> None:
+    """The fold model's out-of-domain statistics, fitted on its training pool and stored beside it."""
+    by_path = {lab.path: lab for lab in labels}
+    pool = [Sample(root / p, CLASSES.index(by_path[p].label)) for p in sorted(train_paths)]
+    classifier = Classifier.load(checkpoint, device=args.device)
+    fit_and_save(classifier, checkpoint, root, samples=pool, seed=args.seed, cache_dir=args.cache_dir, progress=False)
+
+
+def _domain_figures(y: np.ndarray, probs: np.ndarray, flagged: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+    """What the out-of-domain flag does on the held-out images: shares flagged, silent "no tumour" calls."""
+    notumor = list(classes).index(NO_TUMOUR)
+    pred = probs.argmax(1)
+    tumour = y != notumor
+    missed = tumour & (pred == notumor)
+    answered = ~flagged
+    return {
+        "flagged": float(flagged.mean()),
+        "flagged_per_class": {c: float(flagged[y == i].mean()) for i, c in enumerate(classes) if (y == i).any()},
+        "tumours": int(tumour.sum()),
+        "tumours_called_no_tumour": float(missed.sum() / max(tumour.sum(), 1)),
+        "tumours_called_no_tumour_unflagged": float((missed & answered).sum() / max(tumour.sum(), 1)),
+        "answered": int(answered.sum()),
+        "accuracy_answered": float((pred[answered] == y[answered]).mean()) if answered.any() else None,
+    }
+
+
 def _evaluate(
     checkpoint: Path, samples: list[tuple[Sample, str]], held_out: str, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """Accuracy and per-class recall of the fold's model on the held-out images, all and Testing only."""
+    """Accuracy and per-class recall of the fold's model on the held-out images, all and Testing only.
+
+    With domain statistics beside the checkpoint, also the out-of-domain flags (:func:`_domain_figures`).
+    """
     classifier = Classifier.load(checkpoint, device=args.device)
-    kept, probs = predict_folder(classifier, [s for s, _ in samples], args.cache_dir, progress=False)
+    decoded = decode_samples([s for s, _ in samples], classifier.preprocess, cache_dir=args.cache_dir, progress=False)
+    kept = decoded.samples
+    probs, scores = classifier.assess_prepared(decoded.images)
     split_of = {s.path: split for s, split in samples}
     y = np.array([s.label for s in kept])
     testing = np.array([split_of[s.path] == "Testing" for s in kept])
@@ -115,6 +159,9 @@ def _evaluate(
         if mask.any():
             m = source_metrics(y[mask], probs[mask], [held_out] * int(mask.sum()), classifier.classes, args.n_boot)
             out[name] = m[held_out]
+            if scores is not None and classifier.domain_threshold is not None:
+                flagged = scores[mask] > classifier.domain_threshold
+                out[name]["domain"] = _domain_figures(y[mask], probs[mask], flagged, classifier.classes)
     return out
 
 
@@ -163,6 +210,9 @@ def _run_fold(root: Path, labels: list[SourceLabel], held_out: str, args: argpar
     result = train(config)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
+    if args.domain:
+        train_paths, _ = loso_split(labels, held_out)
+        _fit_domain(result.checkpoint, root, train_paths, labels, args)
     samples = _test_samples(root, labels, test, args.max_test_per_class, args.seed)
     metrics = _evaluate(result.checkpoint, samples, held_out, args)
     return {
@@ -186,6 +236,38 @@ def _recall_cell(entry: dict[str, Any] | None, c: str) -> str:
         return "—"
     lo, hi = r["recall_ci95"] or (r["recall"], r["recall"])
     return f"{r['recall']:.3f} [{lo:.3f}, {hi:.3f}] (n={r['support']})"
+
+
+def _domain_markdown(report: dict[str, Any]) -> list[str]:
+    """The out-of-domain table, when the folds have domain statistics."""
+    rows = [
+        (s, name, e["domain"]) for s, r in report["folds"].items() for name, e in r["test"].items() if "domain" in e
+    ]
+    if not rows:
+        return []
+
+    def share(x: float | None) -> str:
+        return "—" if x is None else f"{x:.3f}"
+
+    lines = [
+        "### Knowing when not to answer",
+        "",
+        "Each fold's out-of-domain score is fitted as `brainxai domain fit` fits the shipped model's (Mahalanobis "
+        "distance to the nearest class mean combined with the energy of the logits; threshold: the 99th percentile "
+        "of a seeded 20% of the pool held out of the fit), on the fold's training pool only, so the held-out source "
+        'is unseen by both the classifier and its score. *Silent misses*: tumours called "no tumour" without a '
+        "flag, as a share of the source's tumour images (issue 21's external bar: <= 0.10).",
+        "",
+        "| held out | test set | flagged | tumours | called no tumour | of them not flagged (silent misses) | "
+        "answered | accuracy when answered |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for source, name, d in rows:
+        lines.append(
+            f"| {source} | {name} | {d['flagged']:.3f} | {d['tumours']} | {share(d['tumours_called_no_tumour'])} | "
+            f"{share(d['tumours_called_no_tumour_unflagged'])} | {d['answered']} | {share(d['accuracy_answered'])} |"
+        )
+    return [*lines, ""]
 
 
 def _markdown(report: dict[str, Any]) -> str:
@@ -220,6 +302,7 @@ def _markdown(report: dict[str, Any]) -> str:
             cells = " | ".join(_recall_cell(e, c) for c in CLASSES)
             lines.append(f"| {source} | {name} | {e['n']} | {e['accuracy']:.4f} [{lo:.4f}, {hi:.4f}] | {cells} |")
     lines.append("")
+    lines += _domain_markdown(report)
     for source, r in report["folds"].items():
         f = r["fold"]
         lines += [
@@ -265,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "inpaint_classes",
                 "seed",
                 "device",
+                "domain",
             )
         },
         "started": started,

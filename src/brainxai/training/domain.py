@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from brainxai.data.dataset import class_counts, decode_samples, discover_samples, fingerprint
+from brainxai.data.dataset import Sample, class_counts, decode_samples, discover_samples, fingerprint
 from brainxai.data.splits import stratified_split
 from brainxai.models.domain import DomainModel, domain_path
 from brainxai.training.split import resolve_training_folder
@@ -57,6 +58,7 @@ def fit_domain(
     classifier: Classifier,
     data: str | Path,
     *,
+    samples: Sequence[Sample] | None = None,
     calibration_fraction: float = 0.2,
     seed: int = 0,
     quantile: float = 0.99,
@@ -70,6 +72,8 @@ def fit_domain(
     Args:
         classifier: The loaded checkpoint whose features are modelled.
         data: Dataset root (with ``Training/``) or the training folder.
+        samples: The training folder's images to use (e.g. a leave-one-source-out fold's training pool);
+            None: every image in it.
         calibration_fraction: Share of each class held out of the fit to calibrate the threshold.
         seed: Seed of the stratified split.
         quantile: Threshold = this quantile of the calibration part's scores (0.99: about 1% of
@@ -80,7 +84,8 @@ def fit_domain(
         with_energy: Combine the distance with the energy of the logits (else the distance alone).
     """
     folder = resolve_training_folder(data)
-    decoded = decode_samples(discover_samples(folder), classifier.preprocess, cache_dir=cache_dir, progress=progress)
+    chosen = list(samples) if samples is not None else discover_samples(folder)
+    decoded = decode_samples(chosen, classifier.preprocess, cache_dir=cache_dir, progress=progress)
     labels = decoded.labels
     fit_idx, cal_idx = stratified_split(labels, calibration_fraction, seed)
     logits, feats = extract_features(classifier, decoded.images, progress=progress, desc="features")
