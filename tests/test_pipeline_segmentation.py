@@ -182,8 +182,11 @@ def test_no_tumour_prediction_with_a_sizeable_lesion_warns(
     assert param(result, "area_volume")["status"] == "not_applicable"
     assert param(result, "area_volume")["source"] is None  # nothing measured
     assert result.relevance_in_tumour is None and "tumour" in result.images
-    text = "".join(page.extract_text() for page in PdfReader(str(result.report_pdf)).pages)
-    assert "two models disagree" in " ".join(text.split())
+    text = " ".join("".join(page.extract_text() for page in PdfReader(str(result.report_pdf)).pages).split())
+    assert "two models disagree" in text
+    # The images' note says why the heatmap is empty and what the green outline is (not the tumour-finding note).
+    assert "no relevance region is drawn (heatmap and relevance outline left empty)" in text
+    assert "The heatmap is the explanation" not in text
 
 
 def test_tumour_prediction_with_an_empty_segmentation_warns(

@@ -74,6 +74,12 @@ IMAGES_NOTE_SEGMENTED = (
     "the red outline the region derived from them. The green outline is the tumour as outlined by a separate "
     "segmentation model (automatic, not an expert delineation)."
 )
+#: "No tumour", yet the segmentation model outlined something (sizeable: the disagreement warning above).
+IMAGES_NOTE_NO_TUMOUR_SEGMENTED = (
+    "Prediction: no tumour, so no relevance region is drawn (heatmap and relevance outline left empty). The "
+    "green outline is what a separate segmentation model outlined (automatic, not an expert delineation); "
+    "when it is sizeable the two models disagree and the report says so above."
+)
 
 
 def probability_note(model: Mapping[str, Any]) -> str:
@@ -322,7 +328,7 @@ def _images(result: Mapping[str, Any], images: Mapping[str, Any], styles: dict[s
     tumour = str(result.get("prediction", "")) != NO_TUMOUR
     note = IMAGES_NOTE_TUMOUR if tumour else IMAGES_NOTE_NO_TUMOUR
     if images.get("tumour") is not None:
-        note = IMAGES_NOTE_SEGMENTED
+        note = IMAGES_NOTE_SEGMENTED if tumour else IMAGES_NOTE_NO_TUMOUR_SEGMENTED
     block = [para("Images", styles["h2"]), gallery, Spacer(1, 2), para(note, styles["small"])]
     return block + [para(line, styles["body"]) for line in _segmentation_lines(result.get("segmentation"))]
 

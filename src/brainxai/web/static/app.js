@@ -268,6 +268,8 @@ function renderStudy(study) {
     ? "The heatmap is the explanation (red outline: its region). Green: the tumour outlined by a separate segmentation model; the lesion figures are measured on it."
     : tumour
     ? "The region is derived from the explanation map; it is not a segmentation."
+    : study.links.images.tumour
+    ? "Prediction: no tumour, so no relevance region is drawn. Green: what a separate segmentation model outlined; when it is sizeable the two models disagree (see the warning)."
     : "Prediction: no tumour. No tumour region is drawn.";
   const segText = segmentationText(seg);
   $("segmentation-summary").textContent = segText;
